@@ -1,0 +1,1 @@
+"""Focus search strategies: pure ask/tell state machines (see `base`)."""

@@ -1,0 +1,113 @@
+"""The ask/tell search protocol shared by every focus search strategy.
+
+A strategy is a pure state machine over (z, score) pairs: no hardware, no
+clock, no I/O. The engine asks it for the next batch of Z positions, measures
+them and tells it the scores, until `done`. Positions are in micrometres.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Where and how finely to search, in micrometres.
+
+    `center_z_um` ± `range_um`/2, intersected with the hard limits
+    [`z_min_um`, `z_max_um`], is the interval searched (`lo_um`..`hi_um`).
+    `tolerance_um` is the accuracy wanted (typically a quarter of the depth of
+    field); `coarse_step_um` is the spacing of a first sweep (default
+    8 × tolerance, about twice the depth of field). `max_frames` caps how many
+    positions a strategy may ask for in total.
+    """
+
+    center_z_um: float
+    range_um: float
+    z_min_um: float
+    z_max_um: float
+    tolerance_um: float
+    coarse_step_um: float | None = None
+    max_frames: int = 200
+
+    def __post_init__(self) -> None:
+        if not self.range_um > 0:
+            raise ValueError(f"range_um must be positive, got {self.range_um}")
+        if not self.tolerance_um > 0:
+            raise ValueError(f"tolerance_um must be positive, got {self.tolerance_um}")
+        if self.z_min_um >= self.z_max_um:
+            raise ValueError("z_min_um must be below z_max_um")
+        if self.hi_um - self.lo_um <= 0:
+            raise ValueError(
+                f"the search range {self.center_z_um} ± {self.range_um / 2} µm does not overlap "
+                f"the Z limits [{self.z_min_um}, {self.z_max_um}] µm"
+            )
+        if self.max_frames < 3:
+            raise ValueError("max_frames must be at least 3")
+
+    @property
+    def lo_um(self) -> float:
+        """Lower end of the searched interval (inside the limits)."""
+        return max(self.center_z_um - self.range_um / 2, self.z_min_um)
+
+    @property
+    def hi_um(self) -> float:
+        """Upper end of the searched interval (inside the limits)."""
+        return min(self.center_z_um + self.range_um / 2, self.z_max_um)
+
+    @property
+    def step_um(self) -> float:
+        """Coarse sweep spacing: `coarse_step_um` or 8 × `tolerance_um`."""
+        return self.coarse_step_um if self.coarse_step_um else 8.0 * self.tolerance_um
+
+
+@dataclass
+class SearchOutcome:
+    """What a finished search concluded.
+
+    `best_z_um`/`best_score` are None only when nothing usable was found.
+    `confidence` is in [0, 1] (peak prominence and fit quality). On failure
+    `success` is False and `reason` is one plain sentence (flat curve, peak at
+    the edge of the range, too few frames). `fit` optionally describes a fitted
+    peak for plotting, e.g. {"kind": "parabola", "coeffs": [a, b, c], "z_min_um":
+    .., "z_max_um": ..} with score = a z² + b z + c.
+    """
+
+    success: bool
+    best_z_um: float | None
+    best_score: float | None
+    confidence: float
+    reason: str | None = None
+    fit: dict[str, Any] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """Ask/tell focus search.
+
+    - `ask()` returns the next batch of Z positions (µm) to measure, all within
+      [space.lo_um, space.hi_um]; it returns [] only once `done` is True.
+    - `tell(z_um, scores)` reports the measured scores for exactly the positions
+      from the last `ask()` (same order). A NaN score means the frame was
+      unusable; strategies must tolerate it.
+    - `done` becomes True when the strategy has converged, failed, or would
+      exceed `space.max_frames`.
+    - `outcome()` (valid once done) summarises the search.
+    - `history` holds every (z_um, score) told so far, in order.
+    """
+
+    name: str
+    space: SearchSpace
+    history: list[tuple[float, float]]
+
+    def ask(self) -> list[float]: ...
+
+    def tell(self, z_um: Sequence[float], scores: Sequence[float]) -> None: ...
+
+    @property
+    def done(self) -> bool: ...
+
+    def outcome(self) -> SearchOutcome: ...

@@ -1,0 +1,31 @@
+"""Hardware abstraction layer: the `Microscope` protocol and its drivers.
+
+This package depends on numpy only; vendor packages (pycromanager, pymmcore-plus)
+are imported lazily by the drivers that need them.
+"""
+
+from drivers.base import CameraInfo, Microscope, ZLimits
+from drivers.clock import Clock, RealClock, VirtualClock
+from drivers.errors import (
+    CameraError,
+    ConfigurationError,
+    DeviceTimeout,
+    LimitError,
+    MicroscopeError,
+    StageError,
+)
+
+__all__ = [
+    "CameraError",
+    "CameraInfo",
+    "Clock",
+    "ConfigurationError",
+    "DeviceTimeout",
+    "LimitError",
+    "Microscope",
+    "MicroscopeError",
+    "RealClock",
+    "StageError",
+    "VirtualClock",
+    "ZLimits",
+]

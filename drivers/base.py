@@ -1,0 +1,107 @@
+"""The `Microscope` protocol: the Z stage and camera the autofocus engine drives.
+
+A microscope is synchronous and thread-confined: one worker thread owns it. All
+positions are in micrometres. A driver never moves outside `z_limits_um`; asked
+to, it raises `LimitError` without moving.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from drivers.clock import Clock
+from drivers.errors import LimitError
+
+
+@dataclass(frozen=True)
+class ZLimits:
+    """Inclusive Z travel limits in micrometres (`min_um` < `max_um`)."""
+
+    min_um: float
+    max_um: float
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.min_um) and np.isfinite(self.max_um)):
+            raise ValueError(f"Z limits must be finite numbers, got {self.min_um}, {self.max_um}")
+        if self.min_um >= self.max_um:
+            raise ValueError(
+                f"Z lower limit {self.min_um} µm must be below the upper limit {self.max_um} µm"
+            )
+
+    def contains(self, z_um: float, tol_um: float = 1e-9) -> bool:
+        """True when `z_um` lies within the limits (with a tiny float tolerance)."""
+        return self.min_um - tol_um <= z_um <= self.max_um + tol_um
+
+    def clamp(self, z_um: float) -> float:
+        """The position nearest to `z_um` that lies within the limits."""
+        return float(min(max(z_um, self.min_um), self.max_um))
+
+    def check(self, z_um: float) -> None:
+        """Raise `LimitError` when `z_um` is not a finite position within the limits."""
+        if not np.isfinite(z_um) or not self.contains(z_um):
+            raise LimitError(
+                f"Z position {z_um} µm is outside the configured limits "
+                f"[{self.min_um}, {self.max_um}] µm; the stage was not moved"
+            )
+
+
+@dataclass(frozen=True)
+class CameraInfo:
+    """What a camera reports about itself: frame size in pixels, bit depth, pixel size."""
+
+    width_px: int
+    height_px: int
+    bit_depth: int
+    pixel_size_um: float | None = None
+    name: str = "camera"
+
+
+@runtime_checkable
+class Microscope(Protocol):
+    """A Z stage plus a camera.
+
+    `move_z` blocks until the stage has arrived and settled; `snap` exposes and
+    returns one 2-D frame (H, W) of the camera's dtype. Errors are the types in
+    `drivers.errors`.
+    """
+
+    name: str
+    clock: Clock
+
+    @property
+    def z_limits_um(self) -> ZLimits:
+        """Configured Z travel limits."""
+        ...
+
+    @property
+    def z_um(self) -> float:
+        """Current Z position as reported by the stage, in µm."""
+        ...
+
+    def move_z(self, z_um: float) -> None:
+        """Move to `z_um` and wait until settled. Raises `LimitError` outside the limits."""
+        ...
+
+    def snap(self) -> np.ndarray:
+        """Expose and return one frame as a 2-D array."""
+        ...
+
+    @property
+    def exposure_ms(self) -> float:
+        """Current exposure time in milliseconds."""
+        ...
+
+    def set_exposure_ms(self, exposure_ms: float) -> None:
+        """Set the exposure time in milliseconds."""
+        ...
+
+    def camera_info(self) -> CameraInfo:
+        """Frame geometry and bit depth of the camera."""
+        ...
+
+    def close(self) -> None:
+        """Release the hardware. Idempotent."""
+        ...

@@ -1,0 +1,1 @@
+"""Focus models: shipped ONNX files with model cards, and the pipeline that builds them."""
