@@ -1,0 +1,32 @@
+"""Command-line interface `autofocus`.
+
+Each sub-module registers its commands on `autofocus.cli.app.app`; importing
+them here assembles the whole CLI.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from autofocus.cli.app import app
+
+_COMMAND_MODULES = ("offline", "focus", "serve", "bench")
+
+
+def _load_commands() -> None:
+    for name in _COMMAND_MODULES:
+        try:
+            importlib.import_module(f"autofocus.cli.{name}")
+        except ModuleNotFoundError as exc:
+            # A command module not written yet is skipped; a missing dependency is not.
+            if exc.name != f"autofocus.cli.{name}":
+                raise
+
+
+def main() -> None:
+    """Entry point of the `autofocus` console script."""
+    _load_commands()
+    app()
+
+
+__all__ = ["app", "main"]
