@@ -7,8 +7,10 @@ them here assembles the whole CLI.
 from __future__ import annotations
 
 import importlib
+import os
 
 from autofocus.cli.app import app
+from autofocus.logging import configure_logging
 
 _COMMAND_MODULES = ("offline", "focus", "serve", "bench")
 
@@ -24,7 +26,12 @@ def _load_commands() -> None:
 
 
 def main() -> None:
-    """Entry point of the `autofocus` console script."""
+    """Entry point of the `autofocus` console script.
+
+    Logs go to stderr (stdout carries tables and JSON); the level comes from
+    `AUTOFOCUS_LOG_LEVEL` (default warning; `serve` reconfigures for the daemon).
+    """
+    configure_logging("console", os.environ.get("AUTOFOCUS_LOG_LEVEL", "warning"))
     _load_commands()
     app()
 

@@ -1,0 +1,163 @@
+"""Service settings: one pydantic-settings model, from a TOML file and `AUTOFOCUS_*` variables.
+
+Every setting has a default so the simulated microscope runs with no file at
+all. Nested groups are set from the environment with a double underscore, e.g.
+`AUTOFOCUS_FOCUS__RANGE_UM=80` or `AUTOFOCUS_SIM__SEED=3`. The TOML file is
+named by `AUTOFOCUS_CONFIG` or passed to `load_settings(path)`; environment
+variables override it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DriverName = Literal["sim", "micromanager", "replay"]
+
+
+class SimSettings(BaseModel):
+    """Options of the simulated microscope (driver `sim`)."""
+
+    seed: int = Field(0, description="Random seed: specimen, true focus and noise.")
+    specimen: Literal["beads", "cells", "fibres"] = "beads"
+    modality: Literal["fluorescence", "brightfield"] = "fluorescence"
+    focus_z_um: float | None = Field(
+        None, description="True focus in µm; None draws it from the seed within ±10 µm."
+    )
+    photons_per_px_ms: float | None = Field(
+        None, gt=0, description="Peak photon flux per pixel per ms; None keeps the default."
+    )
+    read_noise_e: float | None = Field(None, ge=0, description="Camera read noise in electrons.")
+    debris_dz_um: float | None = Field(
+        None, description="Out-of-plane debris this far from focus (µm): a second, wrong peak."
+    )
+    tilt_um: float = Field(0.0, description="Focus change across the field, µm edge to edge.")
+    drift_um_per_s: float = Field(0.0, description="Focus drift in µm per second.")
+    backlash_um: float | None = Field(None, ge=0, description="Stage backlash in µm.")
+    width_px: int = Field(256, ge=16, le=4096)
+    height_px: int = Field(256, ge=16, le=4096)
+    real_time: bool = Field(False, description="Sleep for real (demo) instead of a virtual clock.")
+
+
+class MicroManagerSettings(BaseModel):
+    """Options of the Micro-Manager driver (driver `micromanager`)."""
+
+    port: int | None = Field(None, description="ZMQ server port of a running Micro-Manager.")
+    headless_adapter_dir: Path | None = Field(
+        None, description="Start Micro-Manager headless in-process with adapters from here."
+    )
+    config_file: Path | None = Field(None, description="Micro-Manager .cfg for headless start.")
+    focus_device: str | None = Field(None, description="Z drive name; default: core focus device.")
+    camera: str | None = Field(None, description="Camera device name; default: core camera.")
+    timeout_s: float = Field(5.0, gt=0, description="Connection/command timeout in seconds.")
+
+
+class ReplaySettings(BaseModel):
+    """Options of the replay driver (driver `replay`): a recorded z-stack served as a stage."""
+
+    stack: Path | None = Field(None, description="Stack folder, multi-page TIFF or CSV.")
+    pattern: str | None = Field(None, description="Regex with a named group `z` for file names.")
+    z_step_um: float | None = Field(None, gt=0, description="Z step for multi-page TIFFs.")
+    blend: bool = Field(False, description="Blend the two nearest planes on regular stacks.")
+    noise_sigma: float = Field(0.0, ge=0, description="Extra Gaussian noise (fraction of range).")
+    move_s_per_um: float = Field(0.001, ge=0, description="Virtual time per µm of travel.")
+    exposure_ms: float = Field(10.0, gt=0)
+    seed: int = 0
+
+
+class FocusDefaults(BaseModel):
+    """Defaults of a focus job; every field can be overridden per request."""
+
+    strategy: str = "coarse-fine"
+    scorer: str = "tenengrad"
+    range_um: float = Field(50.0, gt=0, description="Full width of the searched Z range, µm.")
+    tolerance_um: float = Field(0.5, gt=0, description="Wanted accuracy, µm (≈ DOF/4).")
+    max_frames: int = Field(60, ge=3, le=10_000)
+    timeout_s: float = Field(120.0, gt=0)
+    on_failure: Literal["return", "stay"] = "return"
+    backlash_um: float = Field(5.0, ge=0, description="Overshoot used to approach from below.")
+    settle_s: float = Field(0.0, ge=0, description="Extra wait after every move, seconds.")
+    verify: bool = Field(True, description="Re-snap at the chosen z and check the score.")
+
+
+class Settings(BaseSettings):
+    """All settings of the autofocus service."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AUTOFOCUS_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=1, le=65535)
+    driver: DriverName = "sim"
+    z_min_um: float | None = Field(
+        None, description="Lower Z limit, µm (default: the driver's own, e.g. sim −100)."
+    )
+    z_max_um: float | None = Field(None, description="Upper Z limit, µm.")
+    api_token: str | None = Field(None, description="Bearer token; required off loopback.")
+    database_path: Path = Field(Path("autofocus.db"), description="SQLite job database.")
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    queue_max: int = Field(16, ge=1, description="Queued jobs beyond which POST answers 429.")
+    max_upload_mb: float = Field(64.0, gt=0, description="Largest request body, MB.")
+    cors_origins: list[str] = Field(default_factory=list)
+    model_path: Path | None = Field(None, description="ONNX model for the `focusnet` scorer.")
+    execution_provider: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
+
+    sim: SimSettings = Field(default_factory=SimSettings)
+    mm: MicroManagerSettings = Field(default_factory=MicroManagerSettings)
+    replay: ReplaySettings = Field(default_factory=ReplaySettings)
+    focus: FocusDefaults = Field(default_factory=FocusDefaults)
+
+    @model_validator(mode="after")
+    def _limits_ordered(self) -> Settings:
+        if self.z_min_um is not None and self.z_max_um is not None:
+            if self.z_min_um >= self.z_max_um:
+                raise ValueError(
+                    f"z_min_um ({self.z_min_um}) must be below z_max_um ({self.z_max_um})"
+                )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = _CONFIG_PATH_OVERRIDE or os.environ.get("AUTOFOCUS_CONFIG")
+        if toml_path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)))
+        return tuple(sources)
+
+
+_CONFIG_PATH_OVERRIDE: str | None = None
+
+
+def load_settings(config_path: Path | str | None = None, **overrides: Any) -> Settings:
+    """Load settings from `config_path` (TOML, optional), the environment and `overrides`.
+
+    Precedence: `overrides` > `AUTOFOCUS_*` variables > TOML file > defaults.
+    Raises `FileNotFoundError` for a named file that does not exist and
+    pydantic's `ValidationError` (field names and reasons) for bad values.
+    """
+    global _CONFIG_PATH_OVERRIDE
+    if config_path is not None and not Path(config_path).is_file():
+        raise FileNotFoundError(f"configuration file {config_path} does not exist")
+    _CONFIG_PATH_OVERRIDE = str(config_path) if config_path is not None else None
+    try:
+        return Settings(**overrides)
+    finally:
+        _CONFIG_PATH_OVERRIDE = None
