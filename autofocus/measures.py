@@ -21,8 +21,9 @@ By default (`normalise=False`) the measures run on raw grey intensities, as in
 their textbook definitions. That choice is measured, not assumed: on the
 labelled real stacks in `shared/data/real` (7 stacks, `autofocus eval`), raw
 intensities put Tenengrad within tolerance on 6/7 stacks, variance of
-Laplacian 5/7, normalized variance 6/7, while per-frame percentile
-normalisation drops them to 3/7, 1/7 and 5/7: normalising each frame to its own
+Laplacian 5/7, normalized variance 6/7, Brenner 5/7, Vollath 5/7, fft 6/7,
+while per-frame percentile normalisation drops Tenengrad to 4/7, variance of
+Laplacian to 1/7, Brenner 3/7, fft 2/7: normalising each frame to its own
 1st–99.5th percentile range stretches the contrast of defocused frames (their
 bright tail shrinks with blur) and so flattens the focus curve; on synthetic
 brightfield series it can move Vollath's peak by one plane. Within one
