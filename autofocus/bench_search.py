@@ -99,6 +99,7 @@ def run_trial(
         trial.modality,
         photons_per_px_ms=trial.photons_per_px_ms,
         focus_z_um=start_z_um + trial.offset_um,
+        noise_model="gaussian",  # same mean and variance as Poisson, 3-10x faster to render
     )
     mic = SimulatedMicroscope(config, seed=trial.seed)
     dof = config.optics.depth_of_field_um

@@ -52,6 +52,7 @@ def open_simulated(settings: Settings) -> Microscope:
         backlash_um=sim.backlash_um,
         width_px=sim.width_px,
         height_px=sim.height_px,
+        noise_model=sim.noise_model,
         real_time=sim.real_time,
     )
     own = ZLimits(config.stage.z_min_um, config.stage.z_max_um)

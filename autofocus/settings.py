@@ -45,6 +45,9 @@ class SimSettings(BaseModel):
     backlash_um: float | None = Field(None, ge=0, description="Stage backlash in µm.")
     width_px: int = Field(256, ge=16, le=4096)
     height_px: int = Field(256, ge=16, le=4096)
+    noise_model: Literal["poisson", "gaussian", "none"] = Field(
+        "poisson", description="Camera noise: exact Poisson, its Gaussian approximation, or none."
+    )
     real_time: bool = Field(False, description="Sleep for real (demo) instead of a virtual clock.")
 
 

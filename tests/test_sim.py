@@ -554,11 +554,12 @@ def test_preset_sets_the_common_knobs():
     cfg = SimConfig.preset(
         "fibres", "brightfield", photons_per_px_ms=300, read_noise_e=2.5, focus_z_um=4.0,
         debris=True, tilt_um=3.0, drift_um_per_s=0.1, backlash_um=0.5, width_px=64, height_px=48,
+        noise_model="gaussian",
     )
     assert cfg.modality == "brightfield" and cfg.specimen.kind == "fibres"
     assert cfg.camera.photons_per_px_ms == 300 and cfg.camera.read_noise_e == 2.5
     assert (cfg.camera.width_px, cfg.camera.height_px) == (64, 48)
     assert cfg.specimen.focus_z_um == 4.0 and cfg.specimen.has_debris
     assert cfg.specimen.tilt_x_um == 3.0 and cfg.specimen.drift_um_per_s == 0.1
-    assert cfg.stage.backlash_um == 0.5
+    assert cfg.stage.backlash_um == 0.5 and cfg.camera.noise_model == "gaussian"
     assert SimulatedMicroscope(cfg).snap().shape == (48, 64)

@@ -76,6 +76,7 @@ class SimConfig:
         width_px: int = 256,
         height_px: int = 256,
         bit_depth: int = 12,
+        noise_model: str | None = None,
         real_time: bool = False,
     ) -> SimConfig:
         """A config from the common command-line knobs; None keeps the part's default.
@@ -84,7 +85,9 @@ class SimConfig:
         `debris_dz_um`) adds dust `debris_dz_um` (default 20) µm above the
         specimen, `debris_amount` bright/opaque (0.5: a clear second peak below the
         specimen's; ≳ 1 can outshine it). `tilt_um` focus change across the field left→right,
-        `tilt_y_um` top→bottom. Raises `SimConfigError` for invalid values.
+        `tilt_y_um` top→bottom. `noise_model` "poisson" (default, exact) or
+        "gaussian" (same mean and variance, ~10× faster camera noise: use it for
+        benchmarks). Raises `SimConfigError` for invalid values.
         """
         is_image = not isinstance(specimen, str)
         spec_kw: dict = {
@@ -105,9 +108,10 @@ class SimConfig:
             ("photons_per_px_ms", photons_per_px_ms),
             ("read_noise_e", read_noise_e),
             ("exposure_ms", exposure_ms),
+            ("noise_model", noise_model),
         ):
             if value is not None:
-                cam_kw[key] = float(value)
+                cam_kw[key] = value if key == "noise_model" else float(value)
         stage = StageConfig()
         if backlash_um is not None:
             stage = dataclasses.replace(stage, backlash_um=float(backlash_um))

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.fft
 
 from drivers.sim.errors import require
 
@@ -193,10 +194,11 @@ class _Field:
     def blur(self, img: np.ndarray, sigma_um: float) -> np.ndarray:
         """Periodic Gaussian blur (σ in µm) in the Fourier domain."""
         sigma_px = sigma_um / self.px
-        fy = np.fft.fftfreq(self.h)[:, None]
-        fx = np.fft.rfftfreq(self.w)[None, :]
-        kernel = np.exp(-2.0 * np.pi**2 * sigma_px**2 * (fx * fx + fy * fy))
-        return np.fft.irfft2(np.fft.rfft2(img) * kernel, s=img.shape)
+        fy = np.fft.fftfreq(self.h).astype(np.float32)[:, None]
+        fx = np.fft.rfftfreq(self.w).astype(np.float32)[None, :]
+        kernel = np.exp(np.float32(-2.0 * np.pi**2 * sigma_px**2) * (fx * fx + fy * fy))
+        spectrum = scipy.fft.rfft2(img.astype(np.float32))
+        return scipy.fft.irfft2(spectrum * kernel, s=img.shape).astype(np.float64)
 
     def window(self, cy_px: float, cx_px: float, half_px: int):
         """Periodic index window around a centre and the offsets (µm) of its pixels."""
@@ -208,6 +210,9 @@ class _Field:
         xs = np.arange(ix - half_x, ix + half_x + 1)
         dy_um = ((ys - cy_px) * self.px)[:, None]
         dx_um = ((xs - cx_px) * self.px)[None, :]
+        if ys[0] >= 0 and xs[0] >= 0 and ys[-1] < self.h and xs[-1] < self.w:
+            # Plain slices (views) are much faster than fancy indexing; wrap only at the edges.
+            return (slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1)), dy_um, dx_um
         return np.ix_(ys % self.h, xs % self.w), dy_um, dx_um
 
     def uniform_positions(self, n: int) -> tuple[np.ndarray, np.ndarray]:
