@@ -164,6 +164,10 @@ def focus_command(
     except (MicroscopeError, AutofocusError, ValueError) as exc:
         raise die(f"could not open the {settings.driver} microscope: {exc}") from exc
     try:
+        if settings.driver == "replay":
+            request = _replay_defaults(
+                request, microscope, center_z_um, range_um, tolerance_um, coarse_step_um
+            )
         if start_z_um is not None:
             microscope.move_z(start_z_um)
         result = _run_with_progress(microscope, request, quiet=as_json)
@@ -177,6 +181,37 @@ def focus_command(
     else:
         _print_summary(report)
     raise typer.Exit(0 if result.success else 1)
+
+
+def _replay_defaults(
+    request: FocusRequest,
+    microscope: Any,
+    center_z_um: float | None,
+    range_um: float | None,
+    tolerance_um: float | None,
+    coarse_step_um: float | None,
+) -> FocusRequest:
+    """Fill the request fields the user left out from the recorded stack's geometry.
+
+    A recorded stack is often only a few µm deep with a known plane spacing, so
+    the service-wide defaults (50 µm range) do not fit it.
+    """
+    from dataclasses import replace
+
+    from autofocus.replay_stack import replay_request
+
+    fields = replay_request(
+        microscope, tolerance_um=tolerance_um or getattr(microscope, "focus_tolerance_um", None)
+    )
+    given = {
+        "center_z_um": center_z_um,
+        "range_um": range_um,
+        "tolerance_um": tolerance_um,
+        "coarse_step_um": coarse_step_um,
+    }
+    return replace(
+        request, **{k: (given[k] if given[k] is not None else v) for k, v in fields.items()}
+    )
 
 
 def _run_with_progress(microscope: Any, request: FocusRequest, *, quiet: bool) -> FocusResult:

@@ -227,11 +227,34 @@ def eval_command(
         ),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
+    search: Annotated[
+        bool,
+        typer.Option(
+            "--search",
+            help="Run search strategies through the replay driver from several start "
+            "positions instead of scoring every plane (uses the first --scorer).",
+        ),
+    ] = False,
+    strategy: Annotated[
+        list[str] | None,
+        typer.Option("--strategy", help="Strategy for --search (repeatable; default all)."),
+    ] = None,
+    window: Annotated[
+        list[str] | None,
+        typer.Option("--window", help="--search interval: full, low or high (repeatable)."),
+    ] = None,
 ) -> None:
-    """Evaluate focus scorers on a corpus of labelled z-stacks: chosen plane vs. label."""
+    """Evaluate focus scorers on a corpus of labelled z-stacks: chosen plane vs. label.
+
+    With `--search`, run each strategy on every labelled stack through the
+    replay driver instead, next to the exhaustive best-plane result.
+    """
     from autofocus.evaluation import evaluate_corpus
 
     names = list(scorer) if scorer else list(DEFAULT_EVAL_SCORERS)
+    if search:
+        _eval_search(directory, names[0] if scorer else "tenengrad", strategy, window, json_output)
+        return
     with _errors_to_exit():
         err = _stderr()
         with Progress(
@@ -252,3 +275,26 @@ def eval_command(
         out = _stdout()
         for table in _eval_tables(result):
             out.print(table)
+
+
+def _eval_search(
+    directory: Path,
+    scorer: str,
+    strategies: list[str] | None,
+    windows: list[str] | None,
+    json_output: bool,
+) -> None:
+    """`autofocus eval --search`: strategies through the replay driver on every stack."""
+    from autofocus.search_eval import evaluate_search, render_search_table
+
+    with _errors_to_exit():
+        report = evaluate_search(
+            directory,
+            strategies or None,
+            scorer=scorer,
+            windows=tuple(windows or ["full"]),
+        )
+        if json_output:
+            _emit_json(report)
+            return
+        _stdout().print(render_search_table(report))
