@@ -42,6 +42,18 @@ def serve_command(
             help="Simulated microscope: spend hardware time for real (demo) or not.",
         ),
     ] = None,
+    z_min_um: Annotated[float | None, typer.Option(help="Lower Z limit (µm).")] = None,
+    z_max_um: Annotated[float | None, typer.Option(help="Upper Z limit (µm).")] = None,
+    mm_port: Annotated[int | None, typer.Option(help="[mm] ZMQ server port.")] = None,
+    mm_headless: Annotated[
+        Path | None, typer.Option(help="[mm] Start headless with adapters from this folder.")
+    ] = None,
+    mm_config: Annotated[Path | None, typer.Option(help="[mm] Micro-Manager .cfg file.")] = None,
+    mm_focus_device: Annotated[str | None, typer.Option(help="[mm] Z drive name.")] = None,
+    mm_camera: Annotated[str | None, typer.Option(help="[mm] Camera name.")] = None,
+    stack: Annotated[Path | None, typer.Option(help="[replay] Recorded z-stack.")] = None,
+    pattern: Annotated[str | None, typer.Option(help="[replay] File-name regex.")] = None,
+    z_step_um: Annotated[float | None, typer.Option(help="[replay] Z step of a TIFF.")] = None,
 ) -> None:
     """Serve the autofocus HTTP API (v1) until interrupted (SIGINT/SIGTERM stop it cleanly:
     a running job is cancelled and returns the stage; queued jobs wait for the next start)."""
@@ -54,7 +66,17 @@ def serve_command(
             "database_path": database_path,
             "log_format": log_format,
             "log_level": log_level,
+            "z_min_um": z_min_um,
+            "z_max_um": z_max_um,
             "sim": {"real_time": real_time},
+            "mm": {
+                "port": mm_port,
+                "headless_adapter_dir": mm_headless,
+                "config_file": mm_config,
+                "focus_device": mm_focus_device,
+                "camera": mm_camera,
+            },
+            "replay": {"stack": stack, "pattern": pattern, "z_step_um": z_step_um},
         },
     )
     try:

@@ -97,6 +97,9 @@ class MicroscopeSnapshot:
     exposure_ms: float | None = None
     updated_s: float | None = None
     error: str | None = None
+    # Request defaults that depend on the microscope itself (a replayed stack is a few µm
+    # deep with a known plane spacing, so the service-wide 50 µm range cannot fit it).
+    request_defaults: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         cam = self.camera
@@ -342,7 +345,10 @@ class JobManager:
             "max_frames": d.max_frames,
             "timeout_s": d.timeout_s,
             "on_failure": d.on_failure,
+            "coarse_step_um": None,
         }
+        snap_defaults = self.snapshot.request_defaults or {}
+        req.update({k: v for k, v in snap_defaults.items() if k in req})
         req.update({k: v for k, v in fields.items() if v is not None})
         strategies = available_strategies()
         if req["strategy"] not in strategies:
@@ -571,6 +577,7 @@ class JobManager:
                 center_z_um=req["center_z_um"],
                 range_um=float(req["range_um"]),
                 tolerance_um=float(req["tolerance_um"]),
+                coarse_step_um=req.get("coarse_step_um"),
                 max_frames=int(req["max_frames"]),
                 exposure_ms=req["exposure_ms"],
                 timeout_s=req["timeout_s"],
@@ -651,6 +658,12 @@ class JobManager:
                 self.snapshot.name = getattr(mic, "name", None)
                 self.snapshot.z_limits_um = mic.z_limits_um
                 self.snapshot.camera = mic.camera_info()
+                if hasattr(mic, "plane_spacing_um"):
+                    from autofocus.replay_stack import replay_request
+
+                    self.snapshot.request_defaults = replay_request(
+                        mic, tolerance_um=getattr(mic, "focus_tolerance_um", None)
+                    )
             self.snapshot.z_um = float(mic.z_um)
             self.snapshot.exposure_ms = float(mic.exposure_ms)
             self.snapshot.updated_s = time.time()
