@@ -51,14 +51,14 @@ def default_contenders() -> list[Contender]:
     """The default strategy and the baselines named in the benchmark's definition."""
     return [
         Contender("coarse-fine (default)", "coarse-fine", lambda dof: {}),
-        Contender("exhaustive sweep @ DOF/2", "sweep", lambda dof: {"step_um": dof / 2}),
-        Contender("OughtaFocus defaults (10 µm, tol 1 µm)", "oughtafocus", lambda dof: {}),
+        Contender("sweep @ DOF/2 (exhaustive)", "sweep", lambda dof: {"step_um": dof / 2}),
+        Contender("OughtaFocus defaults (10 µm, 1 µm)", "oughtafocus", lambda dof: {}),
         Contender(
-            "OughtaFocus Brent, full range, tol DOF/4",
+            "OughtaFocus full range, DOF/4",
             "oughtafocus",
             lambda dof: {"search_range_um": None, "tolerance_um": None},
         ),
-        Contender("JAF two-pass grid (3×2 µm, 11×0.2 µm)", "jaf", lambda dof: {}),
+        Contender("JAF grid (3×2 µm, 11×0.2 µm)", "jaf", lambda dof: {}),
     ]
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -43,7 +44,9 @@ from autofocus.scorer import register_scorer
 log = structlog.get_logger(__name__)
 
 DEFAULT_MODEL_FILE = "focusnet-v1.onnx"
-"""File name of the model shipped in the `models` package directory."""
+"""The first shipped model's file name: the fallback when no `focusnet-v<N>.onnx` is found."""
+
+_VERSIONED_MODEL = re.compile(r"^focusnet-v(\d+)\.onnx$")
 
 ProviderChoice = Literal["auto", "cpu", "cuda", "tensorrt"]
 
@@ -57,12 +60,36 @@ _PROVIDER_NAMES = {
 }
 
 
-def default_model_path() -> Path:
-    """Path of the ONNX model shipped inside the `models` package (may not exist)."""
+def _models_dir() -> Path:
     try:
-        return Path(str(resources.files("models").joinpath(DEFAULT_MODEL_FILE)))
+        return Path(str(resources.files("models")))
     except ModuleNotFoundError:  # pragma: no cover - models package not installed
-        return Path(__file__).resolve().parents[1] / "models" / DEFAULT_MODEL_FILE
+        return Path(__file__).resolve().parents[1] / "models"
+
+
+def shipped_models() -> dict[int, Path]:
+    """The versioned models shipped in `models/`: {version number: .onnx path}.
+
+    Only files named `focusnet-v<N>.onnx` with a card (`.json`) beside them count.
+    """
+    found = {}
+    directory = _models_dir()
+    if directory.is_dir():
+        for path in directory.iterdir():
+            m = _VERSIONED_MODEL.match(path.name)
+            if m and card_path_for(path).is_file():
+                found[int(m.group(1))] = path
+    return dict(sorted(found.items()))
+
+
+def default_model_path() -> Path:
+    """The newest shipped model (highest `focusnet-v<N>.onnx` in `models/`; may not exist).
+
+    `get_scorer("focusnet")` serves this file; older versions stay loadable as
+    `get_scorer("focusnet-v1")` (etc.) or by `model_path`.
+    """
+    models = shipped_models()
+    return models[max(models)] if models else _models_dir() / DEFAULT_MODEL_FILE
 
 
 def card_path_for(model_path: str | Path) -> Path:
@@ -412,8 +439,22 @@ register_scorer(
     "focusnet",
     _factory,
     aliases=("onnx", "model", "learned"),
-    description="learned multi-scale focus model (ONNX, batched; the shipped models/ file)",
+    description="learned multi-scale focus model (ONNX, batched; the newest shipped models/ file)",
 )
+
+
+def _versioned_factory(path: Path) -> Any:
+    def factory(**options: Any) -> OnnxFocusScorer:
+        options.setdefault("model_path", path)
+        return OnnxFocusScorer(**options)
+
+    return factory
+
+
+for _version, _path in shipped_models().items():
+    # Pinned names, so a search can ask for one model version whatever is newest.
+    register_scorer(f"focusnet-v{_version}", _versioned_factory(_path),
+                    description=f"focusnet version {_version} ({_path.name}), pinned")
 
 __all__ = [
     "DEFAULT_MODEL_FILE",
@@ -424,4 +465,5 @@ __all__ = [
     "fit_to_patches",
     "load_card",
     "sha256_of",
+    "shipped_models",
 ]

@@ -117,7 +117,8 @@ def test_shipped_onnx_weights_reproduce_in_torch():
     weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     members = weights["conv3.weight"].shape[0]
     hidden = weights["conv1.weight"].shape[0] // members
-    net = FocusNet(hidden, members)
+    # The pooling divisor is part of the model version (8 in v1, 4 in v2); the graph records it.
+    net = FocusNet(hidden, members, topk_div=int(weights["topk_div"][0]))
     state = {k: torch.from_numpy(np.array(weights[k])) for k in
              ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "conv3.weight",
               "conv3.bias")}

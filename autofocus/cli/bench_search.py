@@ -96,4 +96,4 @@ def _print_table(report: dict[str, Any]) -> None:
             f"{s['mean_hardware_s']:.2f}",
             f"{s['median_abs_error_um']:.3f}",
         )
-    Console().print(table)
+    Console(width=max(Console().width, 120)).print(table)

@@ -75,7 +75,8 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"ONNX opset {card['onnx']['opset']}, IR version {card['onnx']['ir_version']}, "
         "dynamic batch, height and width.",
         "",
-        "Rebuild: `python -m models.pipeline build` (see `models/README.md`).",
+        f"Rebuild: `{card.get('rebuild', 'python -m models.pipeline build')}` "
+        "(see `models/README.md`).",
         "",
         "## What it does",
         "",
@@ -125,6 +126,9 @@ def render_markdown(card: dict[str, Any]) -> str:
         lines += _real_section(metrics["real"])
     if "synthetic_held_out" in metrics:
         lines += _synthetic_section(metrics["synthetic_held_out"])
+    if card.get("selection"):
+        lines += ["## How this version was chosen (read before trusting the real numbers)", ""]
+        lines += [f"- {x}" for x in card["selection"]] + [""]
     if card.get("limitations"):
         lines += ["## Limitations", ""] + [f"- {x}" for x in card["limitations"]] + [""]
     if parity:

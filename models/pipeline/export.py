@@ -45,11 +45,13 @@ class _Graph:
         return name
 
 
-def build_onnx(head: Mapping[str, np.ndarray], *, doc: str = "") -> onnx.ModelProto:
+def build_onnx(head: Mapping[str, np.ndarray], *, doc: str = "",
+               topk_div: int = spec.TOPK_DIV) -> onnx.ModelProto:
     """The focusnet ONNX graph for head weights `head` (see `net.head_weights`).
 
     Input `image` float32 (N, 1, H, W), N/H/W dynamic, H and W ≥ 64. Outputs
-    `score` (N,) = sigmoid(logit), `logit` (N,), `patch_logits` (N, 1, H//64, W//64).
+    `score` (N,) = sigmoid(logit), `logit` (N,), `patch_logits` (N, 1, H//64, W//64);
+    `logit` is the mean of the top max(1, n_patches // `topk_div`) patch logits.
     Raises `onnx.checker.ValidationError` if the graph is malformed.
     """
     g = _Graph()
@@ -103,7 +105,7 @@ def build_onnx(head: Mapping[str, np.ndarray], *, doc: str = "") -> onnx.ModelPr
 
     flat = g.op("Flatten", ["patch_logits"], "patch_logits_flat", axis=1)
     n_patches = g.op("Gather", [g.op("Shape", [flat]), axis1], "n_patches", axis=0)
-    k = g.op("Max", [g.op("Div", [n_patches, g.const("topk_div", np.array([spec.TOPK_DIV],
+    k = g.op("Max", [g.op("Div", [n_patches, g.const("topk_div", np.array([int(topk_div)],
                                                                           np.int64))]),
                      g.const("one", np.array([1], np.int64))], "k")
     g.nodes.append(helper.make_node("TopK", [flat, k], ["top_logits", "top_idx"], name="topk",
@@ -212,7 +214,8 @@ def export_model(net: Any, out_dir: Path, stem: str, card_extra: Mapping[str, An
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / f"{stem}.onnx"
-    model = build_onnx(head_weights(net.head), doc=f"{stem}: multi-scale focus model")
+    model = build_onnx(head_weights(net.head), doc=f"{stem}: multi-scale focus model",
+                       topk_div=net.head.topk_div)
     onnx.save(model, onnx_path)
     parity = parity_check(net, onnx_path, real_images)
     n_params = sum(int(p.numel()) for p in net.head.parameters())
@@ -240,7 +243,7 @@ def export_model(net: Any, out_dir: Path, stem: str, card_extra: Mapping[str, An
             "head": f"ensemble of {net.head.members} per-patch MLPs "
                     f"{spec.N_FEATURES}→{net.head.hidden}→{net.head.hidden}→1 (1×1 convs, "
                     "ReLU), patch logits averaged",
-            "pooling": f"mean of top k = max(1, n_patches // {spec.TOPK_DIV}) patch logits",
+            "pooling": f"mean of top k = max(1, n_patches // {net.head.topk_div}) patch logits",
             "trainable_parameters": n_params,
         },
         "parity": parity,

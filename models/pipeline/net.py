@@ -62,12 +62,16 @@ class Head(nn.Module):
     standardise the front-end features (fixed from the training set, stored in
     the model). Members are trained one by one (`members=1`) and merged with
     `merge_heads`; averaging them removes most of the seed-to-seed variance.
+    `topk_div`: the frame logit is the mean of the top max(1, n_patches // topk_div)
+    patch logits (8 in focusnet-v1).
     """
 
-    def __init__(self, hidden: int = 16, members: int = 1) -> None:
+    def __init__(self, hidden: int = 16, members: int = 1,
+                 topk_div: int = spec.TOPK_DIV) -> None:
         super().__init__()
         self.hidden = hidden
         self.members = members
+        self.topk_div = int(topk_div)
         self.register_buffer("feature_mean", torch.zeros(spec.N_FEATURES))
         self.register_buffer("feature_std", torch.ones(spec.N_FEATURES))
         self.conv1 = nn.Conv2d(spec.N_FEATURES, hidden * members, 1)
@@ -103,7 +107,7 @@ class Head(nn.Module):
         """Returns (frame logits (N,), patch logits (N, 1, gh, gw))."""
         patches = self.patch_logits(features)
         flat = patches.flatten(1)
-        k = spec.topk_count(flat.shape[1])
+        k = spec.topk_count(flat.shape[1], self.topk_div)
         top = torch.topk(flat, k, dim=1).values
         return top.mean(dim=1), patches
 
@@ -113,13 +117,14 @@ def merge_heads(heads: list[Head]) -> Head:
 
     Raises `ValueError` when the heads differ in width or feature statistics.
     """
-    if not heads or any(h.members != 1 or h.hidden != heads[0].hidden for h in heads):
-        raise ValueError("merge_heads needs single-member heads of one width")
+    if not heads or any(h.members != 1 or h.hidden != heads[0].hidden
+                        or h.topk_div != heads[0].topk_div for h in heads):
+        raise ValueError("merge_heads needs single-member heads of one width and pooling")
     ref = heads[0]
     if any(not torch.equal(h.feature_mean, ref.feature_mean)
            or not torch.equal(h.feature_std, ref.feature_std) for h in heads):
         raise ValueError("merged heads must share their feature standardisation")
-    merged = Head(ref.hidden, len(heads))
+    merged = Head(ref.hidden, len(heads), ref.topk_div)
     with torch.no_grad():
         merged.feature_mean.copy_(ref.feature_mean)
         merged.feature_std.copy_(ref.feature_std)
@@ -138,10 +143,11 @@ class FocusNet(nn.Module):
     higher is sharper.
     """
 
-    def __init__(self, hidden: int = 16, members: int = 1) -> None:
+    def __init__(self, hidden: int = 16, members: int = 1,
+                 topk_div: int = spec.TOPK_DIV) -> None:
         super().__init__()
         self.front = FrontEnd()
-        self.head = Head(hidden, members)
+        self.head = Head(hidden, members, topk_div)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         logit, patches = self.head(self.front(image))

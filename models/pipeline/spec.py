@@ -105,9 +105,13 @@ def level_pool_px(level: int) -> int:
     return PATCH_PX // LEVEL_STRIDE ** (level + 1)
 
 
-def topk_count(n_patches: int) -> int:
-    """How many patch logits are averaged for a frame with `n_patches` patches."""
-    return max(1, int(n_patches) // TOPK_DIV)
+def topk_count(n_patches: int, div: int = TOPK_DIV) -> int:
+    """How many patch logits are averaged for a frame with `n_patches` patches.
+
+    `div` is the model's pooling divisor (`TOPK_DIV` = 8 for focusnet-v1; a model
+    version may use another, recorded in its graph as the `topk_div` constant).
+    """
+    return max(1, int(n_patches) // int(div))
 
 
 def feature_names() -> list[str]:

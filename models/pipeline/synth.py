@@ -20,6 +20,13 @@ of the robustness conditions kept out of training: "low_light" (1.5–4
 photons/px at full brightness), "sparse" (a few objects on an empty field),
 "debris" (dust on a second plane 6–20 DOF away), "bf_phase" (brightfield of
 strong phase objects: contrast inverts through focus).
+
+"train_v2" (focusnet-v2's training mix) is "train" plus, in `LAYER_P` of the
+stacks, a second, weaker layer 3–25 DOF from the specimen (dust, or a patch of
+wafer-like shapes / texture covering 10–45 % of the field): the label stays on
+the dominant layer, whose in-focus gradient energy is made ≥ 2× the second
+layer's. It teaches that a crisp minority structure away from the main layer
+is not focus (the failure of v1 on patterned-wafer stacks).
 """
 
 from __future__ import annotations
@@ -38,7 +45,11 @@ from drivers.sim import Optics, SpecimenConfig
 from drivers.sim.render import ImageFormation
 from drivers.sim.specimen import make_specimen
 
-CONDITIONS = ("train", "low_light", "sparse", "debris", "bf_phase")
+CONDITIONS = ("train", "low_light", "sparse", "debris", "bf_phase", "train_v2")
+"""Index order fixes the seeding of each condition: only append."""
+
+LAYER_P = 0.4
+"""Share of "train_v2" stacks that get a second (distractor) layer."""
 
 # (magnification, NA, immersion index): common objectives, dry to oil.
 OBJECTIVES = (
@@ -275,15 +286,56 @@ def make_stack(seed: int, condition: str = "train", *, shape: tuple[int, int] = 
         raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
     for attempt in range(50):
         seq = np.random.SeedSequence([seed, CONDITIONS.index(condition), attempt])
-        stack = _draw_stack(np.random.default_rng(seq), seed, condition, shape, n_planes)
+        rng = np.random.default_rng(seq)
+        if condition == "train_v2":
+            # Drawn first so the rest of the stack follows the "train" recipe unchanged.
+            layered = bool(rng.random() < LAYER_P)
+            stack = _draw_stack(rng, seed, "train", shape, n_planes, layered=layered)
+            if stack is not None:
+                stack.meta["condition"] = condition
+                stack.meta["layered"] = layered
+        else:
+            stack = _draw_stack(rng, seed, condition, shape, n_planes)
         if stack is not None:
             stack.meta["attempt"] = attempt
             return stack
     raise RuntimeError(f"no visible specimen drawn for seed {seed} in 50 attempts")
 
 
+def _second_layer(rng: np.random.Generator, maps: Any, modality: str, shape: tuple[int, int],
+                  px_um: float) -> Any:
+    """`maps` with a weaker distractor layer in the debris slot (see module doc, "train_v2")."""
+    h, w = shape
+    if rng.random() < 0.4:
+        cfg = SpecimenConfig(kind="beads", density=0.05, debris_amount=1.0)
+        layer = make_specimen(cfg, shape, px_um, rng).debris_emission
+    else:
+        kind = "shapes" if rng.random() < 0.6 else "texture"
+        content = _IMAGE_KINDS[kind](rng, shape).astype(np.float32)
+        content = (content - content.min()) / max(float(np.ptp(content)), 1e-6)
+        # A smooth blob mask over 10–45 % of the field: structure in part of the view only.
+        g = _power_law_field(rng, shape, 3.5, 1.0)
+        mask = (g > np.quantile(g, 1.0 - rng.uniform(0.10, 0.45))).astype(np.float32)
+        layer = content * cv2.GaussianBlur(mask, (0, 0), 2.0)
+    main = maps.emission if modality == "fluorescence" else maps.absorption
+
+    def grad_energy(img: np.ndarray) -> float:
+        gy, gx = np.gradient(np.asarray(img, np.float64))
+        return float(np.sum(gx * gx + gy * gy))
+
+    amount = float(rng.uniform(0.3, 1.5))
+    ratio = grad_energy(amount * layer) / max(grad_energy(main), 1e-12)
+    if ratio > 0.5:  # keep the labelled layer dominant (≥ 2× the distractor's edge energy)
+        amount *= math.sqrt(0.5 / ratio)
+    layer = amount * np.asarray(layer, np.float32)
+    return dataclasses.replace(
+        maps, debris_emission=layer.astype(np.float32),
+        debris_absorption=np.clip(0.6 * layer, 0.0, 0.95).astype(np.float32),
+        debris_phase_rad=(0.5 * layer).astype(np.float32))
+
+
 def _draw_stack(rng: np.random.Generator, seed: int, condition: str, shape: tuple[int, int],
-                n_planes: int) -> SynthStack | None:
+                n_planes: int, *, layered: bool = False) -> SynthStack | None:
     optics = _optics(rng)
     dof = optics.depth_of_field_um
     if condition in ("low_light", "sparse"):
@@ -297,9 +349,14 @@ def _draw_stack(rng: np.random.Generator, seed: int, condition: str, shape: tupl
         spec_cfg = _replace(spec_cfg, debris_dz_um=float(rng.choice([-1, 1]))
                             * float(rng.uniform(6.0, 20.0)) * dof)
     maps = make_specimen(spec_cfg, shape, optics.sample_pixel_um, rng)
+    layer_dz_um = None
+    if layered:
+        maps = _second_layer(rng, maps, modality, shape, optics.sample_pixel_um)
+        layer_dz_um = float(rng.choice([-1, 1])) * _log_uniform(rng, 3.0, 25.0) * dof
+        spec_cfg = _replace(spec_cfg, debris_dz_um=layer_dz_um)
     former = ImageFormation(maps, optics, modality, pixel_um=optics.sample_pixel_um,
                             tilt_x_um=spec_cfg.tilt_x_um, debris_dz_um=spec_cfg.debris_dz_um)
-    dz = _plane_offsets(rng, n_planes, dof, condition)
+    dz = _plane_offsets(rng, n_planes, dof, "debris" if layered else condition)
 
     # Light: photons at full specimen brightness (fluorescence) or clear background (brightfield).
     if condition == "low_light":
@@ -353,7 +410,7 @@ def _draw_stack(rng: np.random.Generator, seed: int, condition: str, shape: tupl
         "magnification": optics.magnification, "pixel_um": optics.sample_pixel_um,
         "signal_photons": signal, "background_photons": background, "bit_depth": bit_depth,
         "jpeg_quality": jpeg_q, "dust": dust is not None,
-        "debris_dz_um": spec_cfg.debris_dz_um if spec_cfg.has_debris else None,
+        "debris_dz_um": spec_cfg.debris_dz_um if spec_cfg.has_debris else layer_dz_um,
     }
     return SynthStack(f"{condition}_{seed:05d}", np.stack(out), dz.astype(np.float64), dof, meta)
 

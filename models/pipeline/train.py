@@ -41,6 +41,7 @@ class TrainConfig:
     min_gap_dof: float = 0.1
     seed: int = 0
     threads: int = 1
+    topk_div: int = spec.TOPK_DIV
 
     def as_dict(self) -> dict:
         """Plain dict (for the model card)."""
@@ -66,7 +67,7 @@ def _tensors(stacks: Sequence[FeatureStack], min_gap_dof: float):
 def frame_logits(head: Head, x: torch.Tensor) -> torch.Tensor:
     """(S, P, n_patches, F) features → (S, P) frame logits (same maths as `Head.forward`)."""
     patches = head.patch_logits_last(x)
-    k = spec.topk_count(patches.shape[-1])
+    k = spec.topk_count(patches.shape[-1], head.topk_div)
     return torch.topk(patches, k, dim=-1).values.mean(dim=-1)
 
 
@@ -96,7 +97,7 @@ def fit_head(stacks: Sequence[FeatureStack], config: TrainConfig = TrainConfig()
     torch.manual_seed(config.seed)
     gen = np.random.default_rng(config.seed)
     x, y, mask = _tensors(stacks, config.min_gap_dof)
-    head = Head(config.hidden, 1)
+    head = Head(config.hidden, 1, config.topk_div)
     flat = x.reshape(-1, spec.N_FEATURES)
     head.feature_mean.copy_(flat.mean(0))
     head.feature_std.copy_(flat.std(0).clamp(min=1e-3))
