@@ -54,6 +54,10 @@ class OughtaFocus(SearchStrategy):
             raise ValueError("search_range_um and tolerance_um must be positive")
         self.max_eval = int(max_eval)
 
+    def frame_bound(self) -> int:
+        """`max_eval` (commons-math MaxEval), capped at max_frames."""
+        return min(self.max_eval, self.space.max_frames)
+
     def _search(self) -> Search:
         c = self.space.center_z_um
         lo = self.clamp(c - self.search_range_um / 2)
@@ -111,7 +115,7 @@ class JAF(SearchStrategy):
         best_z, best_s = None, -math.inf
         if not self.early_stop:
             scores = yield zs
-            for z, s in zip(zs, scores):
+            for z, s in zip(zs, scores, strict=True):
                 if math.isfinite(s) and s > best_s:
                     best_z, best_s = z, s
             return best_z, best_s
@@ -122,6 +126,10 @@ class JAF(SearchStrategy):
             elif best_z is not None and best_s - s > self.threshold * best_s:
                 break
         return best_z, best_s
+
+    def frame_bound(self) -> int:
+        """coarse_count + fine_count, capped at max_frames."""
+        return min(self.coarse_count + self.fine_count, self.space.max_frames)
 
     def _search(self) -> Search:
         centre = self.clamp(self.space.center_z_um)

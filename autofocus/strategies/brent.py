@@ -125,7 +125,7 @@ class Brent(SearchStrategy):
     the answer (the best sample) is within the tolerance of the peak. Like
     golden-section it assumes a unimodal curve. Failure detection as in
     `golden` (flat curve, range end probed and sharpest). Options: `min_contrast`
-    (0.02), `min_snr` (5), `max_eval` (100). Frames: typically 8–15, at most
+    (0.02), `min_snr` (0: off), `max_eval` (100). Frames: typically 8–15, at most
     `max_eval` + 1 and `max_frames`.
     """
 
@@ -136,13 +136,17 @@ class Brent(SearchStrategy):
         space: SearchSpace,
         *,
         min_contrast: float = 0.02,
-        min_snr: float = 5.0,
+        min_snr: float = 0.0,
         max_eval: int = 100,
     ) -> None:
         super().__init__(space)
         self.min_contrast = float(min_contrast)
         self.min_snr = float(min_snr)
         self.max_eval = int(max_eval)
+
+    def frame_bound(self) -> int:
+        """`max_eval` Brent steps + up to 2 range-end probes, capped at max_frames."""
+        return min(self.max_eval + 2, self.space.max_frames)
 
     def _search(self) -> Search:
         lo, hi = self.space.lo_um, self.space.hi_um

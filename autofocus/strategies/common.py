@@ -51,6 +51,25 @@ class FrameBudgetExhausted(Exception):
         self.left = left
 
 
+def jsonable(value: Any) -> Any:
+    """`value` with numpy scalars/arrays turned into Python ones and NaN/±inf into None.
+
+    Outcome `fit` and `details` travel through the HTTP API as JSON, which has
+    no NaN or infinity.
+    """
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
 def flat_reason(scores: Any) -> str:
     """The failure sentence for a curve without a focus peak."""
     return (
@@ -129,13 +148,13 @@ class SearchStrategy:
                 f"for the {len(self._pending)} asked"
             )
         slack = max(0.5 * self.space.tolerance_um, 1e-6)
-        for asked, told in zip(self._pending, z_list):
+        for asked, told in zip(self._pending, z_list, strict=True):
             if not abs(asked - told) <= slack:
                 raise ValueError(
                     f"{self.name}: tell() position {told} µm does not match the asked "
                     f"{asked} µm (same order as ask() is required)"
                 )
-        for asked, told, score in zip(self._pending, z_list, s_list):
+        for asked, told, score in zip(self._pending, z_list, s_list, strict=True):
             self.history.append((told, score))
             self._known.append((asked, score if math.isfinite(score) else math.nan))
         self._pending = []
@@ -158,6 +177,10 @@ class SearchStrategy:
     def frames(self) -> int:
         """Frames measured so far."""
         return len(self.history)
+
+    def frame_bound(self) -> int:
+        """The most frames this strategy can ask for over its space (never above max_frames)."""
+        return self.space.max_frames
 
     @property
     def frames_left(self) -> int:
@@ -194,17 +217,23 @@ class SearchStrategy:
     ) -> SearchOutcome:
         """Build the outcome, computing confidence from `curve` (default: all points).
 
-        The confidence (see `peakfit.confidence`) uses the prominence and noise of
-        `curve` and the R² of `fit`; on failure it is capped at 0.5 so a failed
-        search never looks trustworthy.
+        The confidence (see `peakfit.confidence`) uses the prominence of `curve`,
+        the noise (the fit's residual standard deviation when there is a fit
+        with spare degrees of freedom, else the robust estimate of
+        `peakfit.noise_sigma`) and the R² of `fit`; on failure it is capped at
+        0.5 so a failed search never looks trustworthy.
         """
         z, s = self.points() if curve is None else curve
         prom, _ = prominence(s)
-        sigma = noise_sigma(z, s)
-        conf = confidence(prom, sigma, None if fit is None or fit.kind == "argmax" else fit.r2)
+        if fit is not None and fit.resid_sigma is not None and fit.n_points >= 7:
+            sigma = fit.resid_sigma
+        else:
+            sigma = noise_sigma(z, s)
+        fitted = fit is not None and fit.kind not in ("argmax", "half-max")
+        conf = confidence(prom, sigma, fit.r2 if fitted and fit is not None else None)
         if not success:
             conf = min(conf, 0.5)
-        info = {"frames": self.frames, "noise_sigma": sigma, "prominence": prom}
+        info: dict[str, Any] = {"frames": self.frames, "noise_sigma": sigma, "prominence": prom}
         info.update(details or {})
         return SearchOutcome(
             success=success,
@@ -212,8 +241,8 @@ class SearchStrategy:
             best_score=None if best_score is None else float(best_score),
             confidence=conf,
             reason=reason,
-            fit=None if fit is None or fit.kind == "argmax" else fit.to_dict(),
-            details=info,
+            fit=None if fit is None or fit.kind == "argmax" else jsonable(fit.to_dict()),
+            details=jsonable(info),
         )
 
     def best_measured(self) -> tuple[float | None, float | None]:
@@ -312,8 +341,10 @@ def probe_edges(strategy: SearchStrategy, a_um: float, b_um: float) -> Step:
     """
     space = strategy.space
     near = max(space.tolerance_um, 1e-9)
-    for edge, touches in ((space.lo_um, a_um - space.lo_um <= near),
-                          (space.hi_um, space.hi_um - b_um <= near)):
+    for edge, touches in (
+        (space.lo_um, a_um - space.lo_um <= near),
+        (space.hi_um, space.hi_um - b_um <= near),
+    ):
         if not touches:
             continue
         if not strategy.is_known(edge):

@@ -34,18 +34,27 @@ class GoldenSection(SearchStrategy):
     final bracket, else the best sample; on a noiseless unimodal curve its
     error is ≤ tolerance. When the bracket ends at an end of the range, that end
     is measured (one frame) and the search fails with the edge sentence if it is
-    the sharpest. Options: `min_contrast` (0.02), `min_snr` (5) for the flat test.
+    the sharpest. Flat-curve test: contrast below `min_contrast` (0.02), or, if
+    `min_snr` > 0 (default 0: off, the few clustered samples make a poor noise
+    estimate), a peak below `min_snr` × the robust noise. A noisy flat curve is
+    therefore not recognised (its noise exceeds 2 %); use the default strategy.
     Frames: ≤ 2 + ceil(ln(range/tolerance)/ln φ) + 1.
     """
 
     name = "golden"
 
     def __init__(
-        self, space: SearchSpace, *, min_contrast: float = 0.02, min_snr: float = 5.0
+        self, space: SearchSpace, *, min_contrast: float = 0.02, min_snr: float = 0.0
     ) -> None:
         super().__init__(space)
         self.min_contrast = float(min_contrast)
         self.min_snr = float(min_snr)
+
+    def frame_bound(self) -> int:
+        """2 + ceil(ln(range/tolerance)/ln φ) golden steps + up to 2 range-end probes."""
+        ratio = max((self.space.hi_um - self.space.lo_um) / self.space.tolerance_um, 1.0)
+        steps = math.ceil(math.log(ratio) / -math.log(INV_PHI)) + 1
+        return min(2 + steps + 2, self.space.max_frames)
 
     def _search(self) -> Search:
         tol = self.space.tolerance_um
@@ -76,7 +85,7 @@ class GoldenSection(SearchStrategy):
         best_z, best_s = self.best_measured()
         assert best_z is not None and best_s is not None
         fit = None
-        near = [(zz, ss) for zz, ss in zip(z, s) if a - tol <= zz <= b + tol]
+        near = [(zz, ss) for zz, ss in zip(z, s, strict=True) if a - tol <= zz <= b + tol]
         if len(near) >= 3:
             fit = fit_parabola([p[0] for p in near], [p[1] for p in near])
             if fit is not None and not (a <= fit.z_um <= b):

@@ -46,6 +46,18 @@ class HillClimb(SearchStrategy):
             raise ValueError(f"step_um must be positive, got {step_um}")
         self.min_contrast = float(min_contrast)
 
+    def frame_bound(self) -> int:
+        """3 + per step size (h0, h0/2, … ≥ tolerance): 2 new neighbours and climbs of at most
+        range/step, + 2 range-end probes; capped at max_frames."""
+        width = self.space.hi_um - self.space.lo_um
+        total, h = 3, self.step_um
+        while True:
+            total += 2 + math.ceil(width / h) + 1
+            if h <= self.space.tolerance_um:
+                break
+            h /= 2.0
+        return min(total + 2, self.space.max_frames)
+
     def _f(self, z_um: float) -> float:
         s = self.score_at(z_um)
         return s if math.isfinite(s) else -math.inf

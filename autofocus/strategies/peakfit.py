@@ -9,6 +9,7 @@ Peak models (`w_um` is the half-width at half maximum in both):
 - Lorentzian: ``score = b + a / (1 + ((z - z0) / w)²)`` — the heavy-tailed shape
   of gradient-energy focus measures;
 - Gaussian:   ``score = b + a · 2^(-((z - z0) / w)²)``;
+- flat-top:   ``score = b + a / (1 + |(z − z0) / w|^p)``, p ≥ 2 (p = 2: Lorentzian);
 - parabola:   ``score = c2 z² + c1 z + c0`` through the top points only.
 
 Confidence (`confidence`) combines the peak's prominence over the curve noise
@@ -42,17 +43,48 @@ def gaussian(z: np.ndarray, b: float, a: float, z0: float, w: float) -> np.ndarr
     return b + a * np.exp(-_LN2 * u * u)
 
 
-_MODELS = {"lorentzian": lorentzian, "gaussian": gaussian}
+def _lorentzian_jac(z: np.ndarray, b: float, a: float, z0: float, w: float) -> np.ndarray:
+    u = (np.asarray(z, dtype=float) - z0) / w
+    peak = 1.0 / (1.0 + u * u)
+    slope = 2.0 * a * u * peak * peak / w
+    return np.column_stack([np.ones_like(u), peak, slope, slope * u])
+
+
+def _gaussian_jac(z: np.ndarray, b: float, a: float, z0: float, w: float) -> np.ndarray:
+    u = (np.asarray(z, dtype=float) - z0) / w
+    peak = np.exp(-_LN2 * u * u)
+    slope = 2.0 * _LN2 * a * u * peak / w
+    return np.column_stack([np.ones_like(u), peak, slope, slope * u])
+
+
+def flat_top(z: np.ndarray, b: float, a: float, z0: float, w: float, q: float) -> np.ndarray:
+    """Flat-topped peak ``b + a / (1 + |u|^p)``, u = (z − z0)/w, p = 2 (1 + q²) ≥ 2.
+
+    p = 2 is the Lorentzian; larger p flattens the top and steepens the walls
+    (a saturated or clipped focus curve). `|w|` is the half-width at half maximum.
+    """
+    u2 = ((np.asarray(z, dtype=float) - z0) / w) ** 2
+    return b + a / (1.0 + u2 ** (1.0 + q * q))
+
+
+_MODELS = {"lorentzian": lorentzian, "gaussian": gaussian, "flat-top": flat_top}
+# AIC handicap of the flat-top model: it must fit clearly better than the 4-parameter
+# shapes to be chosen, as its extra freedom costs precision on ordinary peaks.
+FLAT_TOP_PENALTY = 6.0
+# Analytic Jacobians: several times fewer model evaluations than finite differences.
+_JACOBIANS = {"lorentzian": _lorentzian_jac, "gaussian": _gaussian_jac, "flat-top": None}
 
 
 @dataclass
 class PeakFit:
     """A fitted peak: where (`z_um`), how high (`score`), how well (`r2`).
 
-    `kind` is "lorentzian", "gaussian", "parabola" or "argmax" (no fit, the best
-    sample). `params` holds the model parameters (b, a, z0_um, w_um for the peak
-    models; coeffs [c2, c1, c0] for the parabola). `z_sigma_um` is the standard
-    error of `z_um` from the fit covariance (None when unknown). `z_min_um` ..
+    `kind` is "lorentzian", "gaussian", "parabola", "half-max" (midpoint of the
+    half-maximum crossings) or "argmax" (no fit, the best sample). `params`
+    holds the model parameters (b, a, z0_um, w_um for the peak models; coeffs
+    [c2, c1, c0] for the parabola). `z_sigma_um` is the standard
+    error of `z_um` from the fit covariance and `resid_sigma` the standard
+    deviation of the fit residuals (None when unknown). `z_min_um` ..
     `z_max_um` is the span of the points used.
     """
 
@@ -65,12 +97,16 @@ class PeakFit:
     z_max_um: float
     n_points: int
     z_sigma_um: float | None = None
+    resid_sigma: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def evaluate(self, z_um: np.ndarray | float) -> np.ndarray:
         """The fitted score at `z_um` (µm); the argmax "fit" is a single spike."""
         z = np.asarray(z_um, dtype=float)
         p = self.params
+        if self.kind == "flat-top":
+            q = math.sqrt(max(p["p"] / 2.0 - 1.0, 0.0))
+            return flat_top(z, p["b"], p["a"], p["z0_um"], p["w_um"], q)
         if self.kind in _MODELS:
             return _MODELS[self.kind](z, p["b"], p["a"], p["z0_um"], p["w_um"])
         if self.kind == "parabola":
@@ -100,7 +136,7 @@ class PeakFit:
         }
         if self.kind == "parabola":
             out["coeffs"] = list(out["params"]["coeffs"])
-        if self.kind != "argmax" and self.z_max_um > self.z_min_um:
+        if self.kind not in ("argmax", "half-max") and self.z_max_um > self.z_min_um:
             zs = np.linspace(self.z_min_um, self.z_max_um, _CURVE_SAMPLES)
             out["curve"] = {"z_um": zs.tolist(), "score": self.evaluate(zs).tolist()}
         return out
@@ -113,6 +149,13 @@ def finite_points(z_um: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
     ok = np.isfinite(z) & np.isfinite(s)
     order = np.argsort(z[ok], kind="stable")
     return z[ok][order], s[ok][order]
+
+
+def _resid_sigma(s: np.ndarray, model: np.ndarray, n_params: int) -> float | None:
+    dof = s.size - n_params
+    if dof <= 0:
+        return None
+    return float(math.sqrt(float(np.sum((s - model) ** 2)) / dof))
 
 
 def _r2(s: np.ndarray, model: np.ndarray) -> float:
@@ -156,16 +199,17 @@ def fit_parabola(z_um: Any, scores: Any) -> PeakFit | None:
     big_c2 = c2 / scale**2
     big_c1 = c1 / scale - 2.0 * c2 * zc / scale**2
     big_c0 = c0 - c1 * zc / scale + c2 * zc**2 / scale**2
-    r2 = _r2(s, np.polyval([c2, c1, c0], u))
+    model = np.polyval([c2, c1, c0], u)
     return PeakFit(
         "parabola",
         float(z_v),
         float(s_v),
-        r2,
+        _r2(s, model),
         {"coeffs": [float(big_c2), float(big_c1), float(big_c0)]},
         float(z[0]),
         float(z[-1]),
         int(z.size),
+        resid_sigma=_resid_sigma(s, model, 3),
     )
 
 
@@ -177,16 +221,18 @@ def fit_model(
     z_guess_um: float | None = None,
     w_guess_um: float | None = None,
 ) -> PeakFit | None:
-    """Least-squares fit of a Lorentzian or Gaussian peak plus baseline (4 parameters).
+    """Least-squares fit of a peak model plus baseline: `kind` is "lorentzian" or
+    "gaussian" (4 parameters) or "flat-top" (5, see `flat_top`).
 
-    Needs at least 5 finite points. Returns None when the fit does not converge
+    Needs at least 5 finite points (6 for flat-top). Returns None when the fit does not converge
     or is not a peak (height ≤ 0, absurd width, centre far outside the points).
     The centre may lie up to half the points' span outside them, so a peak just
     beyond the searched range is reported as such rather than pulled inside.
     """
     model = _MODELS[kind]
+    n_params = 5 if kind == "flat-top" else 4
     z, s = finite_points(z_um, scores)
-    if z.size < 5:
+    if z.size < n_params + 1:
         return None
     span = float(z[-1] - z[0])
     if span <= 0:
@@ -196,36 +242,44 @@ def fit_model(
         return None
     z0 = float(z[int(np.argmax(s))]) if z_guess_um is None else float(z_guess_um)
     w0 = span / 4.0 if not w_guess_um or w_guess_um <= 0 else float(w_guess_um)
-    p0 = [s_min, s_max - s_min, z0, w0]
+    p0 = [s_min, s_max - s_min, z0, w0] + ([1.0] if n_params == 5 else [])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OptimizeWarning)
             warnings.simplefilter("ignore", RuntimeWarning)
-            popt, pcov = curve_fit(model, z, s, p0=p0, maxfev=2000)
+            popt, pcov = curve_fit(model, z, s, p0=p0, jac=_JACOBIANS[kind], maxfev=600)
     except (RuntimeError, ValueError, np.linalg.LinAlgError):
         return None
-    b, a, zc, w = (float(v) for v in popt)
+    b, a, zc, w = (float(v) for v in popt[:4])
     w = abs(w)
     if not (np.all(np.isfinite(popt)) and a > 0 and w > 0):
         return None
-    if w > 20.0 * span or w < 1e-3 * span:
+    if w < 1e-3 * span:  # a spike through one point is not a peak
         return None
+    # A very large w with a large negative b is the model degenerating to a parabola
+    # (e.g. on a flat-topped peak); its centre is still meaningful, so it is kept.
     if not (z[0] - 0.5 * span <= zc <= z[-1] + 0.5 * span):
         return None
-    r2 = _r2(s, model(z, b, a, zc, w))
+    fitted = model(z, *popt)
+    r2 = _r2(s, fitted)
     sigma = None
     if pcov is not None and np.all(np.isfinite(pcov)) and pcov[2, 2] >= 0:
         sigma = float(math.sqrt(pcov[2, 2]))
+    params = {"b": b, "a": a, "z0_um": zc, "w_um": w}
+    if n_params == 5:
+        params["p"] = 2.0 * (1.0 + float(popt[4]) ** 2)
     return PeakFit(
         kind,
         zc,
         b + a,
         r2,
-        {"b": b, "a": a, "z0_um": zc, "w_um": w},
+        params,
         float(z[0]),
         float(z[-1]),
         int(z.size),
         z_sigma_um=sigma,
+        resid_sigma=_resid_sigma(s, fitted, n_params),
+        extra={"ssr": float(np.sum((s - fitted) ** 2)), "n_params": n_params},
     )
 
 
@@ -235,14 +289,27 @@ def fit_best_model(
     *,
     z_guess_um: float | None = None,
     w_guess_um: float | None = None,
-    kinds: tuple[str, ...] = ("lorentzian", "gaussian"),
+    kinds: tuple[str, ...] = ("lorentzian", "gaussian", "flat-top"),
 ) -> PeakFit | None:
-    """Fit each peak model in `kinds` and keep the one with the best R² (None if all fail)."""
+    """Fit each peak model in `kinds`; keep the lowest AIC (None if all fail).
+
+    AIC = n·ln(SSR/n) + 2k (k parameters), plus `FLAT_TOP_PENALTY` for the
+    flat-top model, so it wins only where a flat top fits clearly better than a
+    Lorentzian or Gaussian.
+    """
     best: PeakFit | None = None
+    best_aic = math.inf
     for kind in kinds:
         fit = fit_model(z_um, scores, kind, z_guess_um=z_guess_um, w_guess_um=w_guess_um)
-        if fit is not None and (best is None or fit.r2 > best.r2):
-            best = fit
+        if fit is None:
+            continue
+        n = fit.n_points
+        ssr = max(float(fit.extra["ssr"]), 1e-300 * n)
+        aic = n * math.log(ssr / n) + 2 * int(fit.extra["n_params"])
+        if kind == "flat-top":
+            aic += FLAT_TOP_PENALTY
+        if best is None or aic < best_aic:
+            best, best_aic = fit, aic
     return best
 
 
@@ -290,6 +357,46 @@ def top_points_fit(
     if fit is None or not (zw[0] <= fit.z_um <= zw[-1]):
         return None
     return fit
+
+
+def half_max_centre(z_um: Any, scores: Any) -> PeakFit | None:
+    """Midpoint of the two half-maximum crossings around the best sample ("half-max" fit).
+
+    Half maximum is halfway between the lowest and the highest score; the
+    crossings are interpolated linearly. Unbiased for any symmetric peak,
+    flat-topped ones included, and precise because the curve is steep there.
+    None when the curve does not fall to half maximum on both sides.
+    """
+    z, s = finite_points(z_um, scores)
+    if z.size < 3:
+        return None
+    i = int(np.argmax(s))
+    floor, top = float(s.min()), float(s[i])
+    if top <= floor:
+        return None
+    level = floor + 0.5 * (top - floor)
+    crossings = []
+    for step in (-1, 1):
+        j = i
+        while 0 <= j + step < z.size and s[j + step] >= level:
+            j += step
+        k = j + step
+        if not 0 <= k < z.size:
+            return None
+        frac = (s[j] - level) / (s[j] - s[k]) if s[j] > s[k] else 0.5
+        crossings.append(float(z[j] + (z[k] - z[j]) * frac))
+    centre = 0.5 * (crossings[0] + crossings[1])
+    half = 0.5 * abs(crossings[1] - crossings[0])
+    return PeakFit(
+        "half-max",
+        centre,
+        top,
+        0.0,
+        {"level": level, "half_width_um": half},
+        float(min(crossings)),
+        float(max(crossings)),
+        int(z.size),
+    )
 
 
 def noise_sigma(z_um: Any, scores: Any) -> float:

@@ -15,7 +15,12 @@ from autofocus.strategies.common import (
     is_flat,
     too_few_reason,
 )
-from autofocus.strategies.peakfit import argmax_peak, fit_best_model, top_points_fit
+from autofocus.strategies.peakfit import (
+    argmax_peak,
+    fit_best_model,
+    half_max_centre,
+    top_points_fit,
+)
 
 FIT_KINDS = ("parabola", "gaussian", "model", "argmax")
 
@@ -34,13 +39,15 @@ class Sweep(SearchStrategy):
     """Measure the whole range at `step_um` in ONE batch, then fit the peak.
 
     Options: `step_um` (default 2 × tolerance, about half the depth of field);
-    `fit` — "parabola" (default: least squares through the `fit_points` samples
-    around the best one), "gaussian" (parabola in log score), "model"
-    (Lorentzian/Gaussian fit over the upper half of the peak) or "argmax";
-    `fit_points` (default 5); `min_contrast` (0.02) and `min_snr` (5) for the
-    flat-curve test. A fit that fails or lands outside its points falls back
-    to the best sample. Frames: ceil(range/step) + 1, capped at max_frames (the
-    step then widens; `details["step_um"]` says what was used).
+    `fit` — "model" (default: Lorentzian/Gaussian + baseline fitted to the
+    samples above 30 % of the peak and two more on each side; if that fails,
+    the midpoint of the half-maximum crossings, then a parabola), "parabola"
+    (least squares through the `fit_points` samples around the best one),
+    "gaussian" (parabola in log score) or "argmax"; `fit_points` (default 5);
+    `min_contrast` (0.02) and `min_snr` (5) for the flat-curve test. A fit that
+    fails or lands outside its points falls back to the best sample. Frames:
+    ceil(range/step) + 1, capped at max_frames (the step then widens;
+    `details["step_um"]` says what was used).
 
     Fails with "no focus signal" on a flat curve, with the edge sentence when
     the best sample is an end of the range and the fit does not put the peak
@@ -54,7 +61,7 @@ class Sweep(SearchStrategy):
         space: SearchSpace,
         *,
         step_um: float | None = None,
-        fit: str = "parabola",
+        fit: str = "model",
         fit_points: int = 5,
         min_contrast: float = 0.02,
         min_snr: float = 5.0,
@@ -69,6 +76,11 @@ class Sweep(SearchStrategy):
         self.fit_points = int(fit_points)
         self.min_contrast = float(min_contrast)
         self.min_snr = float(min_snr)
+
+    def frame_bound(self) -> int:
+        """Frames of the single sweep batch."""
+        space = self.space
+        return int(grid(space.lo_um, space.hi_um, self.step_um, space.max_frames).size)
 
     def _search(self) -> Search:
         lo, hi = self.space.lo_um, self.space.hi_um
@@ -114,7 +126,9 @@ class Sweep(SearchStrategy):
                 j1 += 1
             j0, j1 = max(0, j0 - 2), min(z.size - 1, j1 + 2)
             fit = fit_best_model(z[j0 : j1 + 1], s[j0 : j1 + 1], z_guess_um=float(z[i]))
-            if fit is not None and z[j0] <= fit.z_um <= z[j1]:
+            if fit is not None and fit.r2 >= 0.5 and z[j0] <= fit.z_um <= z[j1]:
                 return fit
-            return top_points_fit(z, s, n_points=self.fit_points)
+            return half_max_centre(z[j0 : j1 + 1], s[j0 : j1 + 1]) or top_points_fit(
+                z, s, n_points=self.fit_points
+            )
         return top_points_fit(z, s, n_points=self.fit_points, kind=self.fit_kind)
