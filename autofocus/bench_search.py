@@ -5,8 +5,9 @@ budget) with its true focus offset from the start position by up to
 `offset_frac` × half the search range. Every strategy runs the very same
 trials through the real engine; a run succeeds when it reports success and
 |physical stage position after parking − true focus| ≤ DOF/4 (the stage
-reports commanded positions; with backlash the physical one differs). Frames and hardware time (virtual clock: moves,
-settling, exposures) are what a real stage and camera would spend.
+reports commanded positions; with backlash the physical one differs).
+Frames and hardware time (virtual clock: moves, settling, exposures) are
+what a real stage and camera would spend.
 """
 
 from __future__ import annotations

@@ -21,7 +21,9 @@ def bench_search(
         int, typer.Option(help="Trials per specimen × modality × photon level.")
     ] = 5,
     range_um: Annotated[float, typer.Option(help="Full search range (µm).")] = 50.0,
-    scorer: Annotated[str, typer.Option(help="Focus measure used by every strategy.")] = "tenengrad",
+    scorer: Annotated[
+        str, typer.Option(help="Focus measure used by every strategy.")
+    ] = "tenengrad",
     specimen: Annotated[
         list[str] | None, typer.Option(help="Specimens (repeatable); default beads, cells, fibres.")
     ] = None,
