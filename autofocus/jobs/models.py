@@ -83,12 +83,15 @@ class Job:
 
 
 def iso_utc(epoch_s: float | None) -> str | None:
-    """ISO 8601 UTC time with milliseconds for `epoch_s` (None stays None)."""
+    """ISO 8601 UTC time with microseconds for `epoch_s` (None stays None).
+
+    Microseconds, so jobs submitted within one millisecond still sort in order.
+    """
     if epoch_s is None:
         return None
     return (
         datetime.fromtimestamp(epoch_s, tz=timezone.utc)
-        .isoformat(timespec="milliseconds")
+        .isoformat(timespec="microseconds")
         .replace("+00:00", "Z")
     )
 
