@@ -127,7 +127,7 @@ def test_job_json_view():
         result={"curve": [1], "best_z_um": 1.0},
     )
     d = job.to_dict(include_curve=False)
-    assert d["state"] == "running" and d["created_at"] == "1970-01-01T00:00:00.000Z"
+    assert d["state"] == "running" and d["created_at"] == "1970-01-01T00:00:00.000000Z"
     assert "curve" not in d["result"] and d["links"]["events"] == "/v1/jobs/x/events"
     assert iso_utc(None) is None
     assert JobState.CANCELLED.terminal and not JobState.QUEUED.terminal

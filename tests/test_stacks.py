@@ -355,7 +355,10 @@ def test_real_manifest_and_folders_agree(real_data_dir):
         from_folder = read_stack(real_data_dir / name).validate()
         from_manifest = labels[name].to_stack()
         np.testing.assert_allclose(from_folder.z_um, from_manifest.z_um, atol=1e-9)
-        assert [p.path for p in from_folder.planes] == [p.path for p in from_manifest.planes]
+        def resolved(stack):
+            return [Path(p.path).resolve() for p in stack.planes]
+
+        assert resolved(from_folder) == resolved(from_manifest)
     # The README calls them colour JPEGs; the files are 8-bit greyscale JPEGs.
     wafer = read_stack(real_data_dir / "wafer_l1jpeg_iy025").planes[0].load()
     assert wafer.shape[:2] == (1200, 1920) and wafer.dtype == np.uint8
