@@ -42,7 +42,8 @@ class CoarseFine(SearchStrategy):
     1. Coarse: the whole range at ≤ `space.step_um` (default 8 × tolerance ≈ 2
        depths of field), both ends included, asked as ONE batch so the engine
        can overlap acquisition with scoring. Fewer than 3 usable scores →
-       "too few frames"; contrast below `min_contrast` (2 %) → "no focus signal".
+       "too few frames"; contrast below `min_contrast` (2 %), or (if `min_snr`
+       > 0) a peak below `min_snr` × the robust noise → "no focus signal".
     2. Candidates: the coarse local maxima at least half as prominent as the
        global one. When two compete (a second, smaller peak, or the main peak
        sampled on its flanks) the parabola vertex of each is measured (one
@@ -57,25 +58,31 @@ class CoarseFine(SearchStrategy):
        from the peak (noise from neighbouring-sample differences), else "no
        focus signal". (When the peak fills the range, the re-measured top must
        keep half the coarse peak's height instead.)
-    4. Fit a Lorentzian and a Gaussian + baseline to the samples between the
-       peak's neighbouring valleys (keeping the better R²). While the fit's
-       standard error on z exceeds tolerance/`target_sigma_ratio` (4) or its
-       centre lies outside the refinement points, ask 2 more positions on the
-       fitted peak's flanks, up to `max_refine_frames` (12) after the coarse
-       sweep.
-    5. The answer is the fit's centre (a parabola through the top points or the
-       best sample when no model fits). A centre within max(tolerance/2, 2 ×
-       its standard error) of an end of the range, or beyond it, fails with the
-       edge sentence: focus is probably outside the range.
+    4. Fit Lorentzian, Gaussian and flat-top peaks + baseline to the samples
+       between the peak's neighbouring valleys (lowest AIC wins; see
+       `peakfit.fit_best_model`). While the fit's standard error on z exceeds
+       tolerance/`target_sigma_ratio` (4) or its centre lies outside the
+       refinement points, ask 2 more positions on the fitted peak's flanks
+       (skipping any within tolerance/4 of a measured one), up to
+       `max_refine_frames` (12) after the coarse sweep; stop early when the fit
+       puts the peak clearly beyond the range.
+    5. The answer is the fit's centre — or, when no fit is usable (none
+       converges, R² < 0.5, or its z uncertainty exceeds a coarse step), the
+       midpoint of the half-maximum crossings, a parabola through the top
+       samples, or the best sample. A centre within max(tolerance/2, 2 × its
+       standard error) of an end of the range, or beyond it, fails with the
+       edge sentence: focus is probably outside the range. On stepwise data
+       (exactly repeated scores, e.g. a z-stack replayed plane by plane) an
+       answer on a measurably less sharp plane is moved onto the sharpest
+       samples (see `_plane_check`).
 
     Frames: n_coarse + 3 typically (+2 with two candidates), at most n_coarse +
     `max_refine_frames`, and at most one fewer than an exhaustive sweep at 2 ×
     tolerance (ceil(range/(2·tolerance)) + 1) unless that leaves less than the
     first refinement batch and one round; n_coarse = ceil(range/step) + 1,
     reduced (wider step) so that n_coarse + max_refine_frames ≤ max_frames.
-    Refinement positions closer than tolerance/2 to a measured one are skipped. `details` holds
-    the coarse curve, the candidates, the vertex, bracket, half-width, fit
-    window, `peak_t` and the number of refinement frames.
+    `details` holds the coarse curve, the candidates, the vertex, bracket,
+    half-width, fit window, `peak_t` and the number of refinement frames.
     """
 
     name = "coarse-fine"
@@ -204,8 +211,7 @@ class CoarseFine(SearchStrategy):
                 flank = min(max(self.flank_ratio * w_fit, tol), self.max_spread_steps * h)
                 offsets = [-flank, flank]
             batch = [self.clamp(z_star + o) for o in offsets]
-            # Positions closer than tolerance/2 to a measured one add next to nothing
-            # (and on a stage or replay with that resolution, exactly nothing).
+            # A position within tolerance/4 of a measured one adds next to nothing.
             batch = [p for p in batch if not self._near_known(p, 0.25 * tol)]
             if not batch:
                 batch = [self.clamp(z_star + 0.5 * tol), self.clamp(z_star - 0.5 * tol)]
@@ -232,7 +238,7 @@ class CoarseFine(SearchStrategy):
         on_plane = self._plane_check(best_z)
         if on_plane is not None:
             details["moved_onto_sharpest_plane_from_um"] = best_z
-            best_z = on_plane
+            best_z, best_score = on_plane, float(self.points()[1].max())
         wz, ws = self._window(left, right)
         return self.finish(
             success=True,
@@ -296,7 +302,9 @@ class CoarseFine(SearchStrategy):
         keep = (z >= left) & (z <= right)
         return z[keep], s[keep]
 
-    def _fit(self, left: float, right: float, z_guess: float, w_guess: float, h: float):
+    def _fit(
+        self, left: float, right: float, z_guess: float, w_guess: float, h: float
+    ) -> PeakFit | None:
         wz, ws = self._window(left, right)
         fit = fit_best_model(wz, ws, z_guess_um=z_guess, w_guess_um=w_guess)
         if fit is None or fit.r2 < 0.5:

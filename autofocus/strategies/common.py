@@ -229,8 +229,8 @@ class SearchStrategy:
             sigma = fit.resid_sigma
         else:
             sigma = noise_sigma(z, s)
-        fitted = fit is not None and fit.kind not in ("argmax", "half-max")
-        conf = confidence(prom, sigma, fit.r2 if fitted and fit is not None else None)
+        r2 = fit.r2 if fit is not None and fit.kind not in ("argmax", "half-max") else None
+        conf = confidence(prom, sigma, r2)
         if not success:
             conf = min(conf, 0.5)
         info: dict[str, Any] = {"frames": self.frames, "noise_sigma": sigma, "prominence": prom}

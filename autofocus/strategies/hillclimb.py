@@ -47,8 +47,12 @@ class HillClimb(SearchStrategy):
         self.min_contrast = float(min_contrast)
 
     def frame_bound(self) -> int:
-        """3 + per step size (h0, h0/2, … ≥ tolerance): 2 new neighbours and climbs of at most
-        range/step, + 2 range-end probes; capped at max_frames."""
+        """An upper bound on the frames, capped at max_frames.
+
+        3 for the first batch, then for each step size (h0, h0/2, … down to the
+        tolerance) 2 new neighbours plus climbs of at most range/step, and 2
+        range-end probes.
+        """
         width = self.space.hi_um - self.space.lo_um
         total, h = 3, self.step_um
         while True:

@@ -4,7 +4,7 @@ Pure numpy/scipy helpers shared by the search strategies. Positions are in
 micrometres, scores are whatever the scorer returns (higher = sharper). All
 functions ignore non-finite scores.
 
-Peak models (`w_um` is the half-width at half maximum in both):
+Peak models (`w_um` is the half-width at half maximum in all three):
 
 - Lorentzian: ``score = b + a / (1 + ((z - z0) / w)²)`` — the heavy-tailed shape
   of gradient-energy focus measures;
@@ -67,12 +67,24 @@ def flat_top(z: np.ndarray, b: float, a: float, z0: float, w: float, q: float) -
     return b + a / (1.0 + u2 ** (1.0 + q * q))
 
 
+def _flat_top_jac(z: np.ndarray, b: float, a: float, z0: float, w: float, q: float) -> np.ndarray:
+    u = (np.asarray(z, dtype=float) - z0) / w
+    v = u * u
+    m = 1.0 + q * q
+    vm = v**m
+    inv = 1.0 / (1.0 + vm)
+    slope = 2.0 * a * m * v ** (m - 1.0) * u * inv * inv / w
+    log_v = np.log(np.where(v > 0, v, 1.0))
+    d_q = -a * inv * inv * vm * log_v * 2.0 * q
+    return np.column_stack([np.ones_like(u), inv, slope, slope * u, d_q])
+
+
 _MODELS = {"lorentzian": lorentzian, "gaussian": gaussian, "flat-top": flat_top}
 # AIC handicap of the flat-top model: it must fit clearly better than the 4-parameter
 # shapes to be chosen, as its extra freedom costs precision on ordinary peaks.
 FLAT_TOP_PENALTY = 6.0
 # Analytic Jacobians: several times fewer model evaluations than finite differences.
-_JACOBIANS = {"lorentzian": _lorentzian_jac, "gaussian": _gaussian_jac, "flat-top": None}
+_JACOBIANS = {"lorentzian": _lorentzian_jac, "gaussian": _gaussian_jac, "flat-top": _flat_top_jac}
 
 
 @dataclass
@@ -224,8 +236,9 @@ def fit_model(
     """Least-squares fit of a peak model plus baseline: `kind` is "lorentzian" or
     "gaussian" (4 parameters) or "flat-top" (5, see `flat_top`).
 
-    Needs at least 5 finite points (6 for flat-top). Returns None when the fit does not converge
-    or is not a peak (height ≤ 0, absurd width, centre far outside the points).
+    Needs at least 5 finite points (6 for flat-top). Returns None when the fit
+    does not converge or is not a peak (height ≤ 0, a width below 1/1000 of the
+    points' span, centre far outside the points).
     The centre may lie up to half the points' span outside them, so a peak just
     beyond the searched range is reported as such rather than pulled inside.
     """
@@ -247,7 +260,7 @@ def fit_model(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OptimizeWarning)
             warnings.simplefilter("ignore", RuntimeWarning)
-            popt, pcov = curve_fit(model, z, s, p0=p0, jac=_JACOBIANS[kind], maxfev=600)
+            popt, pcov = curve_fit(model, z, s, p0=p0, jac=_JACOBIANS[kind], maxfev=100)
     except (RuntimeError, ValueError, np.linalg.LinAlgError):
         return None
     b, a, zc, w = (float(v) for v in popt[:4])
