@@ -56,6 +56,30 @@ def build_settings(config: Path | None, overrides: dict[str, Any]) -> Settings:
         raise die(f"invalid settings: {problems}") from exc
 
 
+def hardware_overrides(
+    mm_port: int | None,
+    mm_headless: Path | None,
+    mm_config: Path | None,
+    mm_focus_device: str | None,
+    mm_camera: str | None,
+    stack: Path | None,
+    pattern: str | None,
+    z_step_um: float | None,
+) -> dict[str, dict[str, Any]]:
+    """The `mm` and `replay` settings groups from the command-line options both
+    `focus` and `serve` take (None = keep the configured value)."""
+    return {
+        "mm": {
+            "port": mm_port,
+            "headless_adapter_dir": mm_headless,
+            "config_file": mm_config,
+            "focus_device": mm_focus_device,
+            "camera": mm_camera,
+        },
+        "replay": {"stack": stack, "pattern": pattern, "z_step_um": z_step_um},
+    }
+
+
 @app.command("focus")
 def focus_command(
     driver: Annotated[str, typer.Option(help="sim, micromanager or replay.")] = "sim",
@@ -131,14 +155,10 @@ def focus_command(
                 "drift_um_per_s": drift_um_per_s,
                 "real_time": real_time or None,
             },
-            "mm": {
-                "port": mm_port,
-                "headless_adapter_dir": mm_headless,
-                "config_file": mm_config,
-                "focus_device": mm_focus_device,
-                "camera": mm_camera,
-            },
-            "replay": {"stack": stack, "pattern": pattern, "z_step_um": z_step_um},
+            **hardware_overrides(
+                mm_port, mm_headless, mm_config, mm_focus_device, mm_camera,
+                stack, pattern, z_step_um,
+            ),
         },
     )
     d = settings.focus

@@ -17,7 +17,7 @@ import typer
 
 from autofocus.api.security import InsecureBindError, check_bind_allowed
 from autofocus.cli.app import app
-from autofocus.cli.focus import build_settings, die
+from autofocus.cli.focus import build_settings, die, hardware_overrides
 from autofocus.logging import configure_logging
 from autofocus.settings import Settings
 
@@ -69,14 +69,10 @@ def serve_command(
             "z_min_um": z_min_um,
             "z_max_um": z_max_um,
             "sim": {"real_time": real_time},
-            "mm": {
-                "port": mm_port,
-                "headless_adapter_dir": mm_headless,
-                "config_file": mm_config,
-                "focus_device": mm_focus_device,
-                "camera": mm_camera,
-            },
-            "replay": {"stack": stack, "pattern": pattern, "z_step_um": z_step_um},
+            **hardware_overrides(
+                mm_port, mm_headless, mm_config, mm_focus_device, mm_camera,
+                stack, pattern, z_step_um,
+            ),
         },
     )
     try:

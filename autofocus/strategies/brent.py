@@ -15,10 +15,7 @@ from autofocus.strategies.common import (
     Search,
     SearchStrategy,
     Step,
-    edge_reason,
-    flat_reason,
-    is_flat,
-    probe_edges,
+    check_bracket,
     too_few_reason,
 )
 
@@ -158,16 +155,11 @@ class Brent(SearchStrategy):
             return self.fail(
                 f"too few frames: Brent's method did not converge in {self.max_eval} frames"
             )
+        failed = yield from check_bracket(self, a, b)
+        if failed is not None:
+            return failed
         details = {"bracket_um": [a, b]}
         z, s = self.points()
-        if z.size < 3:
-            return self.fail(too_few_reason(int(z.size), self.frames), **details)
-        edge = yield from probe_edges(self, a, b)
-        z, s = self.points()
-        if is_flat(z, s, min_contrast=self.min_contrast, min_snr=self.min_snr):
-            return self.fail(flat_reason(s), **details)
-        if edge is not None:
-            return self.fail(edge_reason(edge), **details)
         if not math.isfinite(fx):
             return self.fail(too_few_reason(int(z.size), self.frames), **details)
         return self.finish(success=True, best_z_um=x, best_score=fx, details=details)

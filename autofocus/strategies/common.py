@@ -356,3 +356,25 @@ def probe_edges(strategy: SearchStrategy, a_um: float, b_um: float) -> Step:
         if math.isfinite(edge_score) and best is not None and edge_score >= best:
             return edge
     return None
+
+
+def check_bracket(strategy: SearchStrategy, a_um: float, b_um: float) -> Step:
+    """Generator step shared by the bracketing strategies once their bracket [a, b] is final.
+
+    Probes a range end the bracket touches (see `probe_edges`), then fails the
+    search (returns the failed `Search`) for too few usable frames, a flat curve
+    or a peak at the edge; returns None when the bracket holds a real peak.
+    """
+    details = {"bracket_um": [a_um, b_um]}
+    z, _ = strategy.points()
+    if z.size < 3:
+        return strategy.fail(too_few_reason(int(z.size), strategy.frames), **details)
+    edge = yield from probe_edges(strategy, a_um, b_um)
+    z, s = strategy.points()
+    # Only the bracketing strategies (which define these thresholds) call this.
+    min_contrast, min_snr = strategy.min_contrast, strategy.min_snr  # type: ignore[attr-defined]
+    if is_flat(z, s, min_contrast=min_contrast, min_snr=min_snr):
+        return strategy.fail(flat_reason(s), **details)
+    if edge is not None:
+        return strategy.fail(edge_reason(edge), **details)
+    return None

@@ -8,11 +8,7 @@ from autofocus.strategies.base import SearchSpace
 from autofocus.strategies.common import (
     Search,
     SearchStrategy,
-    edge_reason,
-    flat_reason,
-    is_flat,
-    probe_edges,
-    too_few_reason,
+    check_bracket,
 )
 from autofocus.strategies.peakfit import fit_parabola
 
@@ -72,16 +68,11 @@ class GoldenSection(SearchStrategy):
                 a, c, fc = c, d, fd
                 d = a + INV_PHI * (b - a)
                 fd = _score((yield [d])[0])
+        failed = yield from check_bracket(self, a, b)
+        if failed is not None:
+            return failed
         details = {"bracket_um": [a, b]}
         z, s = self.points()
-        if z.size < 3:
-            return self.fail(too_few_reason(int(z.size), self.frames), **details)
-        edge = yield from probe_edges(self, a, b)
-        z, s = self.points()
-        if is_flat(z, s, min_contrast=self.min_contrast, min_snr=self.min_snr):
-            return self.fail(flat_reason(s), **details)
-        if edge is not None:
-            return self.fail(edge_reason(edge), **details)
         best_z, best_s = self.best_measured()
         assert best_z is not None and best_s is not None
         fit = None
