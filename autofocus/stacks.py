@@ -399,17 +399,24 @@ def _read_multipage_tiff(path: Path, z_step_um: float | None) -> ZStack:
     return ZStack(name=name, planes=planes, source=str(path), z_step_um=step)
 
 
-def _read_csv(path: Path) -> ZStack:
+def _read_csv_rows(path: Path, *, not_found: str, what: str) -> tuple[list[str], list[dict]]:
+    """Header (stripped names) and rows of a CSV file; `StackError` when it cannot be read."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             header = [h.strip() for h in (reader.fieldnames or [])]
             reader.fieldnames = header
-            rows = list(reader)
+            return header, list(reader)
     except FileNotFoundError:
-        raise StackError(f"stack file not found: {path}") from None
+        raise StackError(not_found) from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise StackError(f"cannot read CSV stack {path}: {exc}") from None
+        raise StackError(f"cannot read {what}: {exc}") from None
+
+
+def _read_csv(path: Path) -> ZStack:
+    header, rows = _read_csv_rows(
+        path, not_found=f"stack file not found: {path}", what=f"CSV stack {path}"
+    )
     missing = [c for c in ("image_path", "z_um") if c not in header]
     if missing:
         raise StackError(
@@ -523,16 +530,9 @@ def read_manifest(directory: str | Path) -> dict[str, StackLabel]:
     """
     root = Path(directory)
     manifest = root / "manifest.csv"
-    try:
-        with manifest.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            reader.fieldnames = header
-            rows = list(reader)
-    except FileNotFoundError:
-        raise StackError(f"no manifest.csv in {root}") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise StackError(f"cannot read {manifest}: {exc}") from None
+    header, rows = _read_csv_rows(
+        manifest, not_found=f"no manifest.csv in {root}", what=str(manifest)
+    )
     missing = [c for c in MANIFEST_COLUMNS if c not in header]
     if missing:
         raise StackError(f"{manifest}: missing column(s) {', '.join(missing)}")

@@ -15,6 +15,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from autofocus.cli.app import app
+from autofocus.cli.options import (
+    ConfigOpt,
+    MmCameraOpt,
+    MmConfigOpt,
+    MmFocusDeviceOpt,
+    MmHeadlessOpt,
+    MmPortOpt,
+    PatternOpt,
+    StackOpt,
+    ZMaxOpt,
+    ZMinOpt,
+    ZStepOpt,
+    hardware_overrides,
+)
 from autofocus.errors import AutofocusError, MicroscopeError
 from autofocus.focus import FocusRequest, focus
 from autofocus.microscopes import open_microscope
@@ -56,34 +70,10 @@ def build_settings(config: Path | None, overrides: dict[str, Any]) -> Settings:
         raise die(f"invalid settings: {problems}") from exc
 
 
-def hardware_overrides(
-    mm_port: int | None,
-    mm_headless: Path | None,
-    mm_config: Path | None,
-    mm_focus_device: str | None,
-    mm_camera: str | None,
-    stack: Path | None,
-    pattern: str | None,
-    z_step_um: float | None,
-) -> dict[str, dict[str, Any]]:
-    """The `mm` and `replay` settings groups from the command-line options both
-    `focus` and `serve` take (None = keep the configured value)."""
-    return {
-        "mm": {
-            "port": mm_port,
-            "headless_adapter_dir": mm_headless,
-            "config_file": mm_config,
-            "focus_device": mm_focus_device,
-            "camera": mm_camera,
-        },
-        "replay": {"stack": stack, "pattern": pattern, "z_step_um": z_step_um},
-    }
-
-
 @app.command("focus")
 def focus_command(
     driver: Annotated[str, typer.Option(help="sim, micromanager or replay.")] = "sim",
-    config: Annotated[Path | None, typer.Option(help="TOML settings file.")] = None,
+    config: ConfigOpt = None,
     start_z_um: Annotated[
         float | None, typer.Option(help="Move here first (µm); default: stay.")
     ] = None,
@@ -99,8 +89,8 @@ def focus_command(
     exposure_ms: Annotated[float | None, typer.Option(help="Exposure for this run (ms).")] = None,
     backlash_um: Annotated[float | None, typer.Option(help="Approach overshoot (µm).")] = None,
     on_failure: Annotated[str | None, typer.Option(help="return (to start) or stay.")] = None,
-    z_min_um: Annotated[float | None, typer.Option(help="Lower Z limit (µm).")] = None,
-    z_max_um: Annotated[float | None, typer.Option(help="Upper Z limit (µm).")] = None,
+    z_min_um: ZMinOpt = None,
+    z_max_um: ZMaxOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     # simulated microscope
     seed: Annotated[int | None, typer.Option(help="[sim] Random seed.")] = None,
@@ -120,17 +110,15 @@ def focus_command(
     drift_um_per_s: Annotated[float | None, typer.Option(help="[sim] Focus drift.")] = None,
     real_time: Annotated[bool, typer.Option(help="[sim] Sleep for real (demo).")] = False,
     # Micro-Manager
-    mm_port: Annotated[int | None, typer.Option(help="[mm] ZMQ server port.")] = None,
-    mm_headless: Annotated[
-        Path | None, typer.Option(help="[mm] Start headless with adapters from this folder.")
-    ] = None,
-    mm_config: Annotated[Path | None, typer.Option(help="[mm] Micro-Manager .cfg file.")] = None,
-    mm_focus_device: Annotated[str | None, typer.Option(help="[mm] Z drive name.")] = None,
-    mm_camera: Annotated[str | None, typer.Option(help="[mm] Camera name.")] = None,
+    mm_port: MmPortOpt = None,
+    mm_headless: MmHeadlessOpt = None,
+    mm_config: MmConfigOpt = None,
+    mm_focus_device: MmFocusDeviceOpt = None,
+    mm_camera: MmCameraOpt = None,
     # replay
-    stack: Annotated[Path | None, typer.Option(help="[replay] Recorded z-stack.")] = None,
-    pattern: Annotated[str | None, typer.Option(help="[replay] File-name regex.")] = None,
-    z_step_um: Annotated[float | None, typer.Option(help="[replay] Z step of a TIFF.")] = None,
+    stack: StackOpt = None,
+    pattern: PatternOpt = None,
+    z_step_um: ZStepOpt = None,
 ) -> None:
     """Run one autofocus and report where focus is, how sure, and what it cost.
 

@@ -17,14 +17,28 @@ import typer
 
 from autofocus.api.security import InsecureBindError, check_bind_allowed
 from autofocus.cli.app import app
-from autofocus.cli.focus import build_settings, die, hardware_overrides
+from autofocus.cli.focus import build_settings, die
+from autofocus.cli.options import (
+    ConfigOpt,
+    MmCameraOpt,
+    MmConfigOpt,
+    MmFocusDeviceOpt,
+    MmHeadlessOpt,
+    MmPortOpt,
+    PatternOpt,
+    StackOpt,
+    ZMaxOpt,
+    ZMinOpt,
+    ZStepOpt,
+    hardware_overrides,
+)
 from autofocus.logging import configure_logging
 from autofocus.settings import Settings
 
 
 @app.command("serve")
 def serve_command(
-    config: Annotated[Path | None, typer.Option(help="TOML settings file.")] = None,
+    config: ConfigOpt = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on (127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port (8765).")] = None,
     driver: Annotated[
@@ -42,18 +56,16 @@ def serve_command(
             help="Simulated microscope: spend hardware time for real (demo) or not.",
         ),
     ] = None,
-    z_min_um: Annotated[float | None, typer.Option(help="Lower Z limit (µm).")] = None,
-    z_max_um: Annotated[float | None, typer.Option(help="Upper Z limit (µm).")] = None,
-    mm_port: Annotated[int | None, typer.Option(help="[mm] ZMQ server port.")] = None,
-    mm_headless: Annotated[
-        Path | None, typer.Option(help="[mm] Start headless with adapters from this folder.")
-    ] = None,
-    mm_config: Annotated[Path | None, typer.Option(help="[mm] Micro-Manager .cfg file.")] = None,
-    mm_focus_device: Annotated[str | None, typer.Option(help="[mm] Z drive name.")] = None,
-    mm_camera: Annotated[str | None, typer.Option(help="[mm] Camera name.")] = None,
-    stack: Annotated[Path | None, typer.Option(help="[replay] Recorded z-stack.")] = None,
-    pattern: Annotated[str | None, typer.Option(help="[replay] File-name regex.")] = None,
-    z_step_um: Annotated[float | None, typer.Option(help="[replay] Z step of a TIFF.")] = None,
+    z_min_um: ZMinOpt = None,
+    z_max_um: ZMaxOpt = None,
+    mm_port: MmPortOpt = None,
+    mm_headless: MmHeadlessOpt = None,
+    mm_config: MmConfigOpt = None,
+    mm_focus_device: MmFocusDeviceOpt = None,
+    mm_camera: MmCameraOpt = None,
+    stack: StackOpt = None,
+    pattern: PatternOpt = None,
+    z_step_um: ZStepOpt = None,
 ) -> None:
     """Serve the autofocus HTTP API (v1) until interrupted (SIGINT/SIGTERM stop it cleanly:
     a running job is cancelled and returns the stage; queued jobs wait for the next start)."""

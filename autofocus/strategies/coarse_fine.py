@@ -23,6 +23,7 @@ from autofocus.strategies.peakfit import (
     fit_best_model,
     fit_parabola,
     half_max_centre,
+    level_crossings,
     noise_sigma,
     top_points_fit,
 )
@@ -370,18 +371,8 @@ def _half_width(
     Half the range when the curve does not fall to half height on either side.
     """
     level = base + 0.5 * (peak - base)
-    widths = []
-    for step in (-1, 1):
-        j = i
-        while 0 <= j + step < z.size and s[j + step] >= level:
-            j += step
-        k = j + step
-        if not 0 <= k < z.size:
-            continue
-        hi_s, lo_s = min(float(s[j]), peak), float(s[k])
-        frac = 0.5 if hi_s <= lo_s else (hi_s - level) / (hi_s - lo_s)
-        crossing = z[j] + (z[k] - z[j]) * min(max(frac, 0.0), 1.0)
-        widths.append(abs(crossing - z_v))
+    crossings = level_crossings(z, s, i, level, peak)
+    widths = [abs(c - z_v) for c in crossings if c is not None]
     if not widths:
         return float(z[-1] - z[0]) / 2.0
     return max(float(np.mean(widths)), 0.25 * h)

@@ -372,6 +372,30 @@ def top_points_fit(
     return fit
 
 
+def level_crossings(
+    z: np.ndarray, s: np.ndarray, i: int, level: float, top: float
+) -> tuple[float | None, float | None]:
+    """Where the curve falls below `level` left and right of sample i (µm, interpolated).
+
+    Walks outwards from i while the scores stay at or above `level`; a side
+    where the curve never falls below it gives None. Scores above `top` count
+    as `top` (a fitted peak may lie below the highest sample).
+    """
+    sides: list[float | None] = []
+    for step in (-1, 1):
+        j = i
+        while 0 <= j + step < z.size and s[j + step] >= level:
+            j += step
+        k = j + step
+        if not 0 <= k < z.size:
+            sides.append(None)
+            continue
+        hi_s, lo_s = min(float(s[j]), top), float(s[k])
+        frac = 0.5 if hi_s <= lo_s else (hi_s - level) / (hi_s - lo_s)
+        sides.append(float(z[j] + (z[k] - z[j]) * min(max(frac, 0.0), 1.0)))
+    return sides[0], sides[1]
+
+
 def half_max_centre(z_um: Any, scores: Any) -> PeakFit | None:
     """Midpoint of the two half-maximum crossings around the best sample ("half-max" fit).
 
@@ -388,16 +412,10 @@ def half_max_centre(z_um: Any, scores: Any) -> PeakFit | None:
     if top <= floor:
         return None
     level = floor + 0.5 * (top - floor)
-    crossings = []
-    for step in (-1, 1):
-        j = i
-        while 0 <= j + step < z.size and s[j + step] >= level:
-            j += step
-        k = j + step
-        if not 0 <= k < z.size:
-            return None
-        frac = (s[j] - level) / (s[j] - s[k]) if s[j] > s[k] else 0.5
-        crossings.append(float(z[j] + (z[k] - z[j]) * frac))
+    left, right = level_crossings(z, s, i, level, top)
+    if left is None or right is None:
+        return None
+    crossings = [left, right]
     centre = 0.5 * (crossings[0] + crossings[1])
     half = 0.5 * abs(crossings[1] - crossings[0])
     return PeakFit(
