@@ -39,7 +39,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from autofocus.api.server import free_port  # noqa: E402
+from autofocus.service.api.server import free_port  # noqa: E402
 
 JOB_REQUEST = {"center_z_um": 0.0, "range_um": 40.0, "tolerance_um": 0.5}
 

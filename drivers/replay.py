@@ -16,7 +16,7 @@ every frame checks robustness. Frames come back 2-D in the stack's dtype.
 
 This module depends on numpy only: it takes planes already loaded (arrays, or
 zero-argument callables that load them). Reading files is the autofocus
-layer's job (`autofocus.replay_stack.open_replay`).
+layer's job (`autofocus.stacks.replay.open_replay`).
 """
 
 from __future__ import annotations

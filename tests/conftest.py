@@ -41,7 +41,7 @@ class RealCorpus:
     """The real stacks with their manifest labels; images decoded on first use and cached."""
 
     def __init__(self, root: Path) -> None:
-        from autofocus.stacks import read_manifest
+        from autofocus.stacks.readers import read_manifest
 
         self.root = root
         self.labels = read_manifest(root)

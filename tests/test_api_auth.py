@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from autofocus.api.security import InsecureBindError, check_bind_allowed, is_loopback_host
-from autofocus.api.server import BackgroundServer
 from autofocus.logging import configure_logging
+from autofocus.service.api.security import InsecureBindError, check_bind_allowed, is_loopback_host
+from autofocus.service.api.server import BackgroundServer
 from autofocus.settings import load_settings
 
 TOKEN = "s3cret-token-for-tests"

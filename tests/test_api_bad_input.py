@@ -13,8 +13,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from autofocus.api.server import BackgroundServer
 from autofocus.logging import configure_logging
+from autofocus.service.api.server import BackgroundServer
 from autofocus.settings import load_settings
 from drivers.sim import SimulatedMicroscope
 

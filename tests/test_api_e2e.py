@@ -14,8 +14,8 @@ from datetime import datetime
 import httpx
 import pytest
 
-from autofocus.api.server import BackgroundServer
 from autofocus.logging import configure_logging
+from autofocus.service.api.server import BackgroundServer
 from autofocus.settings import load_settings
 
 
@@ -250,7 +250,7 @@ def test_queue_full_answers_429_and_queued_cancel_never_moves(slow_server):
 
 
 def test_clean_shutdown_cancels_running_job_and_keeps_queued(tmp_path):
-    from autofocus.jobs.store import JobStore
+    from autofocus.service.jobs.store import JobStore
 
     configure_logging("console", "warning")
     db = tmp_path / "jobs.db"

@@ -7,9 +7,9 @@ import io
 import numpy as np
 import pytest
 
-from autofocus.api.server import BackgroundServer
 from autofocus.client import ApiError, AutofocusClient, FocusFailed, _parse_sse
 from autofocus.logging import configure_logging
+from autofocus.service.api.server import BackgroundServer
 from autofocus.settings import load_settings
 
 TOKEN = "client-test-token"

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from autofocus.api.server import free_port
+from autofocus.service.api.server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 

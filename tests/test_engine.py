@@ -12,11 +12,11 @@ import threading
 
 import pytest
 
-from autofocus.engine import Engine
 from autofocus.errors import LimitError
-from autofocus.focus import FocusRequest, focus, search_space
-from autofocus.scorer import get_scorer
-from autofocus.strategies.base import SearchOutcome, SearchSpace
+from autofocus.scoring.registry import get_scorer
+from autofocus.search.engine import Engine
+from autofocus.search.focus import FocusRequest, focus, search_space
+from autofocus.search.strategies.base import SearchOutcome, SearchSpace
 from drivers.sim import FaultConfig, SimConfig, SimulatedMicroscope
 from drivers.sim.faults import Calls
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 import autofocus.cli.offline  # noqa: F401  (registers the commands)
 from autofocus.cli.app import app
 from autofocus.errors import StackError, UnknownNameError
-from autofocus.evaluation import evaluate_corpus, judge_curve, score_stack
+from autofocus.stacks.evaluation import evaluate_corpus, judge_curve, score_stack
 
 runner = CliRunner()
 

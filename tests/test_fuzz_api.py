@@ -18,9 +18,9 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from autofocus.api import create_app
-from autofocus.api.server import BackgroundServer
 from autofocus.logging import configure_logging
+from autofocus.service.api import create_app
+from autofocus.service.api.server import BackgroundServer
 from autofocus.settings import load_settings
 
 # The schema comes from the app itself (no server needed at collection time); the calls

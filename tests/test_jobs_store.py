@@ -9,10 +9,10 @@ import sqlite3
 import numpy as np
 import pytest
 
-from autofocus.jobs.events import EventBroker
-from autofocus.jobs.models import Job, JobState, iso_utc, to_jsonable
-from autofocus.jobs.store import JobStore
-from autofocus.metrics import Counter, Histogram, Metrics
+from autofocus.service.jobs.events import EventBroker
+from autofocus.service.jobs.models import Job, JobState, iso_utc, to_jsonable
+from autofocus.service.jobs.store import JobStore
+from autofocus.service.metrics import Counter, Histogram, Metrics
 
 
 def _new(store: JobStore, job_id: str, key: str | None = None) -> Job:

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 
 from autofocus.errors import ImageError
-from autofocus.measures import (
+from autofocus.scoring.base import Scorer
+from autofocus.scoring.classical import (
     MEASURES,
     BandpassFFT,
     ClassicalMeasure,
     opencv_variance_of_laplacian,
 )
-from autofocus.scorer import Scorer, available_scorers, get_scorer
+from autofocus.scoring.registry import available_scorers, get_scorer
 
 NAMES = sorted(MEASURES)
 # Defocus blur (Gaussian sigma, px) of each plane; plane 3 is in focus.

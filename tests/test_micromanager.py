@@ -461,7 +461,7 @@ TOLERANCE_UM = 1.0
 
 def _focus_api():
     try:
-        from autofocus.focus import FocusRequest, focus
+        from autofocus.search.focus import FocusRequest, focus
     except ImportError as exc:
         pytest.skip(f"the autofocus engine is not importable yet ({exc})")
     return FocusRequest, focus

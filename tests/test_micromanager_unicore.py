@@ -102,7 +102,7 @@ def test_labels_already_taken_are_refused():
 
 def _focus_api():
     try:
-        from autofocus.focus import FocusRequest, focus
+        from autofocus.search.focus import FocusRequest, focus
     except ImportError as exc:
         pytest.skip(f"the autofocus engine is not importable yet ({exc})")
     return FocusRequest, focus

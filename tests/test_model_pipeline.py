@@ -85,7 +85,7 @@ def test_head_training_learns_to_rank_planes():
 
 def test_export_matches_torch_and_writes_a_card(tmp_path: Path):
     pytest.importorskip("onnx")
-    from autofocus.onnx_scorer import OnnxFocusScorer
+    from autofocus.scoring.model import OnnxFocusScorer
     from models.pipeline.export import export_model
     from models.pipeline.net import FocusNet, Head, merge_heads
 
@@ -109,7 +109,7 @@ def test_shipped_onnx_weights_reproduce_in_torch():
     onnx = pytest.importorskip("onnx")
     from onnx import numpy_helper
 
-    from autofocus.onnx_scorer import default_model_path
+    from autofocus.scoring.model import default_model_path
     from models.pipeline.export import run_onnx
     from models.pipeline.net import FocusNet
 

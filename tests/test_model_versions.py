@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from autofocus.onnx_scorer import default_model_path, sha256_of, shipped_models
-from autofocus.scorer import available_scorers, get_scorer
+from autofocus.scoring.model import default_model_path, sha256_of, shipped_models
+from autofocus.scoring.registry import available_scorers, get_scorer
 
 
 def test_focusnet_resolves_to_the_newest_shipped_version():

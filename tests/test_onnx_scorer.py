@@ -15,14 +15,14 @@ import pytest
 from scipy.stats import spearmanr
 
 from autofocus.errors import ImageError, ModelError
-from autofocus.onnx_scorer import (
+from autofocus.scoring.model import (
     OnnxFocusScorer,
     default_model_path,
     fit_to_patches,
     sha256_of,
 )
-from autofocus.preprocess import PREPROCESS_VERSION
-from autofocus.scorer import available_scorers, get_scorer
+from autofocus.scoring.preprocess import PREPROCESS_VERSION
+from autofocus.scoring.registry import available_scorers, get_scorer
 from models.pipeline import spec
 
 SHIPPED = default_model_path()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from autofocus.errors import ImageError
-from autofocus.preprocess import (
+from autofocus.scoring.preprocess import (
     PREPROCESS_VERSION,
     crop_roi,
     foreground_mask,

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from autofocus.focus import focus
-from autofocus.replay_stack import open_replay, replay_request
-from autofocus.search_eval import evaluate_search, render_search_table
-from autofocus.strategies.registry import DEFAULT_STRATEGY
+from autofocus.search.focus import focus
+from autofocus.search.strategies.registry import DEFAULT_STRATEGY
+from autofocus.stacks.replay import open_replay, replay_request
+from autofocus.stacks.search_eval import evaluate_search, render_search_table
 
 SCORER = "tenengrad"
 SLACK_UM = 1e-9

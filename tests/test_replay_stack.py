@@ -9,10 +9,10 @@ import pytest
 import tifffile
 from scipy.ndimage import gaussian_filter
 
-import autofocus.search_eval as search_eval
+import autofocus.stacks.search_eval as search_eval
 from autofocus.errors import StackError
-from autofocus.focus import focus
-from autofocus.replay_stack import find_label, open_replay, replay_request
+from autofocus.search.focus import focus
+from autofocus.stacks.replay import find_label, open_replay, replay_request
 from drivers.errors import ConfigurationError
 from drivers.replay import ReplayMicroscope
 

@@ -10,7 +10,7 @@ import pytest
 import tifffile
 
 from autofocus.errors import StackError
-from autofocus.stacks import (
+from autofocus.stacks.readers import (
     Plane,
     ZStack,
     read_image,

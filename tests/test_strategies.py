@@ -24,14 +24,14 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from autofocus.errors import UnknownNameError
-from autofocus.strategies import (
+from autofocus.search.strategies import (
     DEFAULT_STRATEGY,
     SearchSpace,
     Strategy,
     available_strategies,
     make_strategy,
 )
-from autofocus.strategies.brent import brent_maximise
+from autofocus.search.strategies.brent import brent_maximise
 
 ALL = ["coarse-fine", "sweep", "golden", "brent", "hillclimb", "oughtafocus", "jaf"]
 # Strategies that report flat curves and peaks beyond the range (the baselines do not).

@@ -79,12 +79,12 @@ def run_score_bench(
 
     Per batch size b: the scorer gets b frames in one `score` call (cycled from
     `distinct_frames` simulated frames); the baseline computes
-    `autofocus.measures.opencv_variance_of_laplacian` on the same b frames.
+    `autofocus.scoring.classical.opencv_variance_of_laplacian` on the same b frames.
     Times are medians over `repeats` (after one warm-up call), in ms per frame.
     Raises `AutofocusError` (e.g. `ModelError`) when the scorer cannot be built.
     """
-    from autofocus.measures import opencv_variance_of_laplacian
-    from autofocus.scorer import canonical_scorer_name, get_scorer
+    from autofocus.scoring.classical import opencv_variance_of_laplacian
+    from autofocus.scoring.registry import canonical_scorer_name, get_scorer
 
     scorer = get_scorer(scorer_name, **(scorer_options or {}))
     pool = bench_frames(distinct_frames, size_px, seed=seed)
@@ -160,7 +160,7 @@ def bench_score(
     if any(b < 1 for b in sizes):
         _fail("batch sizes must be ≥ 1")
     options: dict[str, Any] = {}
-    from autofocus.scorer import canonical_scorer_name
+    from autofocus.scoring.registry import canonical_scorer_name
 
     try:
         is_model = canonical_scorer_name(scorer) == "focusnet"

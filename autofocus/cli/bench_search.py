@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from autofocus.bench_search import default_contenders, make_trials, run_benchmark
+from autofocus.bench.search import default_contenders, make_trials, run_benchmark
 from autofocus.cli.bench import bench_app
 
 

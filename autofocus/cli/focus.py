@@ -30,9 +30,9 @@ from autofocus.cli.options import (
     hardware_overrides,
 )
 from autofocus.errors import AutofocusError, MicroscopeError
-from autofocus.focus import FocusRequest, focus
-from autofocus.microscopes import open_microscope
-from autofocus.result import FocusResult, Measurement
+from autofocus.search.focus import FocusRequest, focus
+from autofocus.search.result import FocusResult, Measurement
+from autofocus.service.microscopes import open_microscope
 from autofocus.settings import Settings, load_settings
 
 err_console = Console(stderr=True)
@@ -206,7 +206,7 @@ def _replay_defaults(
     """
     from dataclasses import replace
 
-    from autofocus.replay_stack import replay_request
+    from autofocus.stacks.replay import replay_request
 
     fields = replay_request(
         microscope, tolerance_um=tolerance_um or getattr(microscope, "focus_tolerance_um", None)

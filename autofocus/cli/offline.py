@@ -104,7 +104,7 @@ def stack_command(
     ] = None,
 ) -> None:
     """Score every plane of one z-stack and report the sharpest plane."""
-    from autofocus.evaluation import score_stack
+    from autofocus.stacks.evaluation import score_stack
 
     with _errors_to_exit():
         result = score_stack(path, scorer, pattern=pattern, z_step_um=z_step_um)
@@ -249,7 +249,7 @@ def eval_command(
     With `--search`, run each strategy on every labelled stack through the
     replay driver instead, next to the exhaustive best-plane result.
     """
-    from autofocus.evaluation import evaluate_corpus
+    from autofocus.stacks.evaluation import evaluate_corpus
 
     names = list(scorer) if scorer else list(DEFAULT_EVAL_SCORERS)
     if search:
@@ -285,7 +285,7 @@ def _eval_search(
     json_output: bool,
 ) -> None:
     """`autofocus eval --search`: strategies through the replay driver on every stack."""
-    from autofocus.search_eval import evaluate_search, render_search_table
+    from autofocus.stacks.search_eval import evaluate_search, render_search_table
 
     with _errors_to_exit():
         report = evaluate_search(

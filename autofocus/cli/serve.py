@@ -15,7 +15,6 @@ from typing import Annotated
 
 import typer
 
-from autofocus.api.security import InsecureBindError, check_bind_allowed
 from autofocus.cli.app import app
 from autofocus.cli.focus import build_settings, die
 from autofocus.cli.options import (
@@ -33,6 +32,7 @@ from autofocus.cli.options import (
     hardware_overrides,
 )
 from autofocus.logging import configure_logging
+from autofocus.service.api.security import InsecureBindError, check_bind_allowed
 from autofocus.settings import Settings
 
 
@@ -102,7 +102,7 @@ def run_server(settings: Settings) -> None:
     """
     import uvicorn
 
-    from autofocus.api import create_app
+    from autofocus.service.api import create_app
 
     check_bind_allowed(settings)
     # The worker thread that drives the hardware competes for the GIL with the event loop.

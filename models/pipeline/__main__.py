@@ -4,7 +4,7 @@ Steps (each printed with its time): render the synthetic training stacks and
 their front-end features → grouped cross-validation on them → train the head
 on all of them → export ONNX + parity check + model card → evaluate the
 exported file on the real stacks (side by side with the classical measures,
-through `autofocus.evaluation`) and on held-out synthetic robustness
+through `autofocus.stacks.evaluation`) and on held-out synthetic robustness
 conditions → write the card's JSON and Markdown.
 
 `python -m models.pipeline evaluate --model FILE` re-runs only the evaluation.
@@ -129,15 +129,15 @@ def _training_summary(stacks: list) -> dict[str, Any]:
 
 
 def _evaluate(model_path: Path, args: argparse.Namespace, t0: float) -> dict[str, Any]:
-    from autofocus.onnx_scorer import OnnxFocusScorer
-    from autofocus.scorer import get_scorer
+    from autofocus.scoring.model import OnnxFocusScorer
+    from autofocus.scoring.registry import get_scorer
     from models.pipeline.data import default_real_dir
     from models.pipeline.evaluate import robustness
 
     metrics: dict[str, Any] = {}
     real_dir = Path(args.real_dir) if args.real_dir else default_real_dir()
     if (real_dir / "manifest.csv").is_file():
-        from autofocus.evaluation import evaluate_corpus
+        from autofocus.stacks.evaluation import evaluate_corpus
 
         _step(f"evaluating on real stacks in {real_dir} (never trained on)", t0)
         report = evaluate_corpus(real_dir, ["focusnet", *CLASSICAL],
@@ -274,7 +274,7 @@ def _parity_images(args: argparse.Namespace) -> list:
     real_dir = Path(args.real_dir) if args.real_dir else default_real_dir()
     if not (real_dir / "manifest.csv").is_file():
         return []
-    from autofocus.stacks import iter_corpus
+    from autofocus.stacks.readers import iter_corpus
 
     images = []
     for stack, _ in iter_corpus(real_dir):

@@ -2,10 +2,10 @@
 
 Training only learns the head of focusnet, so each synthetic frame is turned
 once into its per-patch front-end features (`FeatureStack`). Frames pass through
-exactly the serving path: `autofocus.preprocess.prepare` (the shared
-preprocessing) and `autofocus.onnx_scorer.fit_to_patches`.
+exactly the serving path: `autofocus.scoring.preprocess.prepare` (the shared
+preprocessing) and `autofocus.scoring.model.fit_to_patches`.
 
-Real stacks are read with `autofocus.stacks.iter_corpus` from a folder laid out
+Real stacks are read with `autofocus.stacks.readers.iter_corpus` from a folder laid out
 as `shared/data/real` (one sub-folder per stack + `manifest.csv`). They are
 used for evaluation and the parity check only, never for training.
 """
@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from autofocus.onnx_scorer import fit_to_patches
-from autofocus.preprocess import prepare
+from autofocus.scoring.model import fit_to_patches
+from autofocus.scoring.preprocess import prepare
 from models.pipeline import spec
 from models.pipeline.synth import make_stack
 
@@ -98,7 +98,7 @@ def real_stacks(directory: str | Path) -> list[RealStack]:
 
     Raises `autofocus.errors.StackError` for an unreadable corpus.
     """
-    from autofocus.stacks import iter_corpus
+    from autofocus.stacks.readers import iter_corpus
 
     out = []
     for stack, label in iter_corpus(directory):

@@ -10,7 +10,7 @@ Metrics of one focus curve (scores over planes with known defocus dz):
 * `in_focus`: the chosen plane is within max(DOF/2, nearest plane's |dz|) of focus.
 
 Cross-validation is grouped by stack (a stack's planes never straddle train and
-test). Real stacks are judged with `autofocus.evaluation.judge_curve`, the same
+test). Real stacks are judged with `autofocus.stacks.evaluation.judge_curve`, the same
 judge `autofocus eval` uses.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
 
-from autofocus.evaluation import judge_curve
+from autofocus.stacks.evaluation import judge_curve
 from models.pipeline.data import FeatureStack, RealStack, front_features, model_inputs
 from models.pipeline.labels import focus_label
 from models.pipeline.synth import make_stack

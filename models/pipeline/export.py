@@ -193,7 +193,7 @@ def input_spec_card() -> dict:
         "shape": ["N", 1, "H", "W"],
         "patch_px": spec.PATCH_PX,
         "min_side_px": spec.MIN_INPUT_PX,
-        "intensity": "autofocus.preprocess.prepare(frame) — percentile-normalised grey, "
+        "intensity": "autofocus.scoring.preprocess.prepare(frame) — percentile-normalised grey, "
                      "1st pct → 0, 99.5th pct → 1, not clipped",
         "layout": "frames centre-cropped to whole 64-px patches; sides < 64 px mirror-padded",
     }
@@ -208,7 +208,7 @@ def export_model(net: Any, out_dir: Path, stem: str, card_extra: Mapping[str, An
     `real_images` inputs) and everything in `card_extra` (training data,
     metrics...). Raises AssertionError when parity fails.
     """
-    from autofocus.preprocess import PREPROCESS_VERSION
+    from autofocus.scoring.preprocess import PREPROCESS_VERSION
     from models.pipeline.net import head_weights
 
     out_dir = Path(out_dir)
@@ -226,8 +226,11 @@ def export_model(net: Any, out_dir: Path, stem: str, card_extra: Mapping[str, An
         "sha256": sha256_file(onnx_path),
         "bytes": onnx_path.stat().st_size,
         "onnx": {"opset": OPSET, "ir_version": IR_VERSION, "dynamic": ["N", "H", "W"]},
-        "preprocess": {"version": PREPROCESS_VERSION,
-                       "function": "autofocus.preprocess.prepare", "intensity": "percentile"},
+        "preprocess": {
+            "version": PREPROCESS_VERSION,
+            "function": "autofocus.scoring.preprocess.prepare",
+            "intensity": "percentile",
+        },
         "input": input_spec_card(),
         "outputs": {
             "score": "(N,) float32 in [0, 1]: sigmoid(logit), estimate of 1/(1+(dz/DOF)²)",

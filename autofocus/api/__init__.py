@@ -1,5 +1,0 @@
-"""The HTTP API (v1) of the autofocus daemon: `create_app(settings) -> FastAPI`."""
-
-from autofocus.api.app import create_app
-
-__all__ = ["create_app"]

@@ -1,0 +1,1 @@
+"""Benchmarks behind `autofocus bench ...`: search strategies on the simulator, scoring speed."""

@@ -1,0 +1,476 @@
+"""The learned focus model at run time: an ONNX file + model card, scored with onnxruntime.
+
+    from autofocus.scoring.registry import get_scorer
+    scorer = get_scorer("focusnet")                 # the model shipped in `models/`
+    scorer = get_scorer("focusnet", model_path="my.onnx", provider="cuda", max_batch=16)
+    scores = scorer.score(frames)                   # float64 (n,), higher = sharper
+    scorer.active_provider                          # "CPUExecutionProvider", ...
+
+Every frame goes through `autofocus.scoring.preprocess.prepare` (the same function the
+model was trained on; the card's preprocessing version must match), is
+centre-cropped to whole 64-px patches (mirror-padded when smaller than one
+patch), and frames of equal size are stacked into batches of at most
+`max_batch` that go to onnxruntime in one call each: one host→device copy per
+batch, never per patch (the patches are cut inside the graph).
+
+Everything that can be wrong with the model is found at construction and
+raised as one `ModelError`: a missing or unreadable file or card, a file whose
+SHA-256 differs from the card's, a card for another preprocessing version, a
+graph whose inputs/outputs do not match the card, an execution provider that
+was explicitly asked for but does not work, or a smoke inference that fails.
+No torch is imported here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import structlog
+
+from autofocus.errors import ImageError, ModelError
+from autofocus.scoring.base import ScorerEntry
+from autofocus.scoring.preprocess import PREPROCESS_VERSION, prepare, validate_roi
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_MODEL_FILE = "focusnet-v1.onnx"
+"""The first shipped model's file name: the fallback when no `focusnet-v<N>.onnx` is found."""
+
+_VERSIONED_MODEL = re.compile(r"^focusnet-v(\d+)\.onnx$")
+
+ProviderChoice = Literal["auto", "cpu", "cuda", "tensorrt"]
+
+DEFAULT_GPU_BATCH = 16
+"""Frames per onnxruntime call on a GPU provider when `max_batch` is not given."""
+
+_PROVIDER_NAMES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+
+def _models_dir() -> Path:
+    try:
+        return Path(str(resources.files("models")))
+    except ModuleNotFoundError:  # pragma: no cover - models package not installed
+        return Path(__file__).resolve().parents[1] / "models"
+
+
+def shipped_models() -> dict[int, Path]:
+    """The versioned models shipped in `models/`: {version number: .onnx path}.
+
+    Only files named `focusnet-v<N>.onnx` with a card (`.json`) beside them count.
+    """
+    found = {}
+    directory = _models_dir()
+    if directory.is_dir():
+        for path in directory.iterdir():
+            m = _VERSIONED_MODEL.match(path.name)
+            if m and card_path_for(path).is_file():
+                found[int(m.group(1))] = path
+    return dict(sorted(found.items()))
+
+
+def default_model_path() -> Path:
+    """The newest shipped model (highest `focusnet-v<N>.onnx` in `models/`; may not exist).
+
+    `get_scorer("focusnet")` serves this file; older versions stay loadable as
+    `get_scorer("focusnet-v1")` (etc.) or by `model_path`.
+    """
+    models = shipped_models()
+    return models[max(models)] if models else _models_dir() / DEFAULT_MODEL_FILE
+
+
+def card_path_for(model_path: str | Path) -> Path:
+    """The model card that belongs to `model_path`: same name with `.json`."""
+    return Path(model_path).with_suffix(".json")
+
+
+def sha256_of(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the graph accepts, read from the card: input name, patch size, smallest side (px)."""
+
+    name: str
+    patch_px: int
+    min_side_px: int
+
+
+def load_card(card_path: str | Path) -> dict[str, Any]:
+    """Read and sanity-check a model card JSON; raises `ModelError` naming the problem."""
+    path = Path(card_path)
+    if not path.is_file():
+        raise ModelError(f"model card {path} is missing (it must sit next to the .onnx file)")
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"model card {path} is unreadable: {exc}") from None
+    if not isinstance(card, dict):
+        raise ModelError(f"model card {path} is not a JSON object")
+    for key in ("sha256", "preprocess", "input", "outputs"):
+        if key not in card:
+            raise ModelError(f"model card {path} lacks the required field {key!r}")
+    return card
+
+
+def fit_to_patches(img: np.ndarray, patch_px: int) -> np.ndarray:
+    """Centre-crop a 2-D image to whole `patch_px` patches; mirror-pad a side shorter than one.
+
+    The graph ignores any remainder anyway; cropping here keeps the grid
+    centred (as `autofocus.scoring.preprocess.tile_grid` does). Returns a view when
+    only cropping is needed.
+    """
+    h, w = img.shape
+    if h < patch_px or w < patch_px:
+        ph, pw = max(0, patch_px - h), max(0, patch_px - w)
+        # Repeated mirror padding also covers images smaller than half a patch.
+        while ph or pw:
+            sy, sx = min(ph, img.shape[0]), min(pw, img.shape[1])
+            img = np.pad(img, ((sy // 2, sy - sy // 2), (sx // 2, sx - sx // 2)),
+                         mode="symmetric")
+            ph, pw = ph - sy, pw - sx
+        h, w = img.shape
+    rows, cols = h // patch_px, w // patch_px
+    y0, x0 = (h - rows * patch_px) // 2, (w - cols * patch_px) // 2
+    return img[y0 : y0 + rows * patch_px, x0 : x0 + cols * patch_px]
+
+
+def _quiet_ort_logging(ort: Any) -> None:
+    # onnxruntime prints an error for every GPU provider whose libraries are missing;
+    # the probe below reports the outcome itself, once, as a structured log event.
+    ort.set_default_logger_severity(4)
+
+
+class OnnxFocusScorer:
+    """The `focusnet` scorer: a focus model in ONNX, checked against its model card.
+
+    `model_path` the .onnx file (None = the model shipped in `models/`);
+    `card_path` its card (None = same name with `.json`); `provider` "auto"
+    (CUDA when present *and* working, else CPU), "cpu", "cuda" or "tensorrt"
+    (an explicit GPU choice that does not work raises `ModelError`;
+    `execution_provider` is accepted as an alias, matching the settings
+    name); `max_batch` frames per onnxruntime call (≥ 1; None = 1 on CPU,
+    where it measured fastest, `DEFAULT_GPU_BATCH` on a GPU); `roi` (x, y, w, h)
+    pixels cropped from every frame before preprocessing; `threads`
+    onnxruntime intra-op threads (None = onnxruntime's default: all cores).
+
+    `score(frames)` returns float64 (n,) in [0, 1]: the model's estimate of
+    1/(1+(dz/σ)²), higher = sharper. Raises `ModelError` at construction (see
+    module doc) and `ImageError` for a bad frame.
+    """
+
+    name = "focusnet"
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        card_path: str | Path | None = None,
+        provider: ProviderChoice | str = "auto",
+        execution_provider: str | None = None,
+        max_batch: int | None = None,
+        roi: Sequence[int] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        if execution_provider is not None:
+            provider = execution_provider
+        provider = str(provider).lower()
+        if provider not in ("auto", *_PROVIDER_NAMES):
+            raise ModelError(
+                f"unknown execution provider {provider!r}; choose auto, cpu, cuda or tensorrt"
+            )
+        if max_batch is not None and (int(max_batch) != max_batch or max_batch < 1):
+            raise ValueError(f"max_batch must be a positive integer, got {max_batch!r}")
+        self.roi = validate_roi(roi) if roi is not None else None
+        self.model_path = Path(model_path) if model_path is not None else default_model_path()
+        if not self.model_path.is_file():
+            raise ModelError(f"focus model file {self.model_path} does not exist")
+        self.card_path = Path(card_path) if card_path is not None else card_path_for(
+            self.model_path
+        )
+        self.card = load_card(self.card_path)
+        self._check_card_against_file()
+        self.input = self._input_spec()
+        self._session, self.active_provider = self._open_session(provider, threads)
+        if max_batch is None:
+            # Measured (`autofocus bench score`): on CPU one frame per call is fastest — no
+            # batch-assembly copy of 16 MB per 2048² frame, and the frame stays in cache; a
+            # GPU wants batches to amortise the launch and transfer overheads.
+            max_batch = 1 if self.active_provider == "CPUExecutionProvider" else DEFAULT_GPU_BATCH
+        self.max_batch = int(max_batch)
+        self._check_graph()
+        self._smoke_test()
+        self.requested_provider = provider
+        self.timing = {"prepare_s": 0.0, "infer_s": 0.0, "frames": 0}
+        self._lock = threading.Lock()
+        log.info(
+            "focusnet.loaded",
+            model=str(self.model_path),
+            sha256=self.card["sha256"][:12],
+            provider=self.active_provider,
+            requested=provider,
+            max_batch=self.max_batch,
+        )
+
+    # -- construction-time checks ---------------------------------------------------------
+
+    def _check_card_against_file(self) -> None:
+        digest = sha256_of(self.model_path)
+        if digest != self.card["sha256"]:
+            raise ModelError(
+                f"focus model {self.model_path.name} does not match its card "
+                f"{self.card_path.name}: sha256 {digest[:12]}… vs {str(self.card['sha256'])[:12]}…"
+                " (the file is corrupt or was replaced; re-export the model or restore the file)"
+            )
+        version = str(self.card["preprocess"].get("version"))
+        if version != PREPROCESS_VERSION:
+            raise ModelError(
+                f"focus model {self.model_path.name} was trained on preprocessing version "
+                f"{version}, but this installation's autofocus.scoring.preprocess is version "
+                f"{PREPROCESS_VERSION}: retrain or install the matching model"
+            )
+
+    def _input_spec(self) -> InputSpec:
+        spec = self.card["input"]
+        try:
+            return InputSpec(str(spec["name"]), int(spec["patch_px"]), int(spec["min_side_px"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"model card {self.card_path} has a bad input spec: {exc}") from None
+
+    def _open_session(self, provider: str, threads: int | None) -> tuple[Any, str]:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:  # pragma: no cover - onnxruntime is a core dependency
+            raise ModelError(f"onnxruntime is not installed: {exc}") from None
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads is not None:
+            options.intra_op_num_threads = int(threads)
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        available = set(ort.get_available_providers())
+        if provider == "auto":
+            candidates = [p for p in ("cuda",) if _PROVIDER_NAMES[p] in available]
+        elif provider == "cpu":
+            candidates = []
+        else:
+            candidates = [provider]
+        for choice in candidates:
+            wanted = _PROVIDER_NAMES[choice]
+            chain = [wanted, "CUDAExecutionProvider"] if choice == "tensorrt" else [wanted]
+            session, why = self._try_gpu_session(ort, options, [*chain, "CPUExecutionProvider"],
+                                                 wanted)
+            if session is not None:
+                return session, wanted
+            if provider != "auto":
+                raise ModelError(f"execution provider {choice!r} was requested but {why}")
+            log.info("focusnet.provider_unavailable", provider=wanted, reason=why)
+        try:
+            session = ort.InferenceSession(str(self.model_path), options,
+                                           providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ModelError(
+                f"focus model {self.model_path} cannot be loaded by onnxruntime: {exc}"
+            ) from None
+        return session, "CPUExecutionProvider"
+
+    def _try_gpu_session(self, ort: Any, options: Any, chain: list[str],
+                         wanted: str) -> tuple[Any | None, str]:
+        """A session whose first provider really is `wanted`, or (None, why not)."""
+        if wanted not in set(ort.get_available_providers()):
+            return None, f"{wanted} is not in this onnxruntime build"
+        _quiet_ort_logging(ort)
+        try:
+            session = ort.InferenceSession(str(self.model_path), options, providers=chain)
+        except Exception as exc:
+            return None, f"creating a session with it failed: {exc}"
+        finally:
+            ort.set_default_logger_severity(2)
+        # onnxruntime silently falls back to CPU when the GPU libraries are missing.
+        if session.get_providers()[0] != wanted:
+            return None, "its libraries or device are missing (onnxruntime fell back to CPU)"
+        try:
+            probe = np.zeros((1, 1, self.input.min_side_px, self.input.min_side_px), np.float32)
+            session.run(None, {self.input.name: probe})
+        except Exception as exc:
+            return None, f"a test inference on it failed: {exc}"
+        return session, ""
+
+    def _check_graph(self) -> None:
+        inputs = self._session.get_inputs()
+        names = [i.name for i in inputs]
+        if len(inputs) != 1 or names[0] != self.input.name:
+            raise ModelError(
+                f"focus model {self.model_path.name} has inputs {names}, "
+                f"its card says [{self.input.name!r}]"
+            )
+        if inputs[0].type != "tensor(float)" or len(inputs[0].shape) != 4:
+            raise ModelError(
+                f"focus model input {names[0]!r} is {inputs[0].type} {inputs[0].shape}; "
+                "expected a float32 (N, 1, H, W) tensor"
+            )
+        outputs = [o.name for o in self._session.get_outputs()]
+        if "score" not in outputs:
+            raise ModelError(f"focus model {self.model_path.name} has no 'score' output: {outputs}")
+        self._output_index = outputs.index("score")
+
+    def _smoke_test(self) -> None:
+        side = max(self.input.min_side_px, self.input.patch_px)
+        probe = np.full((1, 1, side, side), 0.5, np.float32)
+        try:
+            out = self._session.run(None, {self.input.name: probe})[self._output_index]
+        except Exception as exc:
+            raise ModelError(f"focus model {self.model_path.name} fails a test inference: {exc}"
+                             ) from None
+        if np.shape(out) != (1,) or not np.all(np.isfinite(out)):
+            raise ModelError(
+                f"focus model {self.model_path.name} returned {np.shape(out)} / non-finite "
+                "scores for a test frame; expected one finite score per frame"
+            )
+
+    # -- scoring --------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return (f"OnnxFocusScorer(model={self.model_path.name!r}, "
+                f"provider={self.active_provider!r}, max_batch={self.max_batch})")
+
+    def prepare(self, frame: np.ndarray) -> np.ndarray:
+        """The float32 (h, w) model input for one frame: `prepare` + centre crop to patches."""
+        img = prepare(frame, roi=self.roi)
+        if img.ndim != 2:
+            raise ImageError(f"preprocessing returned shape {img.shape}; expected a 2-D image")
+        return fit_to_patches(img, self.input.patch_px)
+
+    def score(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """Sharpness of each frame, float64 (n,) in [0, 1], higher = sharper (see class doc)."""
+        return self.run(frames, output="score")
+
+    def run(self, frames: Sequence[np.ndarray], output: str = "score") -> np.ndarray:
+        """Run the model on `frames` and return the named output (`score`, `logit`, ...).
+
+        Per-frame outputs come back as float64 (n,); `patch_logits` as a list-like
+        object array of (rows, cols) maps, since frame sizes may differ.
+        """
+        n = len(frames)
+        if n == 0:
+            return np.zeros(0, dtype=np.float64)
+        t0 = time.perf_counter()
+        prepared = [self.prepare(f) for f in frames]
+        t1 = time.perf_counter()
+        out_names = [o.name for o in self._session.get_outputs()]
+        if output not in out_names:
+            raise ValueError(f"the model has no output {output!r}; it has {out_names}")
+        idx = out_names.index(output)
+        per_frame = output != "patch_logits"
+        result: list[Any] = [None] * n
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, img in enumerate(prepared):
+            groups.setdefault(img.shape, []).append(i)
+        for members in groups.values():
+            for start in range(0, len(members), self.max_batch):
+                chunk = members[start : start + self.max_batch]
+                batch = self._batch([prepared[i] for i in chunk])
+                values = self._session.run([out_names[idx]], {self.input.name: batch})[0]
+                for j, i in enumerate(chunk):
+                    result[i] = float(values[j]) if per_frame else np.asarray(values[j, 0])
+        t2 = time.perf_counter()
+        with self._lock:
+            self.timing["prepare_s"] += t1 - t0
+            self.timing["infer_s"] += t2 - t1
+            self.timing["frames"] += n
+        if per_frame:
+            scores = np.asarray(result, dtype=np.float64)
+            if not np.all(np.isfinite(scores)):
+                bad = int(np.count_nonzero(~np.isfinite(scores)))
+                log.warning("focusnet.nonfinite", frames=n, nonfinite=bad)
+            return scores
+        arr = np.empty(n, dtype=object)
+        arr[:] = result
+        return arr
+
+    @staticmethod
+    def _batch(images: list[np.ndarray]) -> np.ndarray:
+        if len(images) == 1:
+            # A contiguous crop goes in without a copy.
+            return np.ascontiguousarray(images[0], dtype=np.float32)[None, None]
+        h, w = images[0].shape
+        batch = np.empty((len(images), 1, h, w), dtype=np.float32)
+        for j, img in enumerate(images):
+            batch[j, 0] = img
+        return batch
+
+    def describe(self) -> dict[str, Any]:
+        """Model, card summary and active provider, for status endpoints and logs."""
+        return {
+            "scorer": self.name,
+            "model_path": str(self.model_path),
+            "sha256": self.card["sha256"],
+            "model_version": self.card.get("version"),
+            "preprocess_version": PREPROCESS_VERSION,
+            "active_provider": self.active_provider,
+            "requested_provider": self.requested_provider,
+            "max_batch": self.max_batch,
+        }
+
+
+def _factory(**options: Any) -> OnnxFocusScorer:
+    return OnnxFocusScorer(**options)
+
+
+def _versioned_factory(path: Path) -> Any:
+    def factory(**options: Any) -> OnnxFocusScorer:
+        options.setdefault("model_path", path)
+        return OnnxFocusScorer(**options)
+
+    return factory
+
+
+def builtin_scorers() -> list[ScorerEntry]:
+    """`focusnet` (the newest shipped model) and a pinned `focusnet-v<N>` per shipped version."""
+    entries = [
+        ScorerEntry(
+            "focusnet",
+            _factory,
+            ("onnx", "model", "learned"),
+            "learned multi-scale focus model (ONNX, batched; the newest shipped models/ file)",
+        )
+    ]
+    for version, path in shipped_models().items():
+        # Pinned names, so a search can ask for one model version whatever is newest.
+        entries.append(ScorerEntry(
+            f"focusnet-v{version}", _versioned_factory(path),
+            description=f"focusnet version {version} ({path.name}), pinned",
+        ))
+    return entries
+
+
+__all__ = [
+    "DEFAULT_MODEL_FILE",
+    "InputSpec",
+    "OnnxFocusScorer",
+    "builtin_scorers",
+    "card_path_for",
+    "default_model_path",
+    "fit_to_patches",
+    "load_card",
+    "sha256_of",
+    "shipped_models",
+]

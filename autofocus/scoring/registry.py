@@ -1,0 +1,109 @@
+"""The registry of scorers by name: `get_scorer("tenengrad")`, `get_scorer("focusnet")`.
+
+The built-in scorers are listed as `"module:function"` providers that are
+imported on first use, so importing the registry imports no scorer module (no
+OpenCV, no onnxruntime) and no scorer module imports the registry (no cycle).
+Each provider function returns a list of `ScorerEntry`. Code outside the package
+can add its own scorers with `register_scorer`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from autofocus.errors import UnknownNameError
+from autofocus.scoring.base import Scorer, ScorerEntry, ScorerFactory
+
+BUILTIN_PROVIDERS: tuple[tuple[str, bool], ...] = (
+    ("autofocus.scoring.classical:builtin_scorers", True),
+    # The model needs onnxruntime; without it only the classical measures exist.
+    ("autofocus.scoring.model:builtin_scorers", False),
+)
+"""`("module:function", required)` for each group of built-in scorers."""
+
+_ENTRIES: dict[str, ScorerEntry] = {}
+_ALIASES: dict[str, str] = {}
+_LOADED = False
+_LOCK = threading.Lock()
+
+
+def register_scorer(
+    name: str, factory: ScorerFactory, *, aliases: Sequence[str] = (), description: str = ""
+) -> None:
+    """Register `factory` (called with keyword options) under `name` and its aliases."""
+    _add(ScorerEntry(name.lower(), factory, tuple(a.lower() for a in aliases), description))
+
+
+def _add(entry: ScorerEntry) -> None:
+    _ENTRIES[entry.name] = entry
+    for alias in entry.aliases:
+        _ALIASES[alias] = entry.name
+
+
+def _resolve(spec: str) -> list[ScorerEntry]:
+    module_name, _, function = spec.partition(":")
+    return list(getattr(importlib.import_module(module_name), function)())
+
+
+def _ensure_builtin_loaded() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    with _LOCK:
+        if _LOADED:
+            return
+        for spec, required in BUILTIN_PROVIDERS:
+            try:
+                entries = _resolve(spec)
+            except ImportError:
+                if required:
+                    raise
+                continue  # pragma: no cover - onnxruntime missing
+            for entry in entries:
+                # A user registration made before first use wins over a built-in of the same name.
+                if entry.name not in _ENTRIES:
+                    _add(entry)
+        _LOADED = True
+
+
+def canonical_scorer_name(name: str) -> str:
+    """The registered name for `name` or one of its aliases; raises `UnknownNameError`."""
+    _ensure_builtin_loaded()
+    key = name.lower()
+    key = _ALIASES.get(key, key)
+    if key not in _ENTRIES:
+        raise UnknownNameError(
+            f"unknown scorer {name!r}; available: {', '.join(available_scorers())}"
+        )
+    return key
+
+
+def get_scorer(name: str, **options: Any) -> Scorer:
+    """Build the scorer registered as `name` (or an alias), passing `options` through."""
+    return _ENTRIES[canonical_scorer_name(name)].build(**options)
+
+
+def available_scorers() -> list[str]:
+    """Registered scorer names, sorted."""
+    _ensure_builtin_loaded()
+    return sorted(_ENTRIES)
+
+
+def scorer_descriptions() -> dict[str, str]:
+    """One-line description for each registered scorer name."""
+    _ensure_builtin_loaded()
+    return {k: _ENTRIES[k].description for k in sorted(_ENTRIES)}
+
+
+__all__ = [
+    "BUILTIN_PROVIDERS",
+    "Scorer",
+    "available_scorers",
+    "canonical_scorer_name",
+    "get_scorer",
+    "register_scorer",
+    "scorer_descriptions",
+]

@@ -1,0 +1,108 @@
+"""The FastAPI application factory of the autofocus daemon.
+
+`create_app(settings)` wires the routers, the problem+json handler, the
+request middleware (ids, body limit, metrics, access log), optional CORS and
+a lifespan that opens the job database, recovers after a crash and starts the
+microscope worker. Serve it with uvicorn (`autofocus serve`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.concurrency import run_in_threadpool
+
+import autofocus
+from autofocus.service.api.middleware import RequestContextMiddleware
+from autofocus.service.api.problems import install_problem_handlers
+from autofocus.service.api.routes_jobs import router as jobs_router
+from autofocus.service.api.routes_score import router as score_router
+from autofocus.service.api.routes_system import protected as protected_router
+from autofocus.service.api.routes_system import router as system_router
+from autofocus.service.api.routes_system import v1 as system_v1_router
+from autofocus.service.jobs.events import EventBroker
+from autofocus.service.jobs.manager import JobManager, MicroscopeFactory
+from autofocus.service.jobs.store import JobStore
+from autofocus.service.metrics import Metrics
+from autofocus.settings import Settings
+
+log = structlog.get_logger("autofocus.service")
+
+DESCRIPTION = """\
+Brings a microscope into focus on request. `POST /v1/focus` queues a focus job
+(every field optional; `?wait=SECONDS` answers when it ends); the job moves the
+Z stage, scores frames, parks the stage at the sharpest plane, or returns it to
+where it started on failure or cancel. Positions are micrometres (`*_um`).
+Errors are RFC 9457 problem+json. When an API token is configured every `/v1`
+endpoint and `/metrics` need `Authorization: Bearer <token>`.
+"""
+
+
+def create_app(settings: Settings, *, open_microscope: MicroscopeFactory | None = None) -> FastAPI:
+    """Build the ASGI app for `settings`.
+
+    `open_microscope(settings)` builds the microscope in the worker thread
+    (default: `autofocus.service.microscopes.open_microscope`). Nothing is opened until
+    the app starts (lifespan): then the SQLite file at `settings.database_path`
+    is opened (created if missing), jobs left running by a crash are marked
+    `interrupted`, queued jobs are re-queued and the worker starts.
+    """
+    metrics = Metrics()
+    broker = EventBroker()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        broker.bind_loop(asyncio.get_running_loop())
+        store = await run_in_threadpool(JobStore, settings.database_path)
+        manager = JobManager(settings, store, broker, metrics, open_microscope=open_microscope)
+        app.state.manager = manager
+        manager.start()
+        log.info(
+            "service.started",
+            version=autofocus.__version__,
+            driver=settings.driver,
+            database_path=str(settings.database_path),
+            auth=bool(settings.api_token),
+        )
+        try:
+            yield
+        finally:
+            broker.close_all()
+            await run_in_threadpool(manager.stop)
+            store.close()
+            log.info("service.stopped")
+
+    app = FastAPI(
+        title="autofocus",
+        version=autofocus.__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.broker = broker
+    install_problem_handlers(app)
+    app.include_router(jobs_router)
+    app.include_router(score_router)
+    app.include_router(system_v1_router)
+    app.include_router(system_router)
+    app.include_router(protected_router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+            expose_headers=["Location", "X-Request-ID"],
+        )
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=int(settings.max_upload_mb * 1024 * 1024),
+        metrics=metrics,
+    )
+    return app

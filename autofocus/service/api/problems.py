@@ -1,0 +1,176 @@
+"""RFC 9457 problem details: one exception handler maps every typed error to a response.
+
+Errors raised anywhere below a route (the job manager, the focus validation,
+image decoding, authentication) are turned into `application/problem+json`
+with `type`, `title`, `status`, `detail` and `instance`, plus `error_type`
+and `request_id` extensions. Unknown exceptions become a 500 that says
+nothing about internals (the traceback goes to the log).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from autofocus.errors import (
+    AutofocusError,
+    ImageError,
+    LimitError,
+    MicroscopeError,
+    ModelError,
+    UnknownNameError,
+)
+from autofocus.service.jobs.manager import (
+    IdempotencyConflict,
+    InvalidRequest,
+    JobNotFound,
+    NotReady,
+    QueueFull,
+)
+from autofocus.service.jobs.models import to_jsonable
+
+log = structlog.get_logger("autofocus.service.api")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+_TYPE_BASE = "urn:autofocus:problem:"
+
+
+class ProblemResponse(JSONResponse):
+    """A JSON response with the problem+json media type."""
+
+    media_type = PROBLEM_MEDIA_TYPE
+
+
+class Unauthorized(Exception):
+    """Missing or wrong bearer token (HTTP 401)."""
+
+
+class PayloadTooLarge(StarletteHTTPException):
+    """The request body exceeds `max_upload_mb` (HTTP 413)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(413, detail)
+
+
+# (exception type, status, problem slug, title). Checked in order: put subclasses first.
+ERROR_MAP: tuple[tuple[type[BaseException], int, str, str], ...] = (
+    (Unauthorized, 401, "unauthorized", "Authentication required"),
+    (JobNotFound, 404, "job-not-found", "Job not found"),
+    (QueueFull, 429, "queue-full", "Job queue full"),
+    (IdempotencyConflict, 422, "idempotency-key-reused", "Idempotency key reused"),
+    (NotReady, 503, "not-ready", "Microscope not ready"),
+    (LimitError, 422, "outside-z-limits", "Outside the Z limits"),
+    (UnknownNameError, 422, "unknown-name", "Unknown name"),
+    (ImageError, 422, "unusable-image", "Unusable image"),
+    (InvalidRequest, 422, "invalid-request", "Invalid request"),
+    (ModelError, 503, "model-error", "Focus model unavailable"),
+    (MicroscopeError, 503, "microscope-error", "Microscope error"),
+    (AutofocusError, 422, "autofocus-error", "Autofocus error"),
+)
+
+_HTTP_TITLES = {
+    400: "Bad request",
+    401: "Authentication required",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    406: "Not acceptable",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    422: "Invalid request",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str | None,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> ProblemResponse:
+    """Build a problem+json response for `request`."""
+    body: dict[str, Any] = {
+        "type": _TYPE_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+    }
+    request_id = getattr(request.state, "request_id", None)
+    if request_id:
+        body["request_id"] = request_id
+    body.update(extra)
+    return ProblemResponse(to_jsonable(body), status_code=status, headers=headers)
+
+
+async def handle_exception(request: Request, exc: Exception) -> ProblemResponse:
+    """The one exception handler: typed errors, validation errors, HTTP errors, the rest."""
+    if isinstance(exc, RequestValidationError):
+        errors = [
+            {
+                "loc": list(e.get("loc", ())),
+                "msg": e.get("msg", ""),
+                "type": e.get("type", ""),
+            }
+            for e in exc.errors()
+        ]
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5])
+        return problem_response(
+            request, 422, "validation-error", "Invalid request", detail, errors=errors
+        )
+    for exc_type, status, slug, title in ERROR_MAP:
+        if isinstance(exc, exc_type):
+            headers: dict[str, str] = {}
+            if status == 401:
+                headers["WWW-Authenticate"] = 'Bearer realm="autofocus"'
+            if status in (429, 503):
+                headers["Retry-After"] = "1"
+            return problem_response(
+                request,
+                status,
+                slug,
+                title,
+                str(exc) or title,
+                headers=headers,
+                error_type=type(exc).__name__,
+            )
+    if isinstance(exc, StarletteHTTPException):
+        slug = "http-" + str(exc.status_code)
+        title = _HTTP_TITLES.get(exc.status_code, "HTTP error")
+        return problem_response(
+            request,
+            exc.status_code,
+            slug,
+            title,
+            str(exc.detail) if exc.detail is not None else title,
+            headers=dict(exc.headers or {}),
+        )
+    log.error("http.internal_error", error=str(exc), error_type=type(exc).__name__, exc_info=exc)
+    return problem_response(
+        request,
+        500,
+        "internal-error",
+        "Internal server error",
+        "the autofocus service hit an unexpected error; the log has the details",
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Route every mapped exception type, validation and HTTP errors, and the rest to
+    `handle_exception`."""
+    for exc_type, *_ in ERROR_MAP:
+        app.add_exception_handler(exc_type, handle_exception)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, handle_exception)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, handle_exception)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, handle_exception)

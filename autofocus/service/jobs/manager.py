@@ -1,0 +1,397 @@
+"""The job manager: validation, the bounded FIFO queue, persistence, cancel and wait.
+
+One `JobManager` serves one microscope. Its worker thread (`worker.Worker`)
+opens the microscope, runs queued jobs one at a time (FIFO) and is the only
+thread that touches the hardware; the HTTP side reads a snapshot of the stage
+(position, limits, camera) that the worker refreshes. Submissions are validated against
+that snapshot *before* they are queued, so a request that would leave the Z
+limits is refused with the stage untouched; the engine validates again when
+the job starts, because the stage may have moved in between.
+
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import structlog
+
+from autofocus.errors import UnknownNameError
+from autofocus.scoring.base import Scorer
+from autofocus.scoring.registry import canonical_scorer_name, get_scorer
+from autofocus.service.jobs.events import EventBroker
+from autofocus.service.jobs.models import Job, JobState
+from autofocus.service.jobs.store import JobStore, StoredEvent
+from autofocus.service.jobs.worker import MicroscopeSnapshot, RunningJob, Worker
+from autofocus.service.metrics import Metrics
+from autofocus.settings import Settings
+from drivers.base import CameraInfo, Microscope
+
+log = structlog.get_logger("autofocus.service.jobs")
+
+MicroscopeFactory = Callable[[Settings], Microscope]
+
+REQUEST_FIELDS = (
+    "strategy",
+    "scorer",
+    "center_z_um",
+    "range_um",
+    "tolerance_um",
+    "exposure_ms",
+    "roi",
+    "max_frames",
+    "timeout_s",
+    "on_failure",
+)
+
+
+class QueueFull(Exception):
+    """The job queue holds `queue_max` jobs already; retry later (HTTP 429)."""
+
+
+class JobNotFound(KeyError):
+    """No job has this id (HTTP 404)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "job not found"
+
+
+class IdempotencyConflict(Exception):
+    """An `Idempotency-Key` was reused with a different request (HTTP 422)."""
+
+
+class InvalidRequest(ValueError):
+    """A request that is well-formed but cannot be run (range, ROI, numbers); HTTP 422."""
+
+
+class NotReady(Exception):
+    """The microscope is not open (yet, or it failed to open); HTTP 503."""
+
+
+class JobManager:
+    """Queue, persistence and the worker thread of one microscope.
+
+    `open_microscope` builds the microscope from the settings (default:
+    `autofocus.service.microscopes.open_microscope`); it is called in the worker
+    thread, which then owns the hardware. Call `start()` once, `stop()` at
+    shutdown.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        broker: EventBroker,
+        metrics: Metrics,
+        *,
+        open_microscope: MicroscopeFactory | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.broker = broker
+        self.metrics = metrics
+        self._open_microscope = open_microscope
+        self._queue: deque[str] = deque()
+        self._cancels: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+        self._current: RunningJob | None = None
+        self._thread: threading.Thread | None = None
+        self._scorers: dict[str, Scorer] = {}
+        self._scorer_lock = threading.Lock()
+        self.microscope: Microscope | None = None
+        self.snapshot = MicroscopeSnapshot(driver=settings.driver)
+        self.started_s = time.time()
+
+    # -------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Recover after a crash (running → interrupted), re-queue queued jobs, start the worker."""
+        for job, event in self.store.recover_after_crash():
+            log.warning("job.interrupted", job_id=job.id, error=job.error)
+            self.broker.publish(event)
+        with self._lock:
+            for job_id in self.store.queued_ids():
+                self._queue.append(job_id)
+                self._cancels[job_id] = threading.Event()
+        if self._queue:
+            log.info("jobs.requeued", count=len(self._queue))
+        self._worker = Worker(self)
+        self._thread = threading.Thread(target=self._worker.main, name="microscope-worker")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop the worker: cancel the running job (the stage returns), keep queued jobs."""
+        self._stopping.set()
+        with self._lock:
+            if self._current is not None:
+                self._current.cancel.set()
+            self._wake.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                log.error("worker.stop_timeout", timeout_s=timeout_s)
+
+    @property
+    def ready(self) -> bool:
+        """True when the microscope is open and the worker is alive."""
+        return (
+            self._ready.is_set()
+            and self._thread is not None
+            and self._thread.is_alive()
+            and not self._stopping.is_set()
+        )
+
+    @property
+    def worker_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def queue_depth(self) -> int:
+        """Jobs waiting (not counting the running one)."""
+        with self._lock:
+            return len(self._queue)
+
+    @property
+    def current_job_id(self) -> str | None:
+        running = self._current
+        return running.job_id if running else None
+
+    # ------------------------------------------------------------- submission
+
+    def submit(
+        self, fields: Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> tuple[Job, bool]:
+        """Validate `fields` (API request, unset fields absent), queue a job; return (job, created).
+
+        With an `idempotency_key` already used for the same request, returns that
+        job and `created=False`. Raises `IdempotencyConflict` (same key, other
+        request), `NotReady`, `UnknownNameError`, `LimitError` or `ValueError`
+        (invalid request; nothing queued, stage untouched) and `QueueFull`.
+        """
+        fingerprint = _fingerprint(fields)
+        with self._lock:
+            if idempotency_key is not None:
+                found = self.store.find_by_idempotency_key(idempotency_key)
+                if found is not None:
+                    job, old_fingerprint = found
+                    if old_fingerprint != fingerprint:
+                        raise IdempotencyConflict(
+                            f"the Idempotency-Key {idempotency_key!r} was already used for a "
+                            "different request"
+                        )
+                    return job, False
+            request = self.resolve(fields)
+            if len(self._queue) >= self.settings.queue_max:
+                raise QueueFull(
+                    f"{len(self._queue)} jobs are already waiting (queue_max "
+                    f"{self.settings.queue_max}); try again when one has finished"
+                )
+            job_id = uuid.uuid4().hex
+            progress = {
+                "frames": 0,
+                "max_frames": request["max_frames"],
+                "last_z_um": None,
+                "last_score": None,
+                "start_z_um": None,
+            }
+            job, event = self.store.create(
+                job_id,
+                request,
+                progress=progress,
+                idempotency_key=idempotency_key,
+                fingerprint=fingerprint,
+            )
+            self._cancels[job_id] = threading.Event()
+            self._queue.append(job_id)
+            self._wake.notify_all()
+        log.info("job.queued", job_id=job_id, **{k: request[k] for k in ("strategy", "scorer")})
+        self.broker.publish(event)
+        return job, True
+
+    def resolve(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """The full request: `fields` over the settings' defaults, validated; see `submit`."""
+        from autofocus.search.focus import FocusRequest, search_space
+        from autofocus.search.strategies.registry import available_strategies
+
+        if not self.ready:
+            raise NotReady(self.not_ready_reason())
+        unknown = set(fields) - set(REQUEST_FIELDS)
+        if unknown:
+            raise InvalidRequest(f"unknown request fields: {', '.join(sorted(unknown))}")
+        d = self.settings.focus
+        req: dict[str, Any] = {
+            "strategy": d.strategy,
+            "scorer": d.scorer,
+            "center_z_um": None,
+            "range_um": d.range_um,
+            "tolerance_um": d.tolerance_um,
+            "exposure_ms": None,
+            "roi": None,
+            "max_frames": d.max_frames,
+            "timeout_s": d.timeout_s,
+            "on_failure": d.on_failure,
+            "coarse_step_um": None,
+        }
+        snap_defaults = self.snapshot.request_defaults or {}
+        req.update({k: v for k, v in snap_defaults.items() if k in req})
+        req.update({k: v for k, v in fields.items() if v is not None})
+        strategies = available_strategies()
+        if req["strategy"] not in strategies:
+            raise UnknownNameError(
+                f"unknown strategy {req['strategy']!r}; available: {', '.join(strategies)}"
+            )
+        req["scorer"] = canonical_scorer_name(str(req["scorer"]))
+        snap = self.snapshot
+        assert snap.z_limits_um is not None and snap.z_um is not None
+        focus_request = FocusRequest(
+            scorer=req["scorer"],
+            strategy=req["strategy"],
+            center_z_um=req["center_z_um"],
+            range_um=float(req["range_um"]),
+            tolerance_um=float(req["tolerance_um"]),
+            max_frames=int(req["max_frames"]),
+        )
+        try:
+            search_space(focus_request, snap.z_um, snap.z_limits_um)
+        except ValueError as exc:  # LimitError is not a ValueError and passes through as it is
+            raise InvalidRequest(str(exc)) from exc
+        if req["roi"] is not None:
+            _check_roi(req["roi"], snap.camera)
+        return req
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a job: a queued one ends at once, a running one stops at its next move
+        and returns the stage to its start. Finished jobs are left as they are.
+        Raises `JobNotFound`."""
+        event: StoredEvent | None = None
+        with self._lock:
+            job = self.store.get(job_id)
+            if job is None:
+                raise JobNotFound(f"no job with id {job_id!r}")
+            if job.state is JobState.QUEUED and job_id in self._queue:
+                self._queue.remove(job_id)
+                self._cancels.pop(job_id, None)
+                event = self.store.finish(
+                    job_id,
+                    JobState.CANCELLED,
+                    result=None,
+                    error="the job was cancelled before it started; the stage was not moved",
+                )
+                self.metrics.jobs_finished_total.inc(labels={"state": "cancelled"})
+            elif not job.state.terminal:
+                cancel = self._cancels.get(job_id)
+                if cancel is not None:
+                    cancel.set()
+                self.store.set_cancel_requested(job_id)
+        if event is not None:
+            log.info("job.cancelled", job_id=job_id, when="queued")
+            self.broker.publish(event)
+        job = self.store.get(job_id)
+        assert job is not None
+        return job
+
+    def get(self, job_id: str) -> Job:
+        """The job with `job_id`; raises `JobNotFound`."""
+        job = self.store.get(job_id)
+        if job is None:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        return job
+
+    async def wait(self, job_id: str, timeout_s: float) -> Job:
+        """Wait (without blocking the event loop) until the job ends or `timeout_s` passes."""
+        with self.broker.subscribe(job_id) as sub:
+            job = self.get(job_id)
+            deadline = time.monotonic() + max(0.0, timeout_s)
+            while not job.state.terminal:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    event = await asyncio.wait_for(sub.get(), remaining)
+                except asyncio.TimeoutError:  # builtin TimeoutError only from 3.11
+                    break
+                if event is None:  # feed closed (shutdown or overflow): answer with what we have
+                    break
+                if event.kind == "state" and JobState(event.data["state"]).terminal:
+                    break
+            return self.get(job_id)
+
+    def not_ready_reason(self) -> str:
+        if self.snapshot.error:
+            return self.snapshot.error
+        if self._stopping.is_set():
+            return "the autofocus service is shutting down"
+        if self._thread is not None and not self._thread.is_alive():
+            return "the microscope worker is not running"
+        return "the microscope is still being opened"
+
+    # ---------------------------------------------------------------- scorers
+
+    def scorer(self, name: str) -> Scorer:
+        """A shared scorer instance by (canonical) name, built once; raises `UnknownNameError`."""
+        key = canonical_scorer_name(name)
+        with self._scorer_lock:
+            scorer = self._scorers.get(key)
+            if scorer is None:
+                scorer = get_scorer(key, **self._scorer_options(key))
+                self._scorers[key] = scorer
+            return scorer
+
+    def cached_scorer(self, name: str) -> Scorer | None:
+        """The scorer already built under `name`, or None (never builds)."""
+        try:
+            key = canonical_scorer_name(name)
+        except UnknownNameError:
+            return None
+        with self._scorer_lock:
+            return self._scorers.get(key)
+
+    def _scorer_options(self, key: str) -> dict[str, Any]:
+        # The learned scorer needs the model file and provider from the settings; the
+        # classical measures take no options.
+        opts: dict[str, Any] = {}
+        if key.startswith("focusnet"):
+            if self.settings.model_path is not None:
+                opts["model_path"] = self.settings.model_path
+            opts["execution_provider"] = self.settings.execution_provider
+        return opts
+
+    # ----------------------------------------------------------------- queue
+
+    def _next_job(self, timeout_s: float) -> str | None:
+        with self._lock:
+            if not self._queue:
+                self._wake.wait(timeout_s)
+            if not self._queue or self._stopping.is_set():
+                return None
+            job_id = self._queue.popleft()
+            cancel = self._cancels.setdefault(job_id, threading.Event())
+            self._current = RunningJob(job_id, cancel)
+            return job_id
+
+def _fingerprint(fields: Mapping[str, Any]) -> str:
+    canon = json.dumps(dict(fields), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canon.encode()).hexdigest()
+
+
+def _check_roi(roi: Mapping[str, int], camera: CameraInfo | None) -> None:
+    if camera is None:
+        return
+    x, y, w, h = roi["x_px"], roi["y_px"], roi["width_px"], roi["height_px"]
+    if x + w > camera.width_px or y + h > camera.height_px:
+        raise InvalidRequest(
+            f"the ROI {w}×{h} px at ({x}, {y}) does not fit the {camera.width_px}×"
+            f"{camera.height_px} px camera frame"
+        )

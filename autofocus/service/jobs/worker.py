@@ -1,0 +1,341 @@
+"""The worker thread that owns the microscope: opens it, runs queued jobs one at a time, reports.
+
+`Worker.main` is the body of the one thread that touches the hardware. It takes
+job ids from the `JobManager`'s queue, runs each through `autofocus.search.focus`,
+streams every measurement to the store and the event broker, and refreshes the
+`MicroscopeSnapshot` that the HTTP side reads. It survives anything a job
+throws: the job ends `failed` with the reason and the next job runs.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import structlog
+
+from autofocus.errors import AutofocusError, ImageError, MicroscopeError
+from autofocus.scoring.base import Scorer
+from autofocus.search.result import Measurement
+from autofocus.service.jobs.models import JobState
+from autofocus.service.metrics import Metrics
+from drivers.base import CameraInfo, ZLimits
+
+log = structlog.get_logger("autofocus.jobs")
+
+
+@dataclass
+class MicroscopeSnapshot:
+    """What the HTTP side may know about the microscope without touching it.
+
+    Refreshed by the worker thread at start-up, after every measurement and job,
+    and about once a second while idle. `z_um` is the last position read or
+    commanded; `error` says why the microscope is not available.
+    """
+
+    driver: str
+    name: str | None = None
+    z_limits_um: ZLimits | None = None
+    camera: CameraInfo | None = None
+    z_um: float | None = None
+    exposure_ms: float | None = None
+    updated_s: float | None = None
+    error: str | None = None
+    # Request defaults that depend on the microscope itself (a replayed stack is a few µm
+    # deep with a known plane spacing, so the service-wide 50 µm range cannot fit it).
+    request_defaults: dict[str, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        cam = self.camera
+        return {
+            "driver": self.driver,
+            "name": self.name,
+            "z_um": self.z_um,
+            "z_limits_um": (
+                {"min_um": self.z_limits_um.min_um, "max_um": self.z_limits_um.max_um}
+                if self.z_limits_um
+                else None
+            ),
+            "camera": (
+                {
+                    "name": cam.name,
+                    "width_px": cam.width_px,
+                    "height_px": cam.height_px,
+                    "bit_depth": cam.bit_depth,
+                    "pixel_size_um": cam.pixel_size_um,
+                }
+                if cam
+                else None
+            ),
+            "exposure_ms": self.exposure_ms,
+            "updated_s": self.updated_s,
+            "error": self.error,
+        }
+
+
+class JobScorer:
+    """A scorer used by jobs and uploads: crops to the ROI and times every `score()` call.
+
+    Delegates everything else (e.g. `active_provider`) to the wrapped scorer.
+    `roi` is (x_px, y_px, width_px, height_px) or None.
+    """
+
+    def __init__(
+        self,
+        inner: Scorer,
+        metrics: Metrics,
+        *,
+        source: str,
+        roi: tuple[int, int, int, int] | None = None,
+    ) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.metrics = metrics
+        self.source = source
+        self.roi = roi
+
+    def score(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        if self.roi is not None:
+            x, y, w, h = self.roi
+            cropped = []
+            for f in frames:
+                c = f[y : y + h, x : x + w]
+                if c.shape[0] != h or c.shape[1] != w:
+                    raise ImageError(
+                        f"the ROI {w}×{h} px at ({x}, {y}) does not fit a "
+                        f"{f.shape[1]}×{f.shape[0]} px frame"
+                    )
+                cropped.append(c)
+            frames = cropped
+        t = time.perf_counter()
+        try:
+            return self.inner.score(frames)
+        finally:
+            self.metrics.scoring_latency.observe(time.perf_counter() - t, {"source": self.source})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@dataclass
+class RunningJob:
+    job_id: str
+    cancel: threading.Event
+    progress: dict[str, Any] = field(default_factory=dict)
+
+
+class Worker:
+    """Runs jobs on the microscope for one `JobManager` (its queue, store, broker, settings)."""
+
+    def __init__(self, manager: Any) -> None:
+        # `manager` is the owning `JobManager`; not imported here so the two modules
+        # stay a one-way street (manager → worker).
+        self.m = manager
+
+
+    def main(self) -> None:
+        structlog.contextvars.clear_contextvars()
+        try:
+            opener = self.m._open_microscope
+            if opener is None:
+                from autofocus.service.microscopes import open_microscope as opener
+            self.m.microscope = opener(self.m.settings)
+            self._refresh_snapshot(full=True)
+            self.m._ready.set()
+            log.info("microscope.open", driver=self.m.settings.driver, **self._snapshot_log())
+        except Exception as exc:  # noqa: BLE001 - reported by /readyz and 503s
+            self.m.snapshot.error = f"the microscope could not be opened: {exc}"
+            log.error("microscope.open_failed", error=str(exc), error_type=type(exc).__name__)
+            return
+        try:
+            self.m.scorer(self.m.settings.focus.scorer)  # load the default model before the 1st job
+        except Exception as exc:  # noqa: BLE001 - a job naming it will fail with the reason
+            log.warning("scorer.load_failed", scorer=self.m.settings.focus.scorer, error=str(exc))
+        try:
+            while not self.m._stopping.is_set():
+                job_id = self.m._next_job(timeout_s=1.0)
+                if job_id is None:
+                    self._refresh_snapshot()
+                    continue
+                structlog.contextvars.bind_contextvars(job_id=job_id)
+                try:
+                    self._run(job_id)
+                except BaseException as exc:  # noqa: BLE001 - the worker must survive any job
+                    log.exception("job.worker_error")
+                    self._fail_unexpectedly(job_id, exc)
+                finally:
+                    with self.m._lock:
+                        self.m._current = None
+                        self.m._cancels.pop(job_id, None)
+                    structlog.contextvars.unbind_contextvars("job_id")
+                    self._refresh_snapshot()
+        finally:
+            try:
+                self.m.microscope.close()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("microscope.close_failed", error=str(exc))
+
+    def _run(self, job_id: str) -> None:
+        from autofocus.search.focus import FocusRequest, focus
+
+        running = self.m._current
+        assert running is not None and self.m.microscope is not None
+        job = self.m.store.get(job_id)
+        if job is None or job.state is not JobState.QUEUED:
+            return
+        if running.cancel.is_set():
+            self._finish(
+                job_id,
+                JobState.CANCELLED,
+                None,
+                "the job was cancelled before it started; the stage was not moved",
+            )
+            return
+        mic = self.m.microscope
+        req = job.request
+        d = self.m.settings.focus
+        start_z = float(mic.z_um)
+        progress: dict[str, Any] = dict(job.progress)
+        progress.update(
+            frames=0, max_frames=req["max_frames"], start_z_um=start_z, last_z_um=start_z
+        )
+        running.progress = progress
+        self.m.broker.publish(self.m.store.mark_running(job_id, progress))
+        log.info("job.running", start_z_um=start_z)
+        t0 = time.perf_counter()
+
+        def on_measure(m: Measurement) -> None:
+            progress["frames"] = m.index + 1
+            progress["last_z_um"] = m.z_um
+            progress["last_score"] = m.score if math.isfinite(m.score) else None
+            self.m.snapshot.z_um = m.z_um
+            data = {"index": m.index, "z_um": m.z_um, "score": m.score, "t_s": m.t_s}
+            self.m.broker.publish(self.m.store.add_measurement(job_id, data, progress))
+
+        roi = req.get("roi")
+        try:
+            scorer = JobScorer(
+                self.m.scorer(req["scorer"]),
+                self.m.metrics,
+                source="job",
+                roi=(roi["x_px"], roi["y_px"], roi["width_px"], roi["height_px"]) if roi else None,
+            )
+            request = FocusRequest(
+                scorer=req["scorer"],
+                strategy=req["strategy"],
+                center_z_um=req["center_z_um"],
+                range_um=float(req["range_um"]),
+                tolerance_um=float(req["tolerance_um"]),
+                coarse_step_um=req.get("coarse_step_um"),
+                max_frames=int(req["max_frames"]),
+                exposure_ms=req["exposure_ms"],
+                timeout_s=req["timeout_s"],
+                on_failure=req["on_failure"],
+                backlash_um=d.backlash_um,
+                settle_s=d.settle_s,
+                verify=d.verify,
+            )
+            result = focus(
+                mic, request, scorer=scorer, cancel=running.cancel, on_measure=on_measure
+            )
+        except (AutofocusError, MicroscopeError, ValueError, KeyError) as exc:
+            # Raised before the first move (e.g. the stage moved since submission and the
+            # range now leaves the limits): the stage was not touched.
+            self._finish(job_id, JobState.FAILED, None, _sentence(exc), progress, t0)
+            return
+        result_dict = result.to_dict()
+        result_dict["commanded_z_um"] = list(result.commanded_z_um)
+        self.m.metrics.frames_total.inc(result.frames)
+        if result.success:
+            state, error = JobState.SUCCEEDED, None
+        elif result.cancelled:
+            state = JobState.CANCELLED
+            error = result.reason or "the job was cancelled"
+            if self.m._stopping.is_set():
+                error = "the job was cancelled because the autofocus service was shutting down"
+            if result.final_z_um is not None:
+                error += f"; the stage is at z={result.final_z_um:.3f} µm"
+        else:
+            state, error = JobState.FAILED, result.reason or "the focus search failed"
+        progress["final_z_um"] = result.final_z_um
+        self._finish(job_id, state, result_dict, error, progress, t0)
+
+    def _finish(
+        self,
+        job_id: str,
+        state: JobState,
+        result: dict[str, Any] | None,
+        error: str | None,
+        progress: dict[str, Any] | None = None,
+        t0: float | None = None,
+    ) -> None:
+        event = self.m.store.finish(job_id, state, result=result, error=error, progress=progress)
+        self.m.metrics.jobs_finished_total.inc(labels={"state": state.value})
+        if t0 is not None:
+            elapsed_s = time.perf_counter() - t0
+            self.m.metrics.focus_duration.observe(elapsed_s, {"outcome": state.value})
+        else:
+            elapsed_s = None
+        log.info(
+            f"job.{state.value}",
+            error=error,
+            elapsed_s=elapsed_s,
+            best_z_um=(result or {}).get("best_z_um"),
+        )
+        self.m.broker.publish(event)
+
+    def _fail_unexpectedly(self, job_id: str, exc: BaseException) -> None:
+        try:
+            job = self.m.store.get(job_id)
+            if job is not None and not job.state.terminal:
+                self._finish(
+                    job_id,
+                    JobState.FAILED,
+                    None,
+                    f"internal error ({type(exc).__name__}): {exc}; the stage may not be back "
+                    "at its start position",
+                )
+        except Exception:  # noqa: BLE001 - even the database may be the problem
+            log.exception("job.finish_failed")
+
+    def _refresh_snapshot(self, *, full: bool = False) -> None:
+        mic = self.m.microscope
+        if mic is None:
+            return
+        try:
+            if full:
+                self.m.snapshot.name = getattr(mic, "name", None)
+                self.m.snapshot.z_limits_um = mic.z_limits_um
+                self.m.snapshot.camera = mic.camera_info()
+                if hasattr(mic, "plane_spacing_um"):
+                    from autofocus.stacks.replay import replay_request
+
+                    self.m.snapshot.request_defaults = replay_request(
+                        mic, tolerance_um=getattr(mic, "focus_tolerance_um", None)
+                    )
+            self.m.snapshot.z_um = float(mic.z_um)
+            self.m.snapshot.exposure_ms = float(mic.exposure_ms)
+            self.m.snapshot.updated_s = time.time()
+        except Exception as exc:  # noqa: BLE001 - shown on /v1/microscope, next job reports it
+            if full:
+                raise
+            log.warning("microscope.read_failed", error=str(exc))
+
+    def _snapshot_log(self) -> dict[str, Any]:
+        s = self.m.snapshot
+        return {
+            "z_um": s.z_um,
+            "z_min_um": s.z_limits_um.min_um if s.z_limits_um else None,
+            "z_max_um": s.z_limits_um.max_um if s.z_limits_um else None,
+        }
+
+
+
+def _sentence(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if isinstance(exc, AutofocusError | MicroscopeError) else f"invalid request: {text}"

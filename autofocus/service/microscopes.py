@@ -1,0 +1,118 @@
+"""Open the microscope named by the settings: simulated, Micro-Manager or replay.
+
+`open_microscope(settings)` is the one place that maps settings to a driver,
+used by the CLI and the daemon. Vendor packages are imported only for the
+driver asked for. Configured Z limits (`z_min_um`, `z_max_um`) always win over
+a driver's own; Micro-Manager has none, so they are required there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from autofocus.settings import Settings
+from drivers.base import Microscope, ZLimits
+from drivers.errors import ConfigurationError
+
+
+def configured_limits(settings: Settings, default: ZLimits | None) -> ZLimits:
+    """The Z limits from `settings`, falling back to `default` per side.
+
+    Raises `ConfigurationError` when no limits are known (Micro-Manager
+    without `z_min_um`/`z_max_um`) or they are inverted.
+    """
+    lo = settings.z_min_um if settings.z_min_um is not None else (default and default.min_um)
+    hi = settings.z_max_um if settings.z_max_um is not None else (default and default.max_um)
+    if lo is None or hi is None:
+        raise ConfigurationError(
+            "Z limits are not configured: set z_min_um and z_max_um (AUTOFOCUS_Z_MIN_UM / "
+            "AUTOFOCUS_Z_MAX_UM) to the safe travel of your focus drive before first use"
+        )
+    try:
+        return ZLimits(float(lo), float(hi))
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from exc
+
+
+def open_simulated(settings: Settings) -> Microscope:
+    """A `SimulatedMicroscope` from `settings.sim` and the configured Z limits."""
+    from drivers.sim import SimConfig, SimulatedMicroscope
+
+    sim = settings.sim
+    config = SimConfig.preset(
+        sim.specimen,
+        sim.modality,
+        photons_per_px_ms=sim.photons_per_px_ms,
+        read_noise_e=sim.read_noise_e,
+        focus_z_um=sim.focus_z_um,
+        debris_dz_um=sim.debris_dz_um,
+        tilt_um=sim.tilt_um,
+        drift_um_per_s=sim.drift_um_per_s,
+        backlash_um=sim.backlash_um,
+        width_px=sim.width_px,
+        height_px=sim.height_px,
+        noise_model=sim.noise_model,
+        real_time=sim.real_time,
+    )
+    own = ZLimits(config.stage.z_min_um, config.stage.z_max_um)
+    limits = configured_limits(settings, own)
+    start = limits.clamp(config.stage.start_z_um)
+    stage = dataclasses.replace(
+        config.stage, z_min_um=limits.min_um, z_max_um=limits.max_um, start_z_um=start
+    )
+    return SimulatedMicroscope(dataclasses.replace(config, stage=stage), seed=sim.seed)
+
+
+def open_micromanager(settings: Settings) -> Microscope:
+    """A Micro-Manager microscope (ZMQ server or headless) from `settings.mm`."""
+    from drivers.micromanager import open_micromanager as _open
+
+    mm = settings.mm
+    limits = configured_limits(settings, None)
+    return _open(
+        port=mm.port,
+        headless_adapter_dir=mm.headless_adapter_dir,
+        config_file=mm.config_file,
+        focus_device=mm.focus_device,
+        camera=mm.camera,
+        z_limits_um=limits,
+        timeout_s=mm.timeout_s,
+    )
+
+
+def open_replay(settings: Settings) -> Microscope:
+    """A replay microscope over the recorded stack in `settings.replay.stack`."""
+    from autofocus.stacks.replay import open_replay as _open
+
+    rp = settings.replay
+    if rp.stack is None:
+        raise ConfigurationError("the replay driver needs a stack: set replay.stack or --stack")
+    opts: dict[str, Any] = {
+        "pattern": rp.pattern,
+        "z_step_um": rp.z_step_um,
+        "blend": rp.blend,
+        "noise_sigma": rp.noise_sigma,
+        "move_s_per_um": rp.move_s_per_um,
+        "exposure_ms": rp.exposure_ms,
+        "seed": rp.seed,
+    }
+    return _open(rp.stack, **opts)
+
+
+_OPENERS = {"sim": open_simulated, "micromanager": open_micromanager, "replay": open_replay}
+
+
+def open_microscope(settings: Settings) -> Microscope:
+    """Open the driver named by `settings.driver`.
+
+    Raises `ConfigurationError` for missing or inconsistent driver options and
+    the driver's own typed errors when the hardware cannot be reached.
+    """
+    try:
+        opener = _OPENERS[settings.driver]
+    except KeyError:
+        raise ConfigurationError(
+            f"unknown driver {settings.driver!r}; choose one of {', '.join(_OPENERS)}"
+        ) from None
+    return opener(settings)

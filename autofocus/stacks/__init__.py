@@ -1,0 +1,1 @@
+"""Recorded z-stacks: readers, offline scoring and judging, search evaluation through replay."""
