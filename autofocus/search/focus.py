@@ -31,7 +31,13 @@ class FocusRequest:
 
     `center_z_um` None means "where the stage is now". `range_um` is the full
     width searched (center ± range/2). `tolerance_um` is the accuracy wanted;
-    `coarse_step_um` the spacing of a coarse sweep (default 8 × tolerance).
+    `coarse_step_um` the spacing of a coarse sweep (default: from the strategy).
+    `rival` what to do when the curve holds two candidate focal planes:
+    "fail" (default), "nearest" (to `expected_z_um`, else the start) or
+    "sharpest". `dof_um` the depth of field (default: what the microscope
+    reports, else 4 × tolerance). `edge_extension_um` how far beyond an end of
+    the range a strategy may follow a peak found at that end (default a
+    quarter of the range; always inside the Z limits).
     """
 
     scorer: str = "tenengrad"
@@ -49,9 +55,36 @@ class FocusRequest:
     verify: bool = True
     scorer_options: dict[str, Any] = field(default_factory=dict)
     strategy_options: dict[str, Any] = field(default_factory=dict)
+    rival: str = "fail"
+    expected_z_um: float | None = None
+    dof_um: float | None = None
+    edge_extension_um: float | None = None
 
 
-def search_space(request: FocusRequest, current_z_um: float, limits: ZLimits) -> SearchSpace:
+def microscope_dof_um(microscope: object) -> float | None:
+    """The depth of field (µm) a microscope reports (`depth_of_field_um`), or None."""
+    try:
+        value = getattr(microscope, "depth_of_field_um", None)
+        value = float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+    return value if value is not None and math.isfinite(value) and value > 0 else None
+
+
+def microscope_planes_um(microscope: object) -> tuple[float, ...] | None:
+    """The discrete Z planes a microscope serves (`plane_positions_um`, a replayed stack), or None."""
+    planes = getattr(microscope, "plane_positions_um", None)
+    return tuple(float(p) for p in planes) if planes else None
+
+
+def search_space(
+    request: FocusRequest,
+    current_z_um: float,
+    limits: ZLimits,
+    *,
+    dof_um: float | None = None,
+    planes_um: tuple[float, ...] | None = None,
+) -> SearchSpace:
     """The `SearchSpace` of `request` on a stage at `current_z_um` with `limits`.
 
     Raises `LimitError` when the requested interval is not entirely inside the
@@ -80,6 +113,22 @@ def search_space(request: FocusRequest, current_z_um: float, limits: ZLimits) ->
             f"{request.range_um / 2:g} µm) leaves the Z limits [{limits.min_um}, "
             f"{limits.max_um}] µm; the stage was not moved"
         )
+    for name, opt in (
+        ("expected_z_um", request.expected_z_um),
+        ("dof_um", request.dof_um),
+        ("edge_extension_um", request.edge_extension_um),
+    ):
+        if opt is not None and not math.isfinite(opt):
+            raise ValueError(f"{name} must be a finite number, got {opt}")
+    if request.dof_um is not None and request.dof_um <= 0:
+        raise ValueError(f"dof_um must be positive, got {request.dof_um}")
+    if request.edge_extension_um is not None and request.edge_extension_um < 0:
+        raise ValueError(f"edge_extension_um must be ≥ 0, got {request.edge_extension_um}")
+    if request.rival not in ("fail", "nearest", "sharpest"):
+        raise ValueError(
+            f"rival must be 'fail', 'nearest' or 'sharpest', got {request.rival!r}"
+        )
+    ext = request.edge_extension_um
     return SearchSpace(
         center_z_um=center,
         range_um=float(request.range_um),
@@ -88,6 +137,11 @@ def search_space(request: FocusRequest, current_z_um: float, limits: ZLimits) ->
         tolerance_um=float(request.tolerance_um),
         coarse_step_um=request.coarse_step_um,
         max_frames=int(request.max_frames),
+        dof_um=request.dof_um if request.dof_um is not None else dof_um,
+        edge_extension_um=0.25 * float(request.range_um) if ext is None else float(ext),
+        planes_um=planes_um,
+        rival=request.rival,
+        reference_z_um=request.expected_z_um if request.expected_z_um is not None else center,
     )
 
 
@@ -112,7 +166,13 @@ def focus(
         overrides["scorer"], scorer = scorer, None
     if overrides:
         req = FocusRequest(**{**req.__dict__, **overrides})
-    space = search_space(req, float(microscope.z_um), microscope.z_limits_um)
+    space = search_space(
+        req,
+        float(microscope.z_um),
+        microscope.z_limits_um,
+        dof_um=microscope_dof_um(microscope),
+        planes_um=microscope_planes_um(microscope),
+    )
     scorer_obj = scorer or get_scorer(req.scorer, **req.scorer_options)
     strategy = make_strategy(req.strategy, space, **req.strategy_options)
     engine = Engine(
@@ -121,6 +181,7 @@ def focus(
         backlash_um=req.backlash_um,
         settle_s=req.settle_s,
         verify=req.verify,
+        dof_um=space.dof_um,
     )
     return engine.run(
         strategy,

@@ -98,6 +98,7 @@ def _ensure_builtin_loaded() -> None:
     from autofocus.search.strategies.brent import Brent
     from autofocus.search.strategies.coarse_fine import CoarseFine
     from autofocus.search.strategies.golden import GoldenSection
+    from autofocus.search.strategies.guided import Guided
     from autofocus.search.strategies.hillclimb import HillClimb
     from autofocus.search.strategies.sweep import Sweep
 
@@ -107,6 +108,12 @@ def _ensure_builtin_loaded() -> None:
         aliases=("auto", "default", "coarsefine"),
         description="coarse sweep (one batch), failure checks, then a few points fitted with a "
         "peak model (default)",
+    )
+    register_strategy(
+        "guided",
+        Guided,
+        description="few frames: defocus-estimate jumps when the scorer offers them, else a "
+        "wide-capture sweep stepped from the optics, then a bracketed fit and trust checks",
     )
     register_strategy(
         "sweep", Sweep, description="exhaustive sweep at half the depth of field, then a peak fit"

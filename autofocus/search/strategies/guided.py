@@ -1,0 +1,620 @@
+"""`guided`: find focus with few frames, using what the scorer and the optics tell.
+
+Two paths, chosen by what the engine passes in (`configure`):
+
+**With a defocus estimate** (a scorer that offers `DefocusEstimator`):
+probe two frames one DOF apart around the start; if both say "no specimen"
+fail with `no_specimen` before sweeping an empty field. Fuse every signed
+focal-plane estimate so far by inverse-variance weighting, jump there and
+bracket it with 3 frames (± `bracket_dof` DOF), fit the fine scores, and add
+a frame at the fitted centre when no sample lies within DOF/4 of it. When the
+fused estimate is uncertain (σ above `max_estimate_sigma_dof` DOF), lies
+outside the range, or the bracket disagrees with it, the classical path
+below takes over with every frame measured so far.
+
+**Classical** (any scorer): the engine also measures each frame's
+wide-capture score (`autofocus.search.frames.capture_score`), which rises
+several DOF from focus where fine measures are still at their noise floor.
+
+1. Coarse pass, one batch: ⌈range / h⌉ positions at the centres of equal
+   cells, h = `step_factor` × DOF × √(range / DOF) — from the optics, growing
+   with the square root of the range. A frame that could not be scored is
+   re-taken once a tenth of a DOF away.
+2. Where the capture score rises by more than `min_rise` (relative, and at
+   least 6 noise sigmas) above the lowest one, the curve is "rising". No
+   rising sample: densify once (midpoints); still none: `flat_curve`.
+3. Candidates: the rising local maxima (up to `max_candidates`), highest
+   first; a candidate whose capture rise is below `candidate_ratio` of the
+   best one's is not refined.
+4. Each candidate is localised by bisecting the capture curve around it
+   (vertex of a log-parabola) until a fine score rises, then bracketed and
+   fitted with the fine scores (log-parabola through the top three, plus a
+   frame at the centre when none lies within DOF/4 of it).
+5. Verdict (`autofocus.search.trust`): the peak's half-width must be
+   plausible for the DOF (`implausible_peak`), a candidate whose fine score
+   never rises is dropped, two confirmed peaks ≥ 3 DOF apart with the
+   smaller at least 12 % of the larger are rivals — the space's `rival`
+   policy fails (`rival_peak`, naming both) or picks one. A peak at an end of
+   the searched interval is followed up to `space.edge_extension_um` beyond
+   it (inside the limits); still at the end: `edge_peak`.
+
+`details` records the path taken, the coarse step, the candidates and peaks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from autofocus.search.reasons import FailureReason
+from autofocus.search.strategies.base import SearchSpace
+from autofocus.search.strategies.common import (
+    SAME_Z_UM,
+    FrameBudgetExhausted,
+    Search,
+    SearchStrategy,
+    Step,
+    edge_reason,
+    jsonable,
+)
+from autofocus.search.trust import (
+    Peak,
+    choose,
+    peak_confidence,
+    rival_sentence,
+    rivals,
+    width_plausible,
+)
+
+LN2 = math.log(2.0)
+
+
+@dataclass
+class _Refined:
+    """A candidate after refinement: its peak (None when the fine score never rose)."""
+
+    peak: Peak | None
+    spacing_dof: float
+    r2: float | None
+    snr: float
+    at_edge: bool
+    note: str = ""
+
+
+def coarse_step_um(range_um: float, dof_um: float, factor: float = 1.0) -> float:
+    """The coarse spacing (µm) for a range: factor × DOF × √(range / DOF), within [2 DOF, range/2].
+
+    Grows with the square root of the range: a wider range costs more frames,
+    but fewer per µm.
+    """
+    h = factor * dof_um * math.sqrt(max(range_um / dof_um, 1.0))
+    return float(min(max(h, 2.0 * dof_um), max(range_um / 2.0, 1e-9)))
+
+
+def log_parabola(z: np.ndarray, s: np.ndarray) -> tuple[float, float] | None:
+    """(vertex, half-width at half maximum) of a Gaussian through 3+ positive points, or None.
+
+    Fits a parabola to log(s); None when a score is ≤ 0 or it does not open
+    downwards.
+    """
+    if z.size < 3 or np.any(s <= 0) or not np.all(np.isfinite(s)):
+        return None
+    zc = float(z.mean())
+    scale = float(z.max() - z.min()) or 1.0
+    u = (z - zc) / scale
+    try:
+        c2, c1, _ = np.polyfit(u, np.log(s), 2)
+    except (np.linalg.LinAlgError, ValueError):
+        return None
+    if not c2 < 0:
+        return None
+    v = zc - c1 / (2.0 * c2) * scale
+    hwhm = math.sqrt(LN2 / -c2) * scale
+    return float(v), float(hwhm)
+
+
+class Guided(SearchStrategy):
+    """Few-frame focus search: estimate-guided when the scorer can, capture-guided otherwise.
+
+    Options: `step_factor` (1.0) scales the coarse step; `min_rise` (0.5) the
+    relative capture rise that counts as "rising"; `max_candidates` (3);
+    `candidate_ratio` (0.1); `bracket_dof` (0.7) the half-spacing of the fine
+    bracket in DOF; `max_estimate_sigma_dof` (1.0). See the module docstring.
+    """
+
+    name = "guided"
+    wants_capture = True
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        step_factor: float = 1.0,
+        min_rise: float = 0.5,
+        max_candidates: int = 3,
+        candidate_ratio: float = 0.1,
+        bracket_dof: float = 0.7,
+        max_estimate_sigma_dof: float = 1.0,
+    ) -> None:
+        super().__init__(space)
+        if not step_factor > 0:
+            raise ValueError(f"step_factor must be positive, got {step_factor}")
+        if not min_rise > 0:
+            raise ValueError(f"min_rise must be positive, got {min_rise}")
+        if max_candidates < 1:
+            raise ValueError(f"max_candidates must be ≥ 1, got {max_candidates}")
+        if not bracket_dof > 0:
+            raise ValueError(f"bracket_dof must be positive, got {bracket_dof}")
+        self.step_factor = float(step_factor)
+        self.min_rise = float(min_rise)
+        self.max_candidates = int(max_candidates)
+        self.candidate_ratio = float(candidate_ratio)
+        self.bracket_dof = float(bracket_dof)
+        self.max_estimate_sigma_dof = float(max_estimate_sigma_dof)
+        self.estimates_offered = False
+        self._excluded: list[float] = []  # positions whose frames proved unusable
+        self.details: dict[str, Any] = {}
+
+    def configure(self, *, estimates: bool) -> None:
+        """Tell the strategy whether the engine will pass defocus estimates (before `ask`)."""
+        self.estimates_offered = bool(estimates)
+
+    def bounds(self) -> tuple[float, float]:
+        """The searched interval widened by the space's edge extension (inside the limits)."""
+        return self.space.ext_lo_um, self.space.ext_hi_um
+
+    # -- the search ------------------------------------------------------------------------
+    def _search(self) -> Search:
+        dof = self.space.dof
+        self.details = {"dof_um": dof}
+        if self.estimates_offered:
+            result = yield from self._estimate_path()
+            if result is not None:
+                return result
+        return (yield from self._classical_path())
+
+    # -- estimate path ------------------------------------------------------------------------
+    def _estimate_path(self) -> Step:
+        """Probe, jump, bracket, fit; returns an outcome, or None to fall back."""
+        space, dof = self.space, self.space.dof
+        z0 = min(max(space.center_z_um, space.lo_um + 0.5 * dof), space.hi_um - 0.5 * dof)
+        probe = [z0 - 0.5 * dof, z0 + 0.5 * dof]
+        yield probe
+        self.details["path"] = "estimate"
+        no_spec = self._no_specimen_p()
+        if no_spec is not None and no_spec >= 0.9:
+            return self.fail(
+                f"no usable specimen: the defocus model gives {100 * no_spec:.0f} % probability "
+                "that the field is blank, empty, saturated or noise only",
+                code=FailureReason.NO_SPECIMEN.value,
+                **self.details,
+            )
+        for _ in range(2):
+            fused = self._fused_focus()
+            if fused is None:
+                self.details["fallback"] = "no signed estimate"
+                return None
+            zf, sig = fused
+            self.details.setdefault("fused_um", []).append([zf, sig])
+            if sig > self.max_estimate_sigma_dof * dof:
+                self.details["fallback"] = f"estimate too uncertain (σ {sig:.2f} µm)"
+                return None
+            if not space.ext_lo_um <= zf <= space.ext_hi_um:
+                self.details["fallback"] = f"estimate {zf:.2f} µm outside the range"
+                return None
+            b = self.bracket_dof * dof
+            yield [zf - b, zf, zf + b]
+            got = self._fine_peak(zf, 2.0 * dof)
+            if got is None or got.peak is None:
+                continue  # the estimate moves with the new frames; try once more
+            if abs(got.peak.z_um - zf) > 3.0 * max(sig, 0.5 * dof):
+                self.details["fallback"] = "the bracket disagrees with the estimate"
+                return None
+            return self._verdict([got], reference=zf)
+        self.details["fallback"] = "no peak where the estimate pointed"
+        return None
+
+    def _no_specimen_p(self) -> float | None:
+        ps = []
+        for _, est in self.estimates:
+            p = np.asarray(getattr(est, "no_specimen_p", []), dtype=float)
+            ps.extend(p[np.isfinite(p)].tolist())
+        return float(min(ps)) if ps else None
+
+    def _fused_focus(self) -> tuple[float, float] | None:
+        """Inverse-variance fusion of every signed focal-plane estimate so far (µm, σ µm)."""
+        zs, ws = [], []
+        for _, est in self.estimates:
+            z, sig = getattr(est, "focus_z_um", None), getattr(est, "focus_sigma_um", None)
+            if z is None or sig is None or not (math.isfinite(z) and math.isfinite(sig)):
+                continue
+            sig = max(float(sig), 1e-6)
+            zs.append(float(z))
+            ws.append(1.0 / sig**2)
+        if not zs:
+            return None
+        w = np.asarray(ws)
+        z = float(np.sum(w * np.asarray(zs)) / np.sum(w))
+        sig = float(1.0 / math.sqrt(np.sum(w)))
+        # Estimates that disagree beyond their errors widen the fused uncertainty.
+        if len(zs) >= 2:
+            chi2 = float(np.sum(w * (np.asarray(zs) - z) ** 2)) / (len(zs) - 1)
+            sig *= math.sqrt(max(chi2, 1.0))
+        return z, sig
+
+    # -- classical path -----------------------------------------------------------------------
+    def _classical_path(self) -> Search:
+        space, dof = self.space, self.space.dof
+        lo, hi = space.lo_um, space.hi_um
+        width = hi - lo
+        h = coarse_step_um(width, dof, self.step_factor)
+        if space.coarse_step_um:
+            h = float(space.coarse_step_um)
+        n = max(3, int(math.ceil(width / h - 1e-9)))
+        n = min(n, max(3, space.max_frames - 6))
+        cell = width / n
+        grid = [lo + (k + 0.5) * cell for k in range(n)]
+        self.details.setdefault("path", "capture")
+        self.details["coarse_step_um"] = cell
+        yield grid
+        yield from self._retake_unusable(grid)
+        rising = self._rising()
+        if not rising:
+            mids = [0.5 * (a + b) for a, b in zip(grid[:-1], grid[1:], strict=True)]
+            mids += [lo, hi]
+            mids = [m for m in mids if not self.is_known(self.clamp(m))]
+            if mids and len(mids) <= self.frames_left - 4:
+                self.details["densified"] = True
+                yield mids
+                yield from self._retake_unusable(mids)
+                rising = self._rising()
+        if not rising:
+            return self.fail(self._flat_sentence(), code=FailureReason.FLAT_CURVE.value,
+                             **self.details)
+        cands = self._candidates(rising)
+        self.details["candidates_um"] = [float(z) for z, _ in cands]
+        refined: list[_Refined] = []
+        for z_c, _ in cands:
+            try:
+                refined.append((yield from self._refine(z_c, cell)))
+            except FrameBudgetExhausted:
+                if refined and any(r.peak is not None for r in refined):
+                    self.details["budget_stopped_candidates"] = True
+                    break
+                raise
+        return self._verdict(refined, reference=space.reference_z_um)
+
+    def _retake_unusable(self, zs: list[float]) -> Step:
+        """Re-take once, a tenth of a DOF away, every frame in `zs` that could not be scored."""
+        redo = []
+        for z in zs:
+            zc = self.clamp(z)
+            if not math.isfinite(self.score_at(zc)) or not math.isfinite(self.capture_at(zc)):
+                self._excluded.append(zc)
+                alt = self.clamp(zc + 0.1 * self.space.dof)
+                if not self.is_known(alt):
+                    redo.append(alt)
+        if redo and len(redo) <= self.frames_left:
+            self.details["retaken"] = self.details.get("retaken", 0) + len(redo)
+            yield redo
+        return None
+
+    def _capture_points(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """(z, capture) of usable frames sorted by z, and their typical relative noise."""
+        pts = [(z, c, n) for z, c, n in self._capture if math.isfinite(c)]
+        if not pts:
+            return np.array([]), np.array([]), math.nan
+        pts.sort()
+        z = np.array([p[0] for p in pts])
+        c = np.array([p[1] for p in pts])
+        noise = [p[2] for p in pts if math.isfinite(p[2])]
+        return z, c, (float(np.median(noise)) if noise else math.nan)
+
+    def _threshold(self, c: np.ndarray, rel_noise: float) -> tuple[float, float]:
+        """(baseline, rising level) of the capture curve."""
+        base = float(np.min(c))
+        rel = self.min_rise
+        if math.isfinite(rel_noise):
+            rel = max(min(rel, 8.0 * rel_noise), 6.0 * rel_noise, 0.05)
+        return base, base * (1.0 + rel) if base > 0 else base + rel * abs(float(np.max(c)))
+
+    def _rising(self) -> list[tuple[float, float]]:
+        z, c, noise = self._capture_points()
+        if z.size < 3:
+            return []
+        base, level = self._threshold(c, noise)
+        return [(float(zz), float(cc)) for zz, cc in zip(z, c, strict=True) if cc > level]
+
+    def _flat_sentence(self) -> str:
+        z, c, _ = self._capture_points()
+        if z.size == 0:
+            return "no focus signal: no frame of the search could be scored"
+        i = int(np.argmax(c))
+        base = float(np.min(c))
+        rise = 100.0 * (float(c[i]) / base - 1.0) if base > 0 else math.inf
+        return (
+            f"no focus signal: no frame over {self.space.lo_um:.1f}..{self.space.hi_um:.1f} µm "
+            f"stood out of the noise (largest rise {rise:.0f} % at z = {float(z[i]):.2f} µm, "
+            f"within what noise gives)"
+        )
+
+    def _candidates(self, rising: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        """Rising local maxima of the capture curve, highest first (≤ max_candidates)."""
+        z, c, noise = self._capture_points()
+        base, level = self._threshold(c, noise)
+        maxima = []
+        for i in range(z.size):
+            if c[i] <= level:
+                continue
+            left = c[i - 1] if i > 0 else -math.inf
+            right = c[i + 1] if i < z.size - 1 else -math.inf
+            if c[i] >= left and c[i] >= right:
+                maxima.append((float(z[i]), float(c[i])))
+        maxima.sort(key=lambda t: -t[1])
+        if not maxima:
+            return []
+        top = maxima[0][1] - base
+        keep = [m for m in maxima if m[1] - base >= self.candidate_ratio * top]
+        return keep[: self.max_candidates]
+
+    # -- refinement ---------------------------------------------------------------------------
+    def _refine(self, z_c: float, cell: float) -> Step:
+        """Localise one candidate with capture bisection, then bracket and fit the fine peak."""
+        dof = self.space.dof
+        window = max(cell, 3.0 * dof)
+        centre = z_c
+        for _ in range(8):
+            z_top = self._fine_peak(centre, window, final=False)
+            if z_top is not None:
+                return (yield from self._bracket(z_top, window))
+            nxt = self._capture_next(centre, window)
+            if nxt is None:
+                break
+            yield [nxt]
+            centre = self._capture_vertex(centre, window) or centre
+        res = self._fine_peak(centre, window)
+        return res if res is not None else _Refined(None, math.inf, None, 0.0, False, "no fine rise")
+
+    def _bracket(self, z_top: float, window: float) -> Step:
+        """Bracket the risen fine score at `z_top` and fit it; follow the peak if it walks."""
+        dof = self.space.dof
+        b = self.bracket_dof * dof
+        lo, hi = self.bounds()
+        probed_centre = False
+        res: _Refined | None = None
+        for _ in range(6):
+            res = self._fine_peak(z_top, window)
+            if res is None or res.peak is None:
+                return res
+            top = res.peak.z_um if res.at_edge or res.peak.hwhm_um is None else z_top
+            z, s = self._fine_points(z_top, window)
+            i = int(np.argmax(s))
+            top = float(z[i])
+            near = np.abs(z - top) <= 2.0 * dof
+            below = z[near & (z < top)]
+            above = z[near & (z > top)]
+            asks = []
+            if below.size == 0 and top - b >= lo - 1e-9:
+                asks.append(top - b)
+            if above.size == 0 and top + b <= hi + 1e-9:
+                asks.append(top + b)
+            asks = [p for p in asks if not self._near(p, 0.3 * dof)]
+            if asks:
+                yield asks
+                z_top = top
+                continue
+            if not res.at_edge and not probed_centre:
+                need = self._centre_probe(res)
+                probed_centre = True
+                if need is not None:
+                    yield [need]
+                    z_top = top
+                    continue
+            return res
+        return res
+
+    def _near(self, z_um: float, dist_um: float) -> bool:
+        zc = self.clamp(z_um)
+        return any(abs(z - zc) < dist_um for z, _ in self.history)
+
+    def _capture_vertex(self, centre: float, window: float) -> float | None:
+        z, c, _ = self._capture_points()
+        keep = np.abs(z - centre) <= window * 1.01
+        z, c = z[keep], c[keep]
+        if z.size < 3:
+            return None
+        i = int(np.argmax(c))
+        j = min(max(i, 1), z.size - 2)
+        got = log_parabola(z[j - 1 : j + 2], c[j - 1 : j + 2] - 0.0)
+        if got is None:
+            return float(z[i])
+        v, _ = got
+        return float(min(max(v, z[j - 1]), z[j + 1]))
+
+    def _capture_next(self, centre: float, window: float) -> float | None:
+        """The next position to measure when no fine score has risen: capture bisection."""
+        dof = self.space.dof
+        z, c, _ = self._capture_points()
+        keep = np.abs(z - centre) <= window * 1.01
+        z, c = z[keep], c[keep]
+        if z.size == 0:
+            return None
+        i = int(np.argmax(c))
+        v = self._capture_vertex(centre, window)
+        if v is not None and not self._near(v, 0.5 * dof):
+            return self.clamp(v)
+        # Bisect the larger gap next to the top sample, towards the higher neighbour.
+        left = z[i - 1] if i > 0 else None
+        right = z[i + 1] if i < z.size - 1 else None
+        options = []
+        if left is not None:
+            options.append((c[i - 1], 0.5 * (z[i] + left), z[i] - left))
+        if right is not None:
+            options.append((c[i + 1], 0.5 * (z[i] + right), right - z[i]))
+        if not options:
+            lo, hi = self.bounds()
+            for p in (z[i] - 0.5 * window, z[i] + 0.5 * window):
+                if lo <= p <= hi and not self._near(p, 0.5 * dof):
+                    return self.clamp(p)
+            return None
+        options.sort(key=lambda t: -t[0])
+        for _, mid, gap in options:
+            if gap > 1.0 * dof and not self._near(mid, 0.5 * dof):
+                return self.clamp(mid)
+        return None
+
+    def _fine_points(self, centre: float, window: float) -> tuple[np.ndarray, np.ndarray]:
+        z, s = self.points()
+        keep = np.abs(z - centre) <= window * 1.01
+        for x in self._excluded:
+            keep &= np.abs(z - x) > SAME_Z_UM
+        return z[keep], s[keep]
+
+    def _fine_noise(self) -> tuple[float, float]:
+        """(baseline, noise sigma) of the fine scores, from the lower half of all samples."""
+        _, s = self.points()
+        if s.size == 0:
+            return 0.0, math.inf
+        low = np.sort(s)[: max(2, (s.size + 1) // 2)]
+        base = float(np.median(low))
+        mad = float(np.median(np.abs(low - base))) * 1.4826
+        # Few samples: never trust a noise estimate below 2 % of the baseline.
+        return base, max(mad, 0.02 * abs(base), 1e-12)
+
+    def _fine_peak(self, centre: float, window: float, *, final: bool = True) -> Any:
+        """With final=False: the z of a fine score risen above the noise near `centre`, or None.
+
+        With final=True: a `_Refined` from the top three fine samples around the
+        best one (None when nothing rose).
+        """
+        dof = self.space.dof
+        z, s = self._fine_points(centre, window)
+        if z.size == 0:
+            return None
+        base, sigma = self._fine_noise()
+        i = int(np.argmax(s))
+        height = float(s[i]) - base
+        snr = height / sigma
+        if snr < 6.0 or height <= 0:
+            return None
+        if not final:
+            return float(z[i])
+        # The samples around the top within 2 DOF.
+        near = np.abs(z - z[i]) <= 2.0 * dof
+        zn, sn = z[near], s[near]
+        k = int(np.argmax(sn))
+        at_edge = k == 0 or k == zn.size - 1
+        if zn.size < 3 or at_edge:
+            gap = math.inf
+            return _Refined(
+                Peak(float(z[i]), float(s[i]), height, None), gap, None, snr, at_edge,
+                "top not bracketed",
+            )
+        trio_z, trio_s = zn[k - 1 : k + 2], sn[k - 1 : k + 2]
+        lifted = trio_s - base + 0.05 * height
+        got = log_parabola(trio_z, np.maximum(lifted, 1e-12 * height))
+        spacing = float(max(trio_z[1] - trio_z[0], trio_z[2] - trio_z[1])) / dof
+        if got is None:
+            return _Refined(
+                Peak(float(zn[k]), float(sn[k]), height, None), spacing, None, snr, False,
+                "no peak shape",
+            )
+        v, hwhm = got
+        v = float(min(max(v, trio_z[0]), trio_z[2]))
+        # R² of the log-parabola on the top points and their neighbours.
+        r2 = self._gauss_r2(zn, sn, base, v, hwhm, height)
+        return _Refined(Peak(v, float(sn[k]), height, hwhm), spacing, r2, snr, False)
+
+    @staticmethod
+    def _gauss_r2(z: np.ndarray, s: np.ndarray, base: float, v: float, w: float,
+                  height: float) -> float | None:
+        if z.size < 4 or w <= 0:
+            return None
+        model = base + height * np.exp(-LN2 * ((z - v) / w) ** 2)
+        sst = float(np.sum((s - s.mean()) ** 2))
+        if sst <= 0:
+            return None
+        return max(0.0, 1.0 - float(np.sum((s - model) ** 2)) / sst)
+
+    def _centre_probe(self, res: _Refined) -> float | None:
+        """A frame at the fitted centre when no sample lies within DOF/4 of it."""
+        assert res.peak is not None
+        dof = self.space.dof
+        p = self.clamp(res.peak.z_um)
+        if self._near(p, 0.25 * dof) or self.frames_left < 2:
+            return None
+        return p
+
+    def _edge_of_samples(self, z_um: float, window: float) -> bool:
+        z, _ = self._fine_points(z_um, window)
+        return bool(z.size) and (z_um <= z.min() + 1e-9 or z_um >= z.max() - 1e-9)
+
+    # -- verdict ------------------------------------------------------------------------------
+    def _verdict(self, refined: list[_Refined], *, reference: float | None) -> Any:
+        space, dof = self.space, self.space.dof
+        found = [r for r in refined if r.peak is not None]
+        self.details["peaks"] = [r.peak.to_dict() for r in found if r.peak is not None]
+        if not found:
+            return self.fail(
+                "no focus signal: the wide-capture curve rose but no frame near it was sharper "
+                "than the noise of the focus measure",
+                code=FailureReason.FLAT_CURVE.value,
+                **self.details,
+            )
+        peaks = [r.peak for r in found if r.peak is not None]
+        best, rival_list = rivals(peaks, dof)
+        assert best is not None
+        chosen_peak = choose(
+            best, rival_list, space.rival,
+            reference_z_um=space.center_z_um if reference is None else reference,
+        )
+        if rival_list:
+            self.details["rivals"] = [p.to_dict() for p in [best, *rival_list]]
+        if chosen_peak is None:
+            out = self.fail(rival_sentence([best, *rival_list]),
+                            code=FailureReason.RIVAL_PEAK.value, **self.details)
+            out.details["candidates"] = jsonable([p.to_dict() for p in [best, *rival_list]])
+            return out
+        res = next(r for r in found if r.peak is chosen_peak)
+        p = chosen_peak
+        lo, hi = space.lo_um, space.hi_um
+        ext_lo, ext_hi = space.ext_lo_um, space.ext_hi_um
+        if res.at_edge or p.hwhm_um is None:
+            z_edge = p.z_um
+            if z_edge <= ext_lo + 0.5 * dof or z_edge >= ext_hi - 0.5 * dof:
+                return self.fail(edge_reason(z_edge), code=FailureReason.EDGE_PEAK.value,
+                                 **self.details)
+            return self.fail(
+                f"not a focal plane: the sharpest frame at z = {p.z_um:.2f} µm has no measured "
+                "peak around it (its neighbours could not bracket it)",
+                code=FailureReason.IMPLAUSIBLE_PEAK.value,
+                **self.details,
+            )
+        if not width_plausible(p.hwhm_um, dof):
+            return self.fail(
+                f"not a focal plane: the peak at z = {p.z_um:.2f} µm is {2 * p.hwhm_um:.2f} µm "
+                f"wide (full width at half maximum) where the depth of field is {dof:.2f} µm",
+                code=FailureReason.IMPLAUSIBLE_PEAK.value,
+                **self.details,
+            )
+        if not (ext_lo < p.z_um < ext_hi):
+            return self.fail(edge_reason(p.z_um), code=FailureReason.EDGE_PEAK.value,
+                             **self.details)
+        self.details["extended_beyond_range"] = not (lo <= p.z_um <= hi)
+        conf = peak_confidence(
+            res.snr, r2=res.r2, spacing_dof=res.spacing_dof, width_ok=True
+        )
+        best_z = p.z_um
+        if space.planes_um:
+            best_z = self.clamp(best_z)
+        return self.finish(
+            success=True,
+            best_z_um=best_z,
+            best_score=p.score,
+            details={**self.details, "snr": res.snr, "r2": res.r2,
+                     "spacing_dof": res.spacing_dof, "hwhm_um": p.hwhm_um},
+            confidence_value=conf,
+        )
