@@ -414,7 +414,9 @@ class _Run:
         finite = [m.score for m in self.curve if math.isfinite(m.score)]
         lo, hi = min(finite), max(finite)
         threshold = lo + 0.5 * (hi - lo)
-        ceiling = hi + 2.0 * (hi - lo)
+        # Far above anything the curve (or its fitted top) reached: not the same plane.
+        top = max(hi, outcome.best_score) if outcome.best_score is not None else hi
+        ceiling = top + 4.0 * (top - lo)
         scores: list[float] = []
         for attempt in range(2):
             self._check_cancel_and_timeout()
