@@ -368,13 +368,17 @@ class Guided(SearchStrategy):
         centre = z_c
         for _ in range(8):
             z_top = self._fine_peak(centre, window, final=False)
-            if z_top is not None:
-                return (yield from self._bracket(z_top, window))
             nxt = self._capture_next(centre, window)
+            # Bracket a risen fine score once the capture curve points at it too.
+            if z_top is not None and (nxt is None or abs(nxt - z_top) <= 1.5 * dof):
+                return (yield from self._bracket(z_top, window))
             if nxt is None:
                 break
             yield [nxt]
             centre = self._capture_vertex(centre, window) or centre
+        z_top = self._fine_peak(centre, window, final=False)
+        if z_top is not None:
+            return (yield from self._bracket(z_top, window))
         res = self._fine_peak(centre, window)
         return res if res is not None else _Refined(None, math.inf, None, 0.0, False, "no fine rise")
 
@@ -384,8 +388,9 @@ class Guided(SearchStrategy):
         b = self.bracket_dof * dof
         lo, hi = self.bounds()
         probed_centre = False
+        walked = 0
         res: _Refined | None = None
-        for _ in range(6):
+        for _ in range(8):
             res = self._fine_peak(z_top, window)
             if res is None or res.peak is None:
                 return res
@@ -397,9 +402,18 @@ class Guided(SearchStrategy):
             below = z[near & (z < top)]
             above = z[near & (z > top)]
             asks = []
-            if below.size == 0 and top - b >= lo - 1e-9:
+            # Walking after a peak that keeps rising: lengthen the step each time.
+            step = b * (1.0 + 0.5 * walked)
+            if below.size == 0 and top - step >= lo - 1e-9:
+                asks.append(top - step)
+            if above.size == 0 and top + step <= hi + 1e-9:
+                asks.append(top + step)
+            if len(asks) == 1:
+                walked += 1
+            # A neighbour much farther than the bracket spacing biases the fit: fill in.
+            if below.size and top - float(below.max()) > 1.4 * b:
                 asks.append(top - b)
-            if above.size == 0 and top + b <= hi + 1e-9:
+            if above.size and float(above.min()) - top > 1.4 * b:
                 asks.append(top + b)
             asks = [p for p in asks if not self._near(p, 0.3 * dof)]
             if asks:
@@ -443,6 +457,16 @@ class Guided(SearchStrategy):
         if z.size == 0:
             return None
         i = int(np.argmax(c))
+        # The highest capture sample is the outermost one: focus may lie beyond it.
+        lo, hi = self.bounds()
+        gap = float(z[1] - z[0]) if z.size > 1 else 0.5 * window
+        if i in (0, z.size - 1) and z.size > 1:
+            step = 0.5 * (float(z[1] - z[0]) if i == 0 else float(z[-1] - z[-2]))
+            out = float(z[i]) + (-step if i == 0 else step)
+            out = min(max(out, lo), hi)
+            if abs(out - z[i]) > 0.5 * dof and not self._near(out, 0.5 * dof):
+                return self.clamp(out)
+        del gap
         v = self._capture_vertex(centre, window)
         if v is not None and not self._near(v, 0.5 * dof):
             return self.clamp(v)
