@@ -17,7 +17,7 @@ wide-capture score (`autofocus.search.frames.capture_score`), which rises
 several DOF from focus where fine measures are still at their noise floor.
 
 1. Coarse pass, one batch: ⌈range / h⌉ positions at the centres of equal
-   cells, h = `step_factor` × DOF × √(range / DOF) — from the optics, growing
+   cells, h = `step_factor` (1.4) × DOF × √(range / DOF) — from the optics, growing
    with the square root of the range. A frame that could not be scored is
    re-taken once a tenth of a DOF away.
 2. Where the capture score rises by more than `min_rise` (relative, and at
@@ -119,7 +119,7 @@ def log_parabola(z: np.ndarray, s: np.ndarray) -> tuple[float, float] | None:
 class Guided(SearchStrategy):
     """Few-frame focus search: estimate-guided when the scorer can, capture-guided otherwise.
 
-    Options: `step_factor` (1.0) scales the coarse step; `min_rise` (0.5) the
+    Options: `step_factor` (1.4) scales the coarse step; `min_rise` (0.5) the
     relative capture rise that counts as "rising"; `max_candidates` (3);
     `candidate_ratio` (0.1); `bracket_dof` (0.7) the half-spacing of the fine
     bracket in DOF; `max_estimate_sigma_dof` (1.0). See the module docstring.
@@ -132,7 +132,7 @@ class Guided(SearchStrategy):
         self,
         space: SearchSpace,
         *,
-        step_factor: float = 1.0,
+        step_factor: float = 1.4,
         min_rise: float = 0.5,
         max_candidates: int = 3,
         candidate_ratio: float = 0.1,
@@ -261,7 +261,7 @@ class Guided(SearchStrategy):
         self.details["coarse_step_um"] = cell
         yield grid
         yield from self._retake_unusable(grid)
-        rising = self._rising()
+        rising = self._rising() or self._fine_rising()
         if not rising:
             mids = [0.5 * (a + b) for a, b in zip(grid[:-1], grid[1:], strict=True)]
             mids += [lo, hi]
@@ -270,16 +270,17 @@ class Guided(SearchStrategy):
                 self.details["densified"] = True
                 yield mids
                 yield from self._retake_unusable(mids)
-                rising = self._rising()
+                rising = self._rising() or self._fine_rising()
         if not rising:
             return self.fail(self._flat_sentence(), code=FailureReason.FLAT_CURVE.value,
                              **self.details)
         cands = self._candidates(rising)
         self.details["candidates_um"] = [float(z) for z, _ in cands]
         refined: list[_Refined] = []
-        for z_c, _ in cands:
+        for k, (z_c, _) in enumerate(cands):
+            others = [z for j, (z, _) in enumerate(cands) if j != k]
             try:
-                refined.append((yield from self._refine(z_c, cell)))
+                refined.append((yield from self._refine(z_c, cell, others)))
             except FrameBudgetExhausted:
                 if refined and any(r.peak is not None for r in refined):
                     self.details["budget_stopped_candidates"] = True
@@ -328,6 +329,14 @@ class Guided(SearchStrategy):
         base, level = self._threshold(c, noise)
         return [(float(zz), float(cc)) for zz, cc in zip(z, c, strict=True) if cc > level]
 
+    def _fine_rising(self) -> list[tuple[float, float]]:
+        """Samples whose fine score stands ≥ 6 noise sigmas above the fine baseline."""
+        z, s = self.points()
+        if z.size < 3:
+            return []
+        base, sigma = self._fine_noise()
+        return [(float(a), float(b)) for a, b in zip(z, s, strict=True) if (b - base) / sigma >= 6.0]
+
     def _flat_sentence(self) -> str:
         z, c, _ = self._capture_points()
         if z.size == 0:
@@ -354,35 +363,47 @@ class Guided(SearchStrategy):
             if c[i] >= left and c[i] >= right:
                 maxima.append((float(z[i]), float(c[i])))
         maxima.sort(key=lambda t: -t[1])
-        if not maxima:
-            return []
-        top = maxima[0][1] - base
+        top = (maxima[0][1] - base) if maxima else 0.0
         keep = [m for m in maxima if m[1] - base >= self.candidate_ratio * top]
+        # A coarse frame whose fine score stands out is a candidate too: a plane can sit
+        # close to one coarse sample and still leave the capture curve's maximum elsewhere.
+        zf, sf = self.points()
+        fbase, fsigma = self._fine_noise()
+        dof = self.space.dof
+        for i in range(zf.size):
+            left = sf[i - 1] if i > 0 else -math.inf
+            right = sf[i + 1] if i < zf.size - 1 else -math.inf
+            if sf[i] >= left and sf[i] >= right and (sf[i] - fbase) / fsigma >= 6.0:
+                if all(abs(zf[i] - k[0]) > 2.0 * dof for k in keep):
+                    keep.append((float(zf[i]), math.nan))
         return keep[: self.max_candidates]
 
     # -- refinement ---------------------------------------------------------------------------
-    def _refine(self, z_c: float, cell: float) -> Step:
-        """Localise one candidate with capture bisection, then bracket and fit the fine peak."""
+    def _refine(self, z_c: float, cell: float, others: list[float]) -> Step:
+        """Localise one candidate with capture bisection, then bracket and fit the fine peak.
+
+        Everything stays within a window around `z_c` that ends halfway to the
+        other candidates, so two planes are refined separately.
+        """
         dof = self.space.dof
         window = max(cell, 3.0 * dof)
-        centre = z_c
+        if others:
+            window = max(min(window, 0.5 * min(abs(o - z_c) for o in others)), 1.5 * dof)
         for _ in range(8):
-            z_top = self._fine_peak(centre, window, final=False)
-            nxt = self._capture_next(centre, window)
+            z_top = self._fine_peak(z_c, window, final=False)
+            nxt = self._capture_next(z_c, window)
             # Bracket a risen fine score once the capture curve points at it too.
             if z_top is not None and (nxt is None or abs(nxt - z_top) <= 1.5 * dof):
-                return (yield from self._bracket(z_top, window))
+                return (yield from self._bracket(z_top, z_c, window))
             if nxt is None:
                 break
             yield [nxt]
-            centre = self._capture_vertex(centre, window) or centre
-        z_top = self._fine_peak(centre, window, final=False)
+        z_top = self._fine_peak(z_c, window, final=False)
         if z_top is not None:
-            return (yield from self._bracket(z_top, window))
-        res = self._fine_peak(centre, window)
-        return res if res is not None else _Refined(None, math.inf, None, 0.0, False, "no fine rise")
+            return (yield from self._bracket(z_top, z_c, window))
+        return _Refined(None, math.inf, None, 0.0, False, "no fine rise")
 
-    def _bracket(self, z_top: float, window: float) -> Step:
+    def _bracket(self, z_top: float, z_c: float, window: float) -> Step:
         """Bracket the risen fine score at `z_top` and fit it; follow the peak if it walks."""
         dof = self.space.dof
         b = self.bracket_dof * dof
@@ -391,11 +412,10 @@ class Guided(SearchStrategy):
         walked = 0
         res: _Refined | None = None
         for _ in range(8):
-            res = self._fine_peak(z_top, window)
+            res = self._fine_peak(z_c, window)
             if res is None or res.peak is None:
                 return res
-            top = res.peak.z_um if res.at_edge or res.peak.hwhm_um is None else z_top
-            z, s = self._fine_points(z_top, window)
+            z, s = self._fine_points(z_c, window)
             i = int(np.argmax(s))
             top = float(z[i])
             near = np.abs(z - top) <= 2.0 * dof
@@ -498,15 +518,19 @@ class Guided(SearchStrategy):
         return z[keep], s[keep]
 
     def _fine_noise(self) -> tuple[float, float]:
-        """(baseline, noise sigma) of the fine scores, from the lower half of all samples."""
+        """(baseline, noise sigma) of the fine scores, from the lowest third of the samples.
+
+        Fine measures sit on their noise floor a few DOF from any plane, so the
+        lowest samples are baseline; the noise is never taken below 1 % of the
+        baseline (a handful of samples can agree by chance).
+        """
         _, s = self.points()
         if s.size == 0:
             return 0.0, math.inf
-        low = np.sort(s)[: max(2, (s.size + 1) // 2)]
+        low = np.sort(s)[: max(3, s.size // 3)]
         base = float(np.median(low))
         mad = float(np.median(np.abs(low - base))) * 1.4826
-        # Few samples: never trust a noise estimate below 2 % of the baseline.
-        return base, max(mad, 0.02 * abs(base), 1e-12)
+        return base, max(mad, 0.01 * abs(base), 1e-12)
 
     def _fine_peak(self, centre: float, window: float, *, final: bool = True) -> Any:
         """With final=False: the z of a fine score risen above the noise near `centre`, or None.
