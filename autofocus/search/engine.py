@@ -409,7 +409,8 @@ class _Run:
         assert outcome.best_z_um is not None
         self._check_cancel_and_timeout()
         self._move(outcome.best_z_um)
-        if not self.engine.verify:
+        # A tracking strategy whose frames already agree on one peak needs no extra frame.
+        if not self.engine.verify or outcome.details.get("verified_in_search"):
             return
         finite = [m.score for m in self.curve if math.isfinite(m.score)]
         lo, hi = min(finite), max(finite)

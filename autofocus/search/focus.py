@@ -32,7 +32,9 @@ class FocusRequest:
     `center_z_um` None means "where the stage is now". `range_um` is the full
     width searched (center ± range/2). `tolerance_um` is the accuracy wanted;
     `coarse_step_um` the spacing of a coarse sweep (default: from the strategy).
-    `rival` what to do when the curve holds two candidate focal planes:
+    `mode` "search" (default: the request's strategy) or "track" (time-lapse:
+    three frames around the current z, a full search only when focus drifted
+    more than about one DOF; the strategy is then `track`). `rival` what to do when the curve holds two candidate focal planes:
     "fail" (default), "nearest" (to `expected_z_um`, else the start) or
     "sharpest". `dof_um` the depth of field (default: what the microscope
     reports, else 4 × tolerance). `edge_extension_um` how far beyond an end of
@@ -56,6 +58,7 @@ class FocusRequest:
     scorer_options: dict[str, Any] = field(default_factory=dict)
     strategy_options: dict[str, Any] = field(default_factory=dict)
     rival: str = "fail"
+    mode: str = "search"
     expected_z_um: float | None = None
     dof_um: float | None = None
     edge_extension_um: float | None = None
@@ -124,6 +127,8 @@ def search_space(
         raise ValueError(f"dof_um must be positive, got {request.dof_um}")
     if request.edge_extension_um is not None and request.edge_extension_um < 0:
         raise ValueError(f"edge_extension_um must be ≥ 0, got {request.edge_extension_um}")
+    if request.mode not in ("search", "track"):
+        raise ValueError(f"mode must be 'search' or 'track', got {request.mode!r}")
     if request.rival not in ("fail", "nearest", "sharpest"):
         raise ValueError(
             f"rival must be 'fail', 'nearest' or 'sharpest', got {request.rival!r}"
@@ -141,7 +146,7 @@ def search_space(
         edge_extension_um=0.25 * float(request.range_um) if ext is None else float(ext),
         planes_um=planes_um,
         rival=request.rival,
-        reference_z_um=request.expected_z_um if request.expected_z_um is not None else center,
+        reference_z_um=request.expected_z_um,
     )
 
 
@@ -174,7 +179,8 @@ def focus(
         planes_um=microscope_planes_um(microscope),
     )
     scorer_obj = scorer or get_scorer(req.scorer, **req.scorer_options)
-    strategy = make_strategy(req.strategy, space, **req.strategy_options)
+    name = "track" if req.mode == "track" else req.strategy
+    strategy = make_strategy(name, space, **req.strategy_options)
     engine = Engine(
         microscope,
         scorer_obj,

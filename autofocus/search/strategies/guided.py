@@ -615,10 +615,9 @@ class Guided(SearchStrategy):
         peaks = [r.peak for r in found if r.peak is not None]
         best, rival_list = rivals(peaks, dof)
         assert best is not None
-        chosen_peak = choose(
-            best, rival_list, space.rival,
-            reference_z_um=space.center_z_um if reference is None else reference,
-        )
+        if reference is None:
+            reference = space.center_z_um
+        chosen_peak = choose(best, rival_list, space.rival, reference_z_um=reference)
         if rival_list:
             self.details["rivals"] = [p.to_dict() for p in [best, *rival_list]]
         if chosen_peak is None:

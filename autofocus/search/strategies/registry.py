@@ -99,6 +99,7 @@ def _ensure_builtin_loaded() -> None:
     from autofocus.search.strategies.coarse_fine import CoarseFine
     from autofocus.search.strategies.golden import GoldenSection
     from autofocus.search.strategies.guided import Guided
+    from autofocus.search.strategies.track import Track
     from autofocus.search.strategies.hillclimb import HillClimb
     from autofocus.search.strategies.sweep import Sweep
 
@@ -116,6 +117,12 @@ def _ensure_builtin_loaded() -> None:
         "wide-capture sweep stepped from the optics, then a bracketed fit and trust checks",
     )
     register_strategy(
+        "track",
+        Track,
+        description="time-lapse: 3 frames around the last focus; a full guided search when "
+        "focus drifted more than about one depth of field",
+    )
+    register_strategy(
         "sweep", Sweep, description="exhaustive sweep at half the depth of field, then a peak fit"
     )
     register_strategy(
@@ -127,7 +134,7 @@ def _ensure_builtin_loaded() -> None:
     register_strategy(
         "hillclimb",
         HillClimb,
-        aliases=("hill-climb", "track"),
+        aliases=("hill-climb",),
         description="climb from the current z; for small drifts",
     )
     register_strategy(
