@@ -1,9 +1,20 @@
-"""`autofocus bench search`: search strategies side by side on the same simulated trials."""
+"""`autofocus bench search`: search strategies side by side on the same simulated trials.
+
+Cases (`--case`, repeatable; default `main`):
+
+- `main`: specimens × photon levels × `--per-case` offsets over `--range-um`;
+  also prints the confidence calibration table of the first contender.
+- `debris`: a debris layer 10–20 µm from the specimen (`--debris-trials`, 50).
+- `garbage`: 2–5 corrupted frames per run (`--garbage-trials`, 100).
+- `range200`: the `main` trials over a 200 µm range.
+- `tracking`: 100 time points of 0.1–1 DOF drift, `mode="track"`.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
@@ -11,8 +22,20 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from autofocus.bench.search import default_contenders, make_trials, run_benchmark
+from autofocus.bench.search import (
+    Contender,
+    Trial,
+    calibration_table,
+    debris_trials,
+    default_contenders,
+    garbage_trials,
+    make_trials,
+    run_benchmark,
+    run_tracking,
+)
 from autofocus.cli.bench import bench_app
+
+CASES = ("main", "debris", "garbage", "range200", "tracking")
 
 
 @bench_app.command("search")
@@ -33,15 +56,47 @@ def bench_search(
     photons: Annotated[
         list[float] | None, typer.Option(help="Photon levels per px per ms; default 50 and 10.")
     ] = None,
+    case: Annotated[
+        list[str] | None,
+        typer.Option(help=f"Case(s) to run (repeatable): {', '.join(CASES)}, or all."),
+    ] = None,
+    debris_count: Annotated[
+        int, typer.Option("--debris-trials", help="Trials of the debris case.", min=1)
+    ] = 50,
+    garbage_count: Annotated[
+        int, typer.Option("--garbage-trials", help="Trials of the garbage case.", min=1)
+    ] = 100,
+    track_points: Annotated[
+        int, typer.Option("--track-points", help="Time points of the tracking case.", min=1)
+    ] = 100,
+    track_specimen: Annotated[
+        str, typer.Option(help="Specimen of the tracking case.")
+    ] = "cells",
+    strategy: Annotated[
+        list[str] | None,
+        typer.Option(help="Only contenders whose label starts with this (repeatable)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the trial set.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Run the default strategy and the baselines on identical simulated trials.
 
-    Success means |physical stage position after parking − true focus| ≤ DOF/4.
-    Reports success rate, frames and hardware time (virtual clock) per strategy.
+    Success means |physical stage position after parking − true focus| ≤ DOF/4;
+    "wrong successes" are reported successes more than DOF/2 off the specimen
+    plane. Reports success, frames, hardware time (virtual clock) and failure
+    codes per strategy, per case.
     """
-    trials = make_trials(
+    cases = list(case or ["main"])
+    if "all" in cases:
+        cases = list(CASES)
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        Console(stderr=True).print(f"error: unknown case(s) {unknown}; choose from {CASES}")
+        raise typer.Exit(2)
+    contenders = default_contenders()
+    if strategy:
+        contenders = [c for c in contenders if any(c.label.startswith(s) for s in strategy)]
+    main_trials = make_trials(
         per_case,
         range_um=range_um,
         specimens=specimen or ("beads", "cells", "fibres"),
@@ -49,10 +104,45 @@ def bench_search(
         photon_levels=photons or (50.0, 10.0),
         seed=seed,
     )
-    contenders = default_contenders()
+    reports: dict[str, Any] = {}
+    for name in cases:
+        if name == "tracking":
+            reports[name] = run_tracking(points=track_points, specimen=track_specimen,
+                                         scorer_name=scorer, seed=seed)
+            continue
+        rng = 200.0 if name == "range200" else range_um
+        trials = {
+            "main": main_trials,
+            "range200": make_trials(
+                per_case, range_um=200.0,
+                specimens=specimen or ("beads", "cells", "fibres"),
+                modalities=modality or ("fluorescence",),
+                photon_levels=photons or (50.0, 10.0), seed=seed,
+            ),
+            "debris": debris_trials(debris_count, range_um=range_um, seed=seed),
+            "garbage": garbage_trials(garbage_count, range_um=range_um, seed=seed),
+        }[name]
+        reports[name] = _run(trials, contenders, scorer, rng, name)
+    if as_json:
+        sys.stdout.write(json.dumps(_slim(reports), indent=2) + "\n")
+        return
+    for name, report in reports.items():
+        if name == "tracking":
+            _print_tracking(report)
+        else:
+            _print_table(report, name)
+            if name == "main":
+                first = next(iter(report["contenders"].values()))
+                _print_calibration(calibration_table(first["runs"]), next(iter(report["contenders"])))
+
+
+def _run(
+    trials: Sequence[Trial], contenders: Sequence[Contender], scorer: str, range_um: float,
+    name: str,
+) -> dict[str, Any]:
     err = Console(stderr=True)
     with Progress(
-        TextColumn("[bold]trials[/bold]"),
+        TextColumn(f"[bold]{name}[/bold]"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -61,41 +151,82 @@ def bench_search(
         transient=True,
     ) as progress:
         task = progress.add_task("bench", total=len(trials) * len(contenders))
-        report = run_benchmark(
+        return run_benchmark(
             trials,
             contenders,
             scorer_name=scorer,
             range_um=range_um,
             progress=lambda: progress.advance(task),
         )
-    if as_json:
-        slim = {
+
+
+def _slim(reports: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, report in reports.items():
+        if name == "tracking":
+            out[name] = {k: v for k, v in report.items() if k != "runs"}
+            continue
+        out[name] = {
             **report,
             "contenders": {
                 k: {kk: vv for kk, vv in v.items() if kk != "runs"}
                 for k, v in report["contenders"].items()
             },
         }
-        sys.stdout.write(json.dumps(slim, indent=2) + "\n")
-        return
-    _print_table(report)
+        if name == "main":
+            first = next(iter(report["contenders"].values()))
+            out[name]["calibration"] = calibration_table(first["runs"])
+    return out
 
 
-def _print_table(report: dict[str, Any]) -> None:
+def _print_table(report: dict[str, Any], name: str) -> None:
     table = Table(
-        title=f"search benchmark: {report['trials']} simulated trials, range "
+        title=f"search benchmark [{name}]: {report['trials']} simulated trials, range "
         f"{report['range_um']:g} µm, scorer {report['scorer']}, DOF {report['dof_um']:.2f} µm"
     )
-    for col in ("strategy", "success (≤ DOF/4)", "mean frames", "max frames",
-                "mean hardware s", "median |error| µm"):
-        table.add_column(col, justify="left" if col == "strategy" else "right")
+    for col in ("strategy", "success (≤ DOF/4)", "wrong successes (> DOF/2)", "mean frames",
+                "max frames", "mean hardware s", "median |error| µm", "failure codes"):
+        table.add_column(col, justify="left" if col in ("strategy", "failure codes") else "right")
     for label, s in report["contenders"].items():
+        codes = ", ".join(f"{k} {v}" for k, v in sorted(s["failure_codes"].items()))
         table.add_row(
             label,
             f"{100 * s['success_rate']:.1f} %",
+            str(s["wrong_successes"]),
             f"{s['mean_frames']:.1f}",
             str(s["max_frames"]),
             f"{s['mean_hardware_s']:.2f}",
             f"{s['median_abs_error_um']:.3f}",
+            codes or "–",
         )
-    Console(width=max(Console().width, 120)).print(table)
+    Console(width=max(Console().width, 150)).print(table)
+
+
+def _print_calibration(rows: list[dict[str, Any]], label: str) -> None:
+    table = Table(title=f"confidence calibration of {label} (reported successes)")
+    for col in ("confidence", "n", "within DOF/4", "rate"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        span = ("≥ 0.90 (all)" if r.get("summary")
+                else f"{r['confidence_from']:.2f}–{r['confidence_to']:.2f}")
+        rate = "–" if r["rate"] is None else f"{100 * r['rate']:.1f} %"
+        table.add_row(span, str(r["n"]), str(r["within_tolerance"]), rate)
+    Console(width=max(Console().width, 100)).print(table)
+
+
+def _print_tracking(report: dict[str, Any]) -> None:
+    table = Table(
+        title=f"tracking: {report['points']} time points, drift 0.1–1 DOF between points, "
+        f"DOF {report['dof_um']:.2f} µm"
+    )
+    for col in ("within DOF/4", "mean frames", "max frames (tracked)", "max frames (all)",
+                "full-search fallbacks"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        f"{100 * report['success_rate']:.1f} %",
+        f"{report['mean_frames']:.2f}",
+        str(report["max_frames_tracked"]),
+        str(report["max_frames"]),
+        str(report["fallbacks"]),
+    )
+    Console(width=max(Console().width, 100)).print(table)

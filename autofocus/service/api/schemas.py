@@ -59,6 +59,22 @@ class FocusBody(BaseModel):
     on_failure: Literal["return", "stay"] | None = Field(
         None, description="`return` the stage to its start on failure (default) or `stay`."
     )
+    mode: Literal["search", "track"] | None = Field(
+        None,
+        description="`search` (default) or `track`: time-lapse re-focus with 3 frames around "
+        "`expected_z_um` (else the stage position); a full search when focus drifted more "
+        "than about one depth of field (the result's details say so).",
+    )
+    rival: Literal["fail", "nearest", "sharpest"] | None = Field(
+        None,
+        description="Two candidate focal planes (e.g. specimen and debris): `fail` (default, "
+        "reason_code `rival_peak`, both named), `nearest` to `expected_z_um` (else the "
+        "start), or `sharpest`.",
+    )
+    expected_z_um: float | None = Field(
+        None, ge=-1e6, le=1e6,
+        description="Where focus is expected, µm: centre of a track, reference of `nearest`.",
+    )
 
 
 class Progress(BaseModel):

@@ -50,6 +50,9 @@ REQUEST_FIELDS = (
     "max_frames",
     "timeout_s",
     "on_failure",
+    "mode",
+    "rival",
+    "expected_z_um",
 )
 
 
@@ -243,6 +246,9 @@ class JobManager:
             "timeout_s": d.timeout_s,
             "on_failure": d.on_failure,
             "coarse_step_um": None,
+            "mode": "search",
+            "rival": "fail",
+            "expected_z_um": None,
         }
         snap_defaults = self.snapshot.request_defaults or {}
         req.update({k: v for k, v in snap_defaults.items() if k in req})
@@ -262,6 +268,9 @@ class JobManager:
             range_um=float(req["range_um"]),
             tolerance_um=float(req["tolerance_um"]),
             max_frames=int(req["max_frames"]),
+            mode=str(req["mode"]),
+            rival=str(req["rival"]),
+            expected_z_um=req["expected_z_um"],
         )
         try:
             search_space(focus_request, snap.z_um, snap.z_limits_um)
