@@ -181,7 +181,7 @@ def _slim(reports: dict[str, Any]) -> dict[str, Any]:
 
 def _print_table(report: dict[str, Any], name: str) -> None:
     table = Table(
-        title=f"search benchmark [{name}]: {report['trials']} simulated trials, range "
+        title=f"search benchmark, case {name}: {report['trials']} simulated trials, range "
         f"{report['range_um']:g} µm, scorer {report['scorer']}, DOF {report['dof_um']:.2f} µm"
     )
     for col in ("strategy", "success (≤ DOF/4)", "wrong successes (> DOF/2)", "mean frames",

@@ -70,6 +70,11 @@ from autofocus.search.trust import (
 )
 
 LN2 = math.log(2.0)
+# A capture sample this many times higher (above baseline) than its mirror image across
+# the found peak suggests a second plane on its side.
+ASYMMETRY_RATIO = 1.4
+# Frames spent looking for such a second plane.
+RIVAL_PROBES = 4
 
 
 @dataclass
@@ -156,6 +161,7 @@ class Guided(SearchStrategy):
         self.max_estimate_sigma_dof = float(max_estimate_sigma_dof)
         self.estimates_offered = False
         self._excluded: list[float] = []  # positions whose frames proved unusable
+        self._near_focus_only = False  # estimate path: every frame is close to focus
         self.details: dict[str, Any] = {}
 
     def configure(self, *, estimates: bool) -> None:
@@ -192,30 +198,37 @@ class Guided(SearchStrategy):
                 code=FailureReason.NO_SPECIMEN.value,
                 **self.details,
             )
-        for _ in range(2):
-            fused = self._fused_focus()
-            if fused is None:
-                self.details["fallback"] = "no signed estimate"
-                return None
-            zf, sig = fused
-            self.details.setdefault("fused_um", []).append([zf, sig])
-            if sig > self.max_estimate_sigma_dof * dof:
-                self.details["fallback"] = f"estimate too uncertain (σ {sig:.2f} µm)"
-                return None
-            if not space.ext_lo_um <= zf <= space.ext_hi_um:
-                self.details["fallback"] = f"estimate {zf:.2f} µm outside the range"
-                return None
-            b = self.bracket_dof * dof
-            yield [zf - b, zf, zf + b]
-            got = self._fine_peak(zf, 2.0 * dof)
-            if got is None or got.peak is None:
-                continue  # the estimate moves with the new frames; try once more
-            if abs(got.peak.z_um - zf) > 3.0 * max(sig, 0.5 * dof):
-                self.details["fallback"] = "the bracket disagrees with the estimate"
-                return None
-            return self._verdict([got], reference=zf)
-        self.details["fallback"] = "no peak where the estimate pointed"
-        return None
+        fused = self._fused_focus()
+        if fused is None:
+            self.details["fallback"] = "no signed estimate"
+            return None
+        zf, sig = fused
+        self.details["fused_um"] = [zf, sig]
+        if sig > self.max_estimate_sigma_dof * dof:
+            self.details["fallback"] = f"estimate too uncertain (σ {sig:.2f} µm)"
+            return None
+        if not space.ext_lo_um <= zf <= space.ext_hi_um:
+            self.details["fallback"] = f"estimate {zf:.2f} µm outside the range"
+            return None
+        b = self.bracket_dof * dof
+        yield [zf - b, zf, zf + b]
+        # Every frame here is near focus: the fine baseline is not seen, so the fit
+        # takes half the lowest score as baseline (a wider, never narrower, peak).
+        self._near_focus_only = True
+        window = 3.0 * dof
+        z_top = self._fine_peak(zf, window, final=False)
+        got = None if z_top is None else (yield from self._bracket(z_top, zf, window))
+        self._near_focus_only = False
+        if got is None or got.peak is None:
+            self.details["fallback"] = "no peak where the estimate pointed"
+            return None
+        refused = self._fused_focus()
+        zf2, sig2 = refused if refused is not None else (zf, sig)
+        self.details["fused_final_um"] = [zf2, sig2]
+        if abs(got.peak.z_um - zf2) > 3.0 * max(sig2, 0.5 * dof):
+            self.details["fallback"] = "the bracket disagrees with the estimate"
+            return None
+        return self._verdict([got], reference=zf2)
 
     def _no_specimen_p(self) -> float | None:
         ps = []
@@ -286,7 +299,95 @@ class Guided(SearchStrategy):
                     self.details["budget_stopped_candidates"] = True
                     break
                 raise
+        # A second plane close to the first can hide in its capture curve: a capture
+        # sample far above its mirror image across the found peak points at it.
+        found = [r.peak for r in refined if r.peak is not None]
+        if found:
+            main = max(found, key=lambda p: p.height)
+            known = [p.z_um for p in found]
+            for z_c in self._asymmetry_candidates(main.z_um, known)[:2]:
+                try:
+                    refined.append((yield from self._refine_rival(z_c, main.z_um, cell)))
+                except FrameBudgetExhausted:
+                    self.details["budget_stopped_candidates"] = True
+                    break
         return self._verdict(refined, reference=space.reference_z_um)
+
+    def _refine_rival(self, z_j: float, z_m: float, cell: float) -> Step:
+        """Look for a second plane on the side of `z_j` away from the peak at `z_m`.
+
+        Bisects the capture excess (capture minus its mirror image across `z_m`)
+        between 2.5 DOF from `z_m` and one coarse cell beyond `z_j`, at most
+        `RIVAL_PROBES` frames, until a fine score rises; then brackets it.
+        """
+        dof = self.space.dof
+        sign = 1.0 if z_j > z_m else -1.0
+        a = z_m + sign * 2.5 * dof
+        b = z_j + sign * cell
+        lo_w, hi_w = min(a, b), max(a, b)
+        centre, window = 0.5 * (lo_w + hi_w), 0.5 * (hi_w - lo_w)
+        for _ in range(RIVAL_PROBES):
+            z_top = self._fine_peak(centre, window, final=False)
+            if z_top is not None and abs(z_top - z_m) >= 2.5 * dof:
+                return (yield from self._bracket(z_top, centre, window))
+            zc, c, _ = self._capture_points()
+            inside = (zc >= lo_w - 1e-9) & (zc <= hi_w + 1e-9)
+            pts = sorted(
+                (float(zz), float(cc) - float(np.interp(2 * z_m - zz, zc, c)))
+                for zz, cc in zip(zc[inside], c[inside], strict=True)
+            )
+            edges = [lo_w, *[p for p, _ in pts], hi_w]
+            excess = dict(pts)
+            # The widest gap next to the largest excess, split in the middle.
+            best = max(pts, key=lambda t: t[1])[0] if pts else centre
+            gaps = [(e2 - e1, 0.5 * (e1 + e2)) for e1, e2 in zip(edges[:-1], edges[1:],
+                                                                strict=True)
+                    if (abs(e1 - best) < 1e-9 or abs(e2 - best) < 1e-9) and e2 - e1 > 1.0 * dof]
+            if not gaps:
+                gaps = [(e2 - e1, 0.5 * (e1 + e2)) for e1, e2 in zip(edges[:-1], edges[1:],
+                                                                    strict=True)
+                        if e2 - e1 > 1.0 * dof]
+            if not gaps:
+                break
+            _, mid = max(gaps)
+            del excess
+            if self._near(mid, 0.5 * dof):
+                break
+            yield [self.clamp(mid)]
+        z_top = self._fine_peak(centre, window, final=False)
+        if z_top is not None and abs(z_top - z_m) >= 2.5 * dof:
+            return (yield from self._bracket(z_top, centre, window))
+        return _Refined(None, math.inf, None, 0.0, False, "no second plane")
+
+    def _asymmetry_candidates(self, z_m: float, known: list[float]) -> list[float]:
+        """Capture samples ≥ 3 DOF from the peak at `z_m` rising more than
+        `ASYMMETRY_RATIO` times as far above the baseline as the curve does at
+        their mirror position (interpolated).
+
+        A single focal plane blurs symmetrically, so its capture curve is about
+        symmetric; a second plane nearby lifts one side. Samples within 2 DOF of
+        a known candidate are skipped. Highest excess first.
+        """
+        dof = self.space.dof
+        z, c, noise = self._capture_points()
+        if z.size < 3:
+            return []
+        base, level = self._threshold(c, noise)
+        out = []
+        for zj, cj in zip(z, c, strict=True):
+            d = float(zj - z_m)
+            if abs(d) < 3.0 * dof or cj <= level:
+                continue
+            if any(abs(zj - k) < 2.0 * dof for k in known):
+                continue
+            zm = z_m - d
+            # Beyond the sampled range the outermost sample bounds the mirror value from
+            # above (the curve falls away from the peak).
+            mirror = float(np.interp(zm, z, c))
+            if cj - base > ASYMMETRY_RATIO * max(mirror - base, level - base):
+                out.append((float(cj - mirror), float(zj)))
+        out.sort(reverse=True)
+        return [zj for _, zj in out]
 
     def _retake_unusable(self, zs: list[float]) -> Step:
         """Re-take once, a tenth of a DOF away, every frame in `zs` that could not be scored."""
@@ -543,6 +644,10 @@ class Guided(SearchStrategy):
         if z.size == 0:
             return None
         base, sigma = self._fine_noise()
+        if self._near_focus_only:
+            # No frame far from focus: no baseline and no noise floor were measured.
+            base = 0.5 * float(np.min(s))
+            sigma = max(0.02 * float(np.max(np.abs(s))), 1e-12)
         i = int(np.argmax(s))
         height = float(s[i]) - base
         snr = height / sigma
@@ -603,7 +708,12 @@ class Guided(SearchStrategy):
     # -- verdict ------------------------------------------------------------------------------
     def _verdict(self, refined: list[_Refined], *, reference: float | None) -> Any:
         space, dof = self.space, self.space.dof
-        found = [r for r in refined if r.peak is not None]
+        found: list[_Refined] = []
+        for r in refined:  # two candidates can lead to the same plane: keep it once
+            if r.peak is not None and all(
+                abs(r.peak.z_um - f.peak.z_um) > dof for f in found if f.peak is not None
+            ):
+                found.append(r)
         self.details["peaks"] = [r.peak.to_dict() for r in found if r.peak is not None]
         if not found:
             return self.fail(
