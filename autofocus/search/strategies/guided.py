@@ -211,7 +211,7 @@ class Guided(SearchStrategy):
             self.details["fallback"] = f"estimate {zf:.2f} µm outside the range"
             return None
         b = self.bracket_dof * dof
-        yield [zf - b, zf, zf + b]
+        yield self._fresh([zf - b, zf, zf + b])
         # Every frame here is near focus: the fine baseline is not seen, so the fit
         # takes half the lowest score as baseline (a wider, never narrower, peak).
         self._near_focus_only = True
@@ -353,7 +353,7 @@ class Guided(SearchStrategy):
             del excess
             if self._near(mid, 0.5 * dof):
                 break
-            yield [self.clamp(mid)]
+            yield self._fresh([mid])
         z_top = self._fine_peak(centre, window, final=False)
         if z_top is not None and abs(z_top - z_m) >= 2.5 * dof:
             return (yield from self._bracket(z_top, centre, window))
@@ -498,7 +498,7 @@ class Guided(SearchStrategy):
                 return (yield from self._bracket(z_top, z_c, window))
             if nxt is None:
                 break
-            yield [nxt]
+            yield self._fresh([nxt])
         z_top = self._fine_peak(z_c, window, final=False)
         if z_top is not None:
             return (yield from self._bracket(z_top, z_c, window))
@@ -538,22 +538,39 @@ class Guided(SearchStrategy):
                 asks.append(top + b)
             asks = [p for p in asks if not self._near(p, 0.3 * dof)]
             if asks:
-                yield asks
+                yield self._fresh(asks)
                 z_top = top
                 continue
             if not res.at_edge and not probed_centre:
                 need = self._centre_probe(res)
                 probed_centre = True
                 if need is not None:
-                    yield [need]
+                    yield self._fresh([need])
                     z_top = top
                     continue
             return res
         return res
 
     def _near(self, z_um: float, dist_um: float) -> bool:
+        """True when a frame that could be scored lies within `dist_um` of `z_um`."""
         zc = self.clamp(z_um)
-        return any(abs(z - zc) < dist_um for z, _ in self.history)
+        return any(abs(z - zc) < dist_um for z, s in self.history if math.isfinite(s))
+
+    def _fresh(self, zs: list[float]) -> list[float]:
+        """`zs`, each moved a little (+0.15 DOF steps) off a position whose frame was unusable.
+
+        The base class answers a known position from memory, so a position whose
+        frame could not be scored (a corrupted transfer) is re-taken next to it.
+        """
+        out = []
+        for z in zs:
+            p = self.clamp(z)
+            for k in range(1, 4):
+                if not (self.is_known(p) and not math.isfinite(self.score_at(p))):
+                    break
+                p = self.clamp(z + 0.15 * k * self.space.dof)
+            out.append(p)
+        return out
 
     def _capture_vertex(self, centre: float, window: float) -> float | None:
         z, c, _ = self._capture_points()
