@@ -305,6 +305,11 @@ class SearchStrategy:
             conf = min(conf, 0.5)
         info: dict[str, Any] = {"frames": self.frames, "noise_sigma": sigma, "prominence": prom}
         info.update(details or {})
+        if success and best_z_um is not None and self.space.planes_um:
+            on_plane = self._sharper_adjacent_plane(float(best_z_um))
+            if on_plane is not None and abs(on_plane[0] - best_z_um) > SAME_Z_UM:
+                info["moved_onto_recorded_plane_from_um"] = float(best_z_um)
+                best_z_um, best_score = on_plane
         return SearchOutcome(
             success=success,
             best_z_um=None if best_z_um is None else float(best_z_um),
@@ -315,6 +320,24 @@ class SearchStrategy:
             details=jsonable(info),
             code=code if code is not None or success else reason_code(reason),
         )
+
+    def _sharper_adjacent_plane(self, z_um: float) -> tuple[float, float] | None:
+        """Recorded planes only: of the measured planes either side of `z_um`, the sharper.
+
+        A replayed stack can only show recorded planes, so a fitted centre
+        between two planes is parked on the sharper of them (None when no
+        plane around `z_um` was measured).
+        """
+        z, s = self.points()
+        if z.size == 0:
+            return None
+        below = np.flatnonzero(z <= z_um + SAME_Z_UM)
+        above = np.flatnonzero(z >= z_um - SAME_Z_UM)
+        idx = [int(below[-1])] if below.size else []
+        if above.size:
+            idx.append(int(above[0]))
+        k = max(idx, key=lambda i: s[i])
+        return float(z[k]), float(s[k])
 
     def best_measured(self) -> tuple[float | None, float | None]:
         """(z, score) of the best finite measurement so far, or (None, None)."""

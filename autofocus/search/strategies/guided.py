@@ -75,6 +75,10 @@ LN2 = math.log(2.0)
 ASYMMETRY_RATIO = 1.4
 # Frames spent looking for such a second plane.
 RIVAL_PROBES = 4
+# A recorded stack shorter than this many DOF is swept every other plane.
+SHORT_RANGE_DOF = 6.0
+# Without known optics (DOF guessed as 4 × tolerance) the width rule is this much laxer.
+UNKNOWN_OPTICS_WIDTH_FACTOR = 0.5
 
 
 @dataclass
@@ -87,6 +91,7 @@ class _Refined:
     snr: float
     at_edge: bool
     note: str = ""
+    width_unresolved: bool = False  # recorded planes too far apart to measure the width
 
 
 def coarse_step_um(range_um: float, dof_um: float, factor: float = 1.0) -> float:
@@ -143,6 +148,7 @@ class Guided(SearchStrategy):
         candidate_ratio: float = 0.1,
         bracket_dof: float = 0.7,
         max_estimate_sigma_dof: float = 1.0,
+        centre_probe: bool = True,
     ) -> None:
         super().__init__(space)
         if not step_factor > 0:
@@ -159,6 +165,7 @@ class Guided(SearchStrategy):
         self.candidate_ratio = float(candidate_ratio)
         self.bracket_dof = float(bracket_dof)
         self.max_estimate_sigma_dof = float(max_estimate_sigma_dof)
+        self.centre_probe = bool(centre_probe)
         self.estimates_offered = False
         self._excluded: list[float] = []  # positions whose frames proved unusable
         self._near_focus_only = False  # estimate path: every frame is close to focus
@@ -270,6 +277,12 @@ class Guided(SearchStrategy):
         n = min(n, max(3, space.max_frames - 6))
         cell = width / n
         grid = [lo + (k + 0.5) * cell for k in range(n)]
+        planes = [p for p in (space.planes_um or ()) if lo - 1e-9 <= p <= hi + 1e-9]
+        if planes and width < SHORT_RANGE_DOF * dof and len(planes) > n:
+            # A short recorded stack lies entirely within the capture curve's width, which
+            # then cannot point anywhere: take every other plane instead.
+            grid = planes[::2] if len(planes) % 2 else planes[::2] + [planes[-1]]
+            cell = 2.0 * width / max(len(planes) - 1, 1)
         self.details.setdefault("path", "capture")
         self.details["coarse_step_um"] = cell
         yield grid
@@ -311,7 +324,51 @@ class Guided(SearchStrategy):
                 except FrameBudgetExhausted:
                     self.details["budget_stopped_candidates"] = True
                     break
+        refined = yield from self._confirm_dips(refined, cell)
         return self._verdict(refined, reference=space.reference_z_um)
+
+    def _confirm_dips(self, refined: list[_Refined], cell: float) -> Step:
+        """Two peaks are two planes only if the curve dips between them.
+
+        For each rival pair without a measured sample clearly below both in
+        between, the midpoint is measured: if it is sharper than the lower peak
+        there is no dip and the lower one is a flank of the same plane (dropped);
+        if it is sharper than both, the plane lies between them and is refined
+        there. Returns the surviving refinements.
+        """
+        dof = self.space.dof
+        for _ in range(3):
+            peaks = [r.peak for r in refined if r.peak is not None]
+            best, rival_list = rivals(peaks, dof)
+            if best is None or not rival_list:
+                return refined
+            z, s = self.points()
+            todo: list[tuple[float, Peak, Peak]] = []
+            for q in rival_list:
+                a, b = sorted((best.z_um, q.z_um))
+                inside = s[(z > a + 1e-9) & (z < b - 1e-9)]
+                dip = min(best.score, q.score) - 0.3 * min(best.height, q.height)
+                if inside.size == 0 or float(inside.min()) > dip:
+                    mid = self._fresh([0.5 * (a + b)])[0]
+                    if not self.is_known(mid):
+                        todo.append((mid, best, q))
+            if not todo:
+                return refined
+            yield [m for m, _, _ in todo]
+            drop: set[int] = set()
+            for m, p1, p2 in todo:
+                sm = self.score_at(m)
+                if not math.isfinite(sm) or sm <= min(p1.score, p2.score):
+                    continue
+                drop.add(id(p1 if p1.score < p2.score else p2))
+                if sm > max(p1.score, p2.score):
+                    drop.add(id(p1))
+                    drop.add(id(p2))
+                    others = [r.peak.z_um for r in refined
+                              if r.peak is not None and id(r.peak) not in drop]
+                    refined.append((yield from self._refine(m, cell, others)))
+            refined = [r for r in refined if r.peak is None or id(r.peak) not in drop]
+        return refined
 
     def _refine_rival(self, z_j: float, z_m: float, cell: float) -> Step:
         """Look for a second plane on the side of `z_j` away from the peak at `z_m`.
@@ -513,6 +570,12 @@ class Guided(SearchStrategy):
         walked = 0
         res: _Refined | None = None
         for _ in range(8):
+            if self.space.planes_um:
+                plane_res = self._plane_peak(z_c, window)
+                if isinstance(plane_res, list):
+                    yield plane_res
+                    continue
+                return plane_res
             res = self._fine_peak(z_c, window)
             if res is None or res.peak is None:
                 return res
@@ -550,6 +613,52 @@ class Guided(SearchStrategy):
                     continue
             return res
         return res
+
+    def _plane_peak(self, z_c: float, window: float) -> Any:
+        """Recorded planes only: the adjacent planes still to measure (a list), or the result.
+
+        The answer is the sharpest measured plane once both its neighbouring
+        planes are measured and less sharp; its width is measured when the
+        planes are close enough (≤ 0.6 DOF apart), else left unresolved.
+        """
+        dof = self.space.dof
+        planes = np.asarray(self.space.planes_um, dtype=float)
+        lo, hi = self.bounds()
+        z, s = self._fine_points(z_c, window)
+        if z.size == 0:
+            return _Refined(None, math.inf, None, 0.0, False, "no fine rise")
+        base, sigma = self._fine_noise()
+        i = int(np.argmax(s))
+        top = float(z[i])
+        k = int(np.argmin(np.abs(planes - top)))
+        neighbours = [
+            float(planes[j]) for j in (k - 1, k + 1)
+            if 0 <= j < planes.size and lo - 1e-9 <= planes[j] <= hi + 1e-9
+        ]
+        missing = [p for p in neighbours if not self.is_known(p)]
+        if missing:
+            return missing
+        height = float(s[i]) - base
+        snr = height / sigma
+        at_edge = len(neighbours) < 2
+        vals = [self.score_at(p) for p in neighbours]
+        if any(math.isfinite(v) and v >= s[i] for v in vals):
+            at_edge = True  # a neighbour is as sharp: the top is not bracketed
+        gaps = [abs(p - top) for p in neighbours] or [math.inf]
+        spacing = max(gaps) / dof
+        hwhm = None
+        r2 = None
+        if not at_edge and all(math.isfinite(v) for v in vals):
+            trio_z = np.array([neighbours[0], top, neighbours[1]])
+            trio_s = np.array([vals[0], float(s[i]), vals[1]]) - base + 0.05 * max(height, 0.0)
+            got = log_parabola(trio_z, np.maximum(trio_s, 1e-12))
+            if got is not None:
+                hwhm = got[1]
+        unresolved = spacing > 0.6
+        return _Refined(
+            Peak(top, float(s[i]), height, hwhm), spacing, r2, snr, at_edge,
+            "plane", width_unresolved=unresolved,
+        )
 
     def _near(self, z_um: float, dist_um: float) -> bool:
         """True when a frame that could be scored lies within `dist_um` of `z_um`."""
@@ -650,6 +759,12 @@ class Guided(SearchStrategy):
         mad = float(np.median(np.abs(low - base))) * 1.4826
         return base, max(mad, 0.01 * abs(base), 1e-12)
 
+    def _fine_snr(self, z_um: float) -> float:
+        """How many noise sigmas the fine score at `z_um` stands above the fine baseline."""
+        base, sigma = self._fine_noise()
+        s = self.score_at(self.clamp(z_um))
+        return (s - base) / sigma if math.isfinite(s) else 0.0
+
     def _fine_peak(self, centre: float, window: float, *, final: bool = True) -> Any:
         """With final=False: the z of a fine score risen above the noise near `centre`, or None.
 
@@ -714,7 +829,7 @@ class Guided(SearchStrategy):
         assert res.peak is not None
         dof = self.space.dof
         p = self.clamp(res.peak.z_um)
-        if self._near(p, 0.25 * dof) or self.frames_left < 2:
+        if not self.centre_probe or self._near(p, 0.25 * dof) or self.frames_left < 2:
             return None
         return p
 
@@ -756,7 +871,9 @@ class Guided(SearchStrategy):
         p = chosen_peak
         lo, hi = space.lo_um, space.hi_um
         ext_lo, ext_hi = space.ext_lo_um, space.ext_hi_um
-        if res.at_edge or p.hwhm_um is None:
+        if res.width_unresolved and not res.at_edge:
+            pass  # recorded planes too far apart to measure a width: the plane is the answer
+        elif res.at_edge or p.hwhm_um is None:
             z_edge = p.z_um
             if z_edge <= ext_lo + 0.5 * dof or z_edge >= ext_hi - 0.5 * dof:
                 return self.fail(edge_reason(z_edge), code=FailureReason.EDGE_PEAK.value,
@@ -767,7 +884,8 @@ class Guided(SearchStrategy):
                 code=FailureReason.IMPLAUSIBLE_PEAK.value,
                 **self.details,
             )
-        if not width_plausible(p.hwhm_um, dof):
+        width_dof = dof if space.dof_um else UNKNOWN_OPTICS_WIDTH_FACTOR * dof
+        if not res.width_unresolved and not width_plausible(p.hwhm_um, width_dof):
             return self.fail(
                 f"not a focal plane: the peak at z = {p.z_um:.2f} µm is {2 * p.hwhm_um:.2f} µm "
                 f"wide (full width at half maximum) where the depth of field is {dof:.2f} µm",
