@@ -61,6 +61,7 @@ from autofocus.search.strategies.common import (
     jsonable,
 )
 from autofocus.search.trust import (
+    RIVAL_MIN_SEPARATION_DOF,
     Peak,
     choose,
     peak_confidence,
@@ -532,7 +533,7 @@ class Guided(SearchStrategy):
             left = sf[i - 1] if i > 0 else -math.inf
             right = sf[i + 1] if i < zf.size - 1 else -math.inf
             if sf[i] >= left and sf[i] >= right and (sf[i] - fbase) / fsigma >= 6.0:
-                if all(abs(zf[i] - k[0]) > 2.0 * dof for k in keep):
+                if all(abs(zf[i] - k[0]) > RIVAL_MIN_SEPARATION_DOF * dof for k in keep):
                     keep.append((float(zf[i]), math.nan))
         return keep[: self.max_candidates]
 
