@@ -80,7 +80,7 @@ class ReplaySettings(BaseModel):
 class FocusDefaults(BaseModel):
     """Defaults of a focus job; every field can be overridden per request."""
 
-    strategy: str = "coarse-fine"
+    strategy: str = "guided"
     scorer: str = "tenengrad"
     range_um: float = Field(50.0, gt=0, description="Full width of the searched Z range, µm.")
     tolerance_um: float = Field(0.5, gt=0, description="Wanted accuracy, µm (≈ DOF/4).")

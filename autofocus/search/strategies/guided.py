@@ -59,6 +59,7 @@ from autofocus.search.strategies.common import (
     Step,
     edge_reason,
     jsonable,
+    too_few_reason,
 )
 from autofocus.search.trust import (
     RIVAL_MIN_SEPARATION_DOF,
@@ -298,6 +299,10 @@ class Guided(SearchStrategy):
                 yield mids
                 yield from self._retake_unusable(mids)
                 rising = self._rising() or self._fine_rising()
+        usable = int(self.points()[0].size)
+        if usable < 3:
+            return self.fail(too_few_reason(usable, self.frames),
+                             code=FailureReason.FLAT_CURVE.value, **self.details)
         if not rising:
             return self.fail(self._flat_sentence(), code=FailureReason.FLAT_CURVE.value,
                              **self.details)
@@ -512,8 +517,8 @@ class Guided(SearchStrategy):
     def _candidates(self, rising: list[tuple[float, float]]) -> list[tuple[float, float]]:
         """Rising local maxima of the capture curve, highest first (≤ max_candidates)."""
         z, c, noise = self._capture_points()
-        base, level = self._threshold(c, noise)
         maxima = []
+        base, level = self._threshold(c, noise) if c.size else (0.0, math.inf)
         for i in range(z.size):
             if c[i] <= level:
                 continue

@@ -1,7 +1,7 @@
 """Strategies by name: `make_strategy("coarse-fine", space, **options)`.
 
-Names are case-insensitive and "_" equals "-". Built in: sweep, golden, brent,
-hillclimb, coarse-fine (the default; alias "auto"), and the benchmark baselines
+Names are case-insensitive and "_" equals "-". Built in: guided (the default; alias "auto"),
+track, sweep, golden, brent, hillclimb, coarse-fine, and the benchmark baselines
 oughtafocus and jaf.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 from autofocus.errors import UnknownNameError
 from autofocus.search.strategies.base import SearchSpace, Strategy
 
-DEFAULT_STRATEGY = "coarse-fine"
+DEFAULT_STRATEGY = "guided"
 
 StrategyFactory = Callable[..., Strategy]
 
@@ -106,15 +106,16 @@ def _ensure_builtin_loaded() -> None:
     register_strategy(
         "coarse-fine",
         CoarseFine,
-        aliases=("auto", "default", "coarsefine"),
+        aliases=("coarsefine",),
         description="coarse sweep (one batch), failure checks, then a few points fitted with a "
-        "peak model (default)",
+        "peak model (the previous default)",
     )
     register_strategy(
         "guided",
         Guided,
-        description="few frames: defocus-estimate jumps when the scorer offers them, else a "
-        "wide-capture sweep stepped from the optics, then a bracketed fit and trust checks",
+        aliases=("auto", "default"),
+        description="few frames (default): defocus-estimate jumps when the scorer offers them, else "
+        "a wide-capture sweep stepped from the optics, then a bracketed fit and trust checks",
     )
     register_strategy(
         "track",
