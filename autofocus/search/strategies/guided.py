@@ -17,7 +17,7 @@ wide-capture score (`autofocus.search.frames.capture_score`), which rises
 several DOF from focus where fine measures are still at their noise floor.
 
 1. Coarse pass, one batch: ⌈range / h⌉ positions at the centres of equal
-   cells, h = `step_factor` (1.4) × DOF × √(range / DOF) — from the optics, growing
+   cells, h = `step_factor` (1.8) × DOF × √(range / DOF) — from the optics, growing
    with the square root of the range. A frame that could not be scored is
    re-taken once a tenth of a DOF away.
 2. Where the capture score rises by more than `min_rise` (relative, and at
@@ -131,7 +131,7 @@ def log_parabola(z: np.ndarray, s: np.ndarray) -> tuple[float, float] | None:
 class Guided(SearchStrategy):
     """Few-frame focus search: estimate-guided when the scorer can, capture-guided otherwise.
 
-    Options: `step_factor` (1.4) scales the coarse step; `min_rise` (0.5) the
+    Options: `step_factor` (1.8) scales the coarse step; `min_rise` (0.5) the
     relative capture rise that counts as "rising"; `max_candidates` (3);
     `candidate_ratio` (0.1); `bracket_dof` (0.7) the half-spacing of the fine
     bracket in DOF; `max_estimate_sigma_dof` (1.0). See the module docstring.
@@ -144,7 +144,7 @@ class Guided(SearchStrategy):
         self,
         space: SearchSpace,
         *,
-        step_factor: float = 1.4,
+        step_factor: float = 1.8,
         min_rise: float = 0.5,
         max_candidates: int = 3,
         candidate_ratio: float = 0.1,
