@@ -314,3 +314,34 @@ def test_planes_snap_and_are_never_remeasured():
     asked = drive(strategy, curve)
     assert all(min(abs(z - p) for p in planes) < 1e-9 for z in asked)
     assert len({round(z, 9) for z in asked}) == len(asked)
+
+
+@settings(**FAST)
+@given(
+    dof=dofs,
+    planes=st.lists(st.tuples(st.floats(-0.9, 0.9), st.floats(0.05, 1.0)), max_size=3),
+    nan_p=st.floats(0.0, 0.4),
+    seed=st.integers(0, 1000),
+    name=st.sampled_from(["guided", "track"]),
+)
+def test_guided_ends_cleanly_on_any_scene(dof, planes, nan_p, seed, name):
+    """Several planes, unusable frames: the search ends with an outcome, inside its bounds."""
+    space = space_for(dof, 40.0, rival="fail")
+    half = space.range_um / 2
+    curve = Planes(dof, [f * half for f, _ in planes], [h for _, h in planes], seed=seed)
+    rng = np.random.default_rng(seed)
+    strategy = make_strategy(name, space)
+    lo, hi = strategy.bounds()
+    while not strategy.done:
+        zs = strategy.ask()
+        assert zs and all(lo - 1e-9 <= z <= hi + 1e-9 for z in zs)
+        bad = rng.random(len(zs)) < nan_p
+        cap = [math.nan if b else curve.capture(z) for z, b in zip(zs, bad, strict=True)]
+        fine = [math.nan if b else curve.fine(z) for z, b in zip(zs, bad, strict=True)]
+        strategy.observe(zs, capture=cap, capture_noise=[0.01] * len(zs))
+        strategy.tell(zs, fine)
+        assert strategy.frames <= space.max_frames
+    out = strategy.outcome()
+    assert out.success or out.code in (
+        "flat_curve", "edge_peak", "rival_peak", "implausible_peak", "budget_exhausted"
+    )

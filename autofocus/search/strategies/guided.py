@@ -96,6 +96,9 @@ class _Refined:
     width_unresolved: bool = False  # recorded planes too far apart to measure the width
 
 
+_NO_RISE = _Refined(None, math.inf, None, 0.0, False, "no fine rise")
+
+
 def coarse_step_um(range_um: float, dof_um: float, factor: float = 1.0) -> float:
     """The coarse spacing (µm) for a range: factor × DOF × √(range / DOF), within [2 DOF, range/2].
 
@@ -584,7 +587,7 @@ class Guided(SearchStrategy):
                 return plane_res
             res = self._fine_peak(z_c, window)
             if res is None or res.peak is None:
-                return res
+                return _NO_RISE
             z, s = self._fine_points(z_c, window)
             i = int(np.argmax(s))
             top = float(z[i])
@@ -618,7 +621,7 @@ class Guided(SearchStrategy):
                     z_top = top
                     continue
             return res
-        return res
+        return res if res is not None else _NO_RISE
 
     def _plane_peak(self, z_c: float, window: float) -> Any:
         """Recorded planes only: the adjacent planes still to measure (a list), or the result.
