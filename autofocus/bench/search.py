@@ -62,6 +62,7 @@ def default_contenders() -> list[Contender]:
     """The default strategy and the baselines named in the benchmark's definition."""
     return [
         Contender("guided (default)", "guided", lambda dof: {}),
+        Contender("guided, rival_check full", "guided", lambda dof: {"rival_check": "full"}),
         Contender("coarse-fine (previous default)", "coarse-fine", lambda dof: {}),
         Contender("sweep @ DOF/2 (exhaustive)", "sweep", lambda dof: {"step_um": dof / 2}),
         Contender("OughtaFocus defaults (10 µm, 1 µm)", "oughtafocus", lambda dof: {}),

@@ -89,6 +89,18 @@ def focus_command(
     exposure_ms: Annotated[float | None, typer.Option(help="Exposure for this run (ms).")] = None,
     backlash_um: Annotated[float | None, typer.Option(help="Approach overshoot (µm).")] = None,
     on_failure: Annotated[str | None, typer.Option(help="return (to start) or stay.")] = None,
+    mode: Annotated[
+        str, typer.Option(help="search, or track: 3 frames around --expected-z-um / the start.")
+    ] = "search",
+    rival: Annotated[
+        str, typer.Option(help="Two candidate planes: fail (default), nearest or sharpest.")
+    ] = "fail",
+    expected_z_um: Annotated[
+        float | None, typer.Option(help="Expected focus (µm): track centre, 'nearest' reference.")
+    ] = None,
+    dof_um: Annotated[
+        float | None, typer.Option(help="Depth of field (µm); default: the microscope's optics.")
+    ] = None,
     z_min_um: ZMinOpt = None,
     z_max_um: ZMaxOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -164,6 +176,10 @@ def focus_command(
         backlash_um=backlash_um if backlash_um is not None else d.backlash_um,
         settle_s=d.settle_s,
         verify=d.verify,
+        mode=mode,
+        rival=rival,
+        expected_z_um=expected_z_um,
+        dof_um=dof_um,
     )
     if request.on_failure not in ("return", "stay"):
         raise die(f"--on-failure must be 'return' or 'stay', got {request.on_failure!r}")
@@ -284,6 +300,7 @@ def _print_summary(report: dict[str, Any]) -> None:
     ]
     if not ok:
         rows.append(("reason", str(report["reason"])))
+        rows.append(("reason code", str(report.get("reason_code"))))
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)

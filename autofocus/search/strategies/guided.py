@@ -62,6 +62,7 @@ from autofocus.search.strategies.common import (
     too_few_reason,
 )
 from autofocus.search.trust import (
+    RIVAL_MIN_RATIO,
     RIVAL_MIN_SEPARATION_DOF,
     Peak,
     choose,
@@ -154,6 +155,7 @@ class Guided(SearchStrategy):
         bracket_dof: float = 0.7,
         max_estimate_sigma_dof: float = 1.0,
         centre_probe: bool = True,
+        rival_check: str = "capture",
     ) -> None:
         super().__init__(space)
         if not step_factor > 0:
@@ -171,6 +173,9 @@ class Guided(SearchStrategy):
         self.bracket_dof = float(bracket_dof)
         self.max_estimate_sigma_dof = float(max_estimate_sigma_dof)
         self.centre_probe = bool(centre_probe)
+        if rival_check not in ("capture", "full"):
+            raise ValueError(f"rival_check must be 'capture' or 'full', got {rival_check!r}")
+        self.rival_check = rival_check
         self.estimates_offered = False
         self._excluded: list[float] = []  # positions whose frames proved unusable
         self._near_focus_only = False  # estimate path: every frame is close to focus
@@ -333,8 +338,57 @@ class Guided(SearchStrategy):
                 except FrameBudgetExhausted:
                     self.details["budget_stopped_candidates"] = True
                     break
+        if self.rival_check == "full":
+            refined = yield from self._full_rival_check(refined, cell)
         refined = yield from self._confirm_dips(refined, cell)
         return self._verdict(refined, reference=space.reference_z_um)
+
+    def _full_rival_check(self, refined: list[_Refined], cell: float) -> Step:
+        """`rival_check="full"`: sample the rest of the range finely enough to see any plane
+        whose fine peak reaches `RIVAL_MIN_RATIO` of the main one, and refine what rises.
+
+        The spacing is 1.5 × the distance at which such a plane's fine score still
+        stands 6 noise sigmas out (from the main peak's measured height, noise and
+        width), between 1.5 and 3 DOF. Costs about range / spacing frames.
+        """
+        dof = self.space.dof
+        found = [r for r in refined if r.peak is not None]
+        if not found:
+            return refined
+        main = max(found, key=lambda r: r.peak.height if r.peak else 0.0)
+        assert main.peak is not None
+        _, sigma = self._fine_noise()
+        w = main.peak.hwhm_um or 0.6 * dof
+        ratio = RIVAL_MIN_RATIO * main.peak.height / (6.0 * sigma)
+        reach = w * math.sqrt(math.log(ratio) / LN2) if ratio > 1.0 else 0.5 * w
+        # Real focus curves fall off faster than a Gaussian far out: keep a margin.
+        step = min(max(1.5 * reach, 1.5 * dof), 3.0 * dof)
+        lo, hi = self.space.lo_um, self.space.hi_um
+        n = max(1, int(math.ceil((hi - lo) / step)))
+        peaks_z = [r.peak.z_um for r in found if r.peak is not None]
+        grid = [lo + (k + 0.5) * (hi - lo) / n for k in range(n)]
+        grid = [
+            g for g in grid
+            if all(abs(g - pz) > 3.0 * dof for pz in peaks_z) and not self._near(g, 0.5 * step)
+        ]
+        self.details["rival_check"] = {"step_um": step, "frames": len(grid)}
+        if grid and len(grid) <= self.frames_left - 2:
+            yield self._fresh(grid)
+        z, s = self.points()
+        base, sigma = self._fine_noise()
+        for i in range(z.size):
+            zi = float(z[i])
+            if any(abs(zi - pz) <= 3.0 * dof for pz in peaks_z):
+                continue
+            left = s[i - 1] if i > 0 else -math.inf
+            right = s[i + 1] if i < z.size - 1 else -math.inf
+            rise = float(s[i]) - base
+            if s[i] >= left and s[i] >= right and rise / sigma >= 6.0:
+                res = yield from self._bracket(zi, zi, max(1.5 * dof, 0.5 * step))
+                if res.peak is not None:
+                    refined.append(res)
+                    peaks_z = [*peaks_z, res.peak.z_um]
+        return refined
 
     def _confirm_dips(self, refined: list[_Refined], cell: float) -> Step:
         """Two peaks are two planes only if the curve dips between them.
