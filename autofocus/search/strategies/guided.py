@@ -179,6 +179,7 @@ class Guided(SearchStrategy):
         self.estimates_offered = False
         self._excluded: list[float] = []  # positions whose frames proved unusable
         self._near_focus_only = False  # estimate path: every frame is close to focus
+        self._span: tuple[float, float] | None = None  # where the current candidate may lie
         self.details: dict[str, Any] = {}
 
     def configure(self, *, estimates: bool) -> None:
@@ -610,6 +611,16 @@ class Guided(SearchStrategy):
         window = max(cell, 3.0 * dof)
         if others:
             window = max(min(window, 0.5 * min(abs(o - z_c) for o in others)), 1.5 * dof)
+        below = [0.5 * (o + z_c) for o in others if o < z_c]
+        above = [0.5 * (o + z_c) for o in others if o > z_c]
+        self._span = (max(below) if below else -math.inf, min(above) if above else math.inf)
+        try:
+            return (yield from self._refine_in(z_c, window))
+        finally:
+            self._span = None
+
+    def _refine_in(self, z_c: float, window: float) -> Step:
+        dof = self.space.dof
         for _ in range(8):
             z_top = self._fine_peak(z_c, window, final=False)
             nxt = self._capture_next(z_c, window)
@@ -632,19 +643,24 @@ class Guided(SearchStrategy):
         probed_centre = False
         walked = 0
         res: _Refined | None = None
+        # The window follows the top as the bracket walks (within the candidate's span).
+        centre = z_top if self._span is not None else z_c
+        window = max(window, 3.0 * dof) if self._span is not None else window
         for _ in range(8):
             if self.space.planes_um:
-                plane_res = self._plane_peak(z_c, window)
+                plane_res = self._plane_peak(centre, window)
                 if isinstance(plane_res, list):
                     yield plane_res
                     continue
                 return plane_res
-            res = self._fine_peak(z_c, window)
+            res = self._fine_peak(centre, window)
             if res is None or res.peak is None:
                 return _NO_RISE
-            z, s = self._fine_points(z_c, window)
+            z, s = self._fine_points(centre, window)
             i = int(np.argmax(s))
             top = float(z[i])
+            if self._span is not None:
+                centre = top
             near = np.abs(z - top) <= 2.0 * dof
             below = z[near & (z < top)]
             above = z[near & (z > top)]
@@ -803,6 +819,8 @@ class Guided(SearchStrategy):
     def _fine_points(self, centre: float, window: float) -> tuple[np.ndarray, np.ndarray]:
         z, s = self.points()
         keep = np.abs(z - centre) <= window * 1.01
+        if self._span is not None:  # the candidate's share of the range (see `_refine`)
+            keep &= (z >= self._span[0] - 1e-9) & (z <= self._span[1] + 1e-9)
         for x in self._excluded:
             keep &= np.abs(z - x) > SAME_Z_UM
         return z[keep], s[keep]
