@@ -61,6 +61,7 @@ from autofocus.search.strategies.common import (
     jsonable,
     too_few_reason,
 )
+from autofocus.search.strategies.peakfit import noise_sigma
 from autofocus.search.trust import (
     RIVAL_MIN_RATIO,
     RIVAL_MIN_SEPARATION_DOF,
@@ -717,6 +718,19 @@ class Guided(SearchStrategy):
         missing = [p for p in neighbours if not self.is_known(p)]
         if missing:
             return missing
+        # On a flat top the sharpest plane may sit between measured ones: measure the
+        # unmeasured neighbours of every plane within one noise sigma of the top.
+        for zz, ss in zip(z, s, strict=True):
+            if ss < s[i] - sigma:
+                continue
+            kk = int(np.argmin(np.abs(planes - zz)))
+            for j in (kk - 1, kk + 1):
+                if 0 <= j < planes.size and lo - 1e-9 <= planes[j] <= hi + 1e-9:
+                    p = float(planes[j])
+                    if not self.is_known(p) and p not in missing:
+                        missing.append(p)
+        if missing:
+            return missing
         height = float(s[i]) - base
         snr = height / sigma
         at_edge = len(neighbours) < 2
@@ -838,6 +852,11 @@ class Guided(SearchStrategy):
         low = np.sort(s)[: max(3, s.size // 3)]
         base = float(np.median(low))
         mad = float(np.median(np.abs(low - base))) * 1.4826
+        # On a smooth curve the lowest samples spread by the curve's slope, not by noise;
+        # the scatter about straight lines through neighbours is the noise then.
+        z, _ = self.points()
+        if z.size >= 5:
+            mad = min(mad, noise_sigma(z, s))
         return base, max(mad, 0.01 * abs(base), 1e-12)
 
     def _fine_snr(self, z_um: float) -> float:
