@@ -156,7 +156,9 @@ def run_trial(
         "dof_um": dof,
         "confidence": result.confidence,
         "reason_code": result.reason_code,
-        "details": {k: result.details.get(k) for k in ("candidates", "rivals") if k in result.details},
+        "details": {
+            k: result.details.get(k) for k in ("candidates", "rivals") if k in result.details
+        },
     }
 
 

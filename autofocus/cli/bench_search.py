@@ -133,7 +133,8 @@ def bench_search(
             _print_table(report, name)
             if name == "main":
                 first = next(iter(report["contenders"].values()))
-                _print_calibration(calibration_table(first["runs"]), next(iter(report["contenders"])))
+                label = next(iter(report["contenders"]))
+                _print_calibration(calibration_table(first["runs"]), label)
 
 
 def _run(

@@ -328,7 +328,7 @@ class _Run:
         t = time.perf_counter()
         problems = [frame_problem(f) for f in frames]
         usable = [i for i, p in enumerate(problems) if p is None]
-        for i, p in enumerate(problems):
+        for p in problems:
             if p is not None:
                 self.unusable_frames += 1
                 self.log.warning("focus.unusable_frame", problem=p)

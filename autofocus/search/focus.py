@@ -34,7 +34,8 @@ class FocusRequest:
     `coarse_step_um` the spacing of a coarse sweep (default: from the strategy).
     `mode` "search" (default: the request's strategy) or "track" (time-lapse:
     three frames around the current z, a full search only when focus drifted
-    more than about one DOF; the strategy is then `track`). `rival` what to do when the curve holds two candidate focal planes:
+    more than about one DOF; the strategy is then `track`). `rival` what to do
+    when the curve holds two candidate focal planes:
     "fail" (default), "nearest" (to `expected_z_um`, else the start) or
     "sharpest". `dof_um` the depth of field (default: what the microscope
     reports, else 4 × tolerance). `edge_extension_um` how far beyond an end of
@@ -75,7 +76,10 @@ def microscope_dof_um(microscope: object) -> float | None:
 
 
 def microscope_planes_um(microscope: object) -> tuple[float, ...] | None:
-    """The discrete Z planes a microscope serves (`plane_positions_um`, a replayed stack), or None."""
+    """The discrete Z planes a microscope serves (`plane_positions_um`: a replayed stack).
+
+    None when any position gives its own frame.
+    """
     planes = getattr(microscope, "plane_positions_um", None)
     return tuple(float(p) for p in planes) if planes else None
 

@@ -558,7 +558,9 @@ class Guided(SearchStrategy):
         if z.size < 3:
             return []
         base, sigma = self._fine_noise()
-        return [(float(a), float(b)) for a, b in zip(z, s, strict=True) if (b - base) / sigma >= 6.0]
+        return [
+            (float(a), float(b)) for a, b in zip(z, s, strict=True) if (b - base) / sigma >= 6.0
+        ]
 
     def _flat_sentence(self) -> str:
         z, c, _ = self._capture_points()

@@ -99,9 +99,9 @@ def _ensure_builtin_loaded() -> None:
     from autofocus.search.strategies.coarse_fine import CoarseFine
     from autofocus.search.strategies.golden import GoldenSection
     from autofocus.search.strategies.guided import Guided
-    from autofocus.search.strategies.track import Track
     from autofocus.search.strategies.hillclimb import HillClimb
     from autofocus.search.strategies.sweep import Sweep
+    from autofocus.search.strategies.track import Track
 
     register_strategy(
         "coarse-fine",
@@ -114,8 +114,9 @@ def _ensure_builtin_loaded() -> None:
         "guided",
         Guided,
         aliases=("auto", "default"),
-        description="few frames (default): defocus-estimate jumps when the scorer offers them, else "
-        "a wide-capture sweep stepped from the optics, then a bracketed fit and trust checks",
+        description="few frames (default): defocus-estimate jumps when the scorer offers "
+        "them, else a wide-capture sweep stepped from the optics, then a bracketed fit and "
+        "trust checks",
     )
     register_strategy(
         "track",
