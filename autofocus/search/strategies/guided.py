@@ -17,12 +17,13 @@ wide-capture score (`autofocus.search.frames.capture_score`), which rises
 several DOF from focus where fine measures are still at their noise floor.
 
 1. Coarse pass, one batch: ⌈range / h⌉ positions at the centres of equal
-   cells, h = `step_factor` (1.8) × DOF × √(range / DOF) — from the optics, growing
+   cells, h = `step_factor` (2.4) × DOF × √(range / DOF) — from the optics, growing
    with the square root of the range. A frame that could not be scored is
    re-taken once a tenth of a DOF away.
 2. Where the capture score rises by more than `min_rise` (relative, and at
    least 6 noise sigmas) above the lowest one, the curve is "rising". No
-   rising sample: densify once (midpoints); still none: `flat_curve`.
+   rising sample: halve the spacing (up to 3 times, not below 5 DOF); still none:
+   `flat_curve`.
 3. Candidates: the rising local maxima (up to `max_candidates`), highest
    first; a candidate whose capture rise is below `candidate_ratio` of the
    best one's is not refined.
@@ -79,6 +80,10 @@ LN2 = math.log(2.0)
 ASYMMETRY_RATIO = 1.4
 # Frames spent looking for such a second plane.
 RIVAL_PROBES = 4
+# With nothing rising, the coarse spacing is halved at most this many times, and no
+# further once the gaps are this many DOF.
+MAX_DENSIFY_ROUNDS = 3
+DENSIFY_MIN_GAP_DOF = 5.0
 # A recorded stack shorter than this many DOF is swept every other plane.
 SHORT_RANGE_DOF = 6.0
 # Without known optics (DOF guessed as 4 × tolerance) the width rule is this much laxer.
@@ -136,7 +141,7 @@ def log_parabola(z: np.ndarray, s: np.ndarray) -> tuple[float, float] | None:
 class Guided(SearchStrategy):
     """Few-frame focus search: estimate-guided when the scorer can, capture-guided otherwise.
 
-    Options: `step_factor` (1.8) scales the coarse step; `min_rise` (0.5) the
+    Options: `step_factor` (2.4) scales the coarse step; `min_rise` (0.5) the
     relative capture rise that counts as "rising"; `max_candidates` (3);
     `candidate_ratio` (0.1); `bracket_dof` (0.7) the half-spacing of the fine
     bracket in DOF; `max_estimate_sigma_dof` (1.0). See the module docstring.
@@ -149,7 +154,7 @@ class Guided(SearchStrategy):
         self,
         space: SearchSpace,
         *,
-        step_factor: float = 1.8,
+        step_factor: float = 2.4,
         min_rise: float = 0.5,
         max_candidates: int = 3,
         candidate_ratio: float = 0.1,
@@ -300,15 +305,26 @@ class Guided(SearchStrategy):
         yield grid
         yield from self._retake_unusable(grid)
         rising = self._rising() or self._fine_rising()
-        if not rising:
-            mids = [0.5 * (a + b) for a, b in zip(grid[:-1], grid[1:], strict=True)]
-            mids += [lo, hi]
+        coarse = sorted(grid)
+        rounds = 0
+        # Nothing rose: halve the spacing until something does, or until the gaps are
+        # narrower than the capture curve of a weak specimen (about ±2 DOF) can hide in.
+        while not rising and rounds < MAX_DENSIFY_ROUNDS:
+            gaps = [b - a for a, b in zip(coarse[:-1], coarse[1:], strict=True)]
+            if rounds > 0 and max(gaps, default=0.0) <= DENSIFY_MIN_GAP_DOF * dof:
+                break
+            mids = [0.5 * (a + b) for a, b in zip(coarse[:-1], coarse[1:], strict=True)]
+            if rounds == 0:
+                mids += [lo, hi]
             mids = [m for m in mids if not self.is_known(self.clamp(m))]
-            if mids and len(mids) <= self.frames_left - 4:
-                self.details["densified"] = True
-                yield mids
-                yield from self._retake_unusable(mids)
-                rising = self._rising() or self._fine_rising()
+            if not mids or len(mids) > self.frames_left - 4:
+                break
+            rounds += 1
+            self.details["densified"] = rounds
+            yield mids
+            yield from self._retake_unusable(mids)
+            coarse = sorted(set(coarse) | {self.clamp(m) for m in mids})
+            rising = self._rising() or self._fine_rising()
         usable = int(self.points()[0].size)
         if usable < 3:
             return self.fail(too_few_reason(usable, self.frames),
