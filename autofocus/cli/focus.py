@@ -95,6 +95,9 @@ def focus_command(
     rival: Annotated[
         str, typer.Option(help="Two candidate planes: fail (default), nearest or sharpest.")
     ] = "fail",
+    rival_check: Annotated[
+        str, typer.Option(help="capture (default) or full: sample the whole range for rivals.")
+    ] = "capture",
     expected_z_um: Annotated[
         float | None, typer.Option(help="Expected focus (µm): track centre, 'nearest' reference.")
     ] = None,
@@ -178,6 +181,7 @@ def focus_command(
         verify=d.verify,
         mode=mode,
         rival=rival,
+        rival_check=rival_check,
         expected_z_um=expected_z_um,
         dof_um=dof_um,
     )

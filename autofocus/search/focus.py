@@ -37,8 +37,11 @@ class FocusRequest:
     more than about one DOF; the strategy is then `track`). `rival` what to do
     when the curve holds two candidate focal planes:
     "fail" (default), "nearest" (to `expected_z_um`, else the start) or
-    "sharpest". `dof_um` the depth of field (default: what the microscope
-    reports, else 4 × tolerance). `edge_extension_um` how far beyond an end of
+    "sharpest"; `rival_check` "capture" (default: rivals seen by the coarse
+    pass) or "full" (the whole range sampled finely enough to see a dim
+    specimen under bright debris; about range / 3 DOF more frames). `dof_um`
+    the depth of field (default: what the microscope reports, else 4 ×
+    tolerance). `edge_extension_um` how far beyond an end of
     the range a strategy may follow a peak found at that end (default a
     quarter of the range; always inside the Z limits).
     """
@@ -59,6 +62,7 @@ class FocusRequest:
     scorer_options: dict[str, Any] = field(default_factory=dict)
     strategy_options: dict[str, Any] = field(default_factory=dict)
     rival: str = "fail"
+    rival_check: str = "capture"
     mode: str = "search"
     expected_z_um: float | None = None
     dof_um: float | None = None
@@ -133,6 +137,10 @@ def search_space(
         raise ValueError(f"edge_extension_um must be ≥ 0, got {request.edge_extension_um}")
     if request.mode not in ("search", "track"):
         raise ValueError(f"mode must be 'search' or 'track', got {request.mode!r}")
+    if request.rival_check not in ("capture", "full"):
+        raise ValueError(
+            f"rival_check must be 'capture' or 'full', got {request.rival_check!r}"
+        )
     if request.rival not in ("fail", "nearest", "sharpest"):
         raise ValueError(
             f"rival must be 'fail', 'nearest' or 'sharpest', got {request.rival!r}"
@@ -151,6 +159,7 @@ def search_space(
         planes_um=planes_um,
         rival=request.rival,
         reference_z_um=request.expected_z_um,
+        rival_check=request.rival_check,
     )
 
 

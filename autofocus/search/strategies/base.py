@@ -29,6 +29,9 @@ class SearchSpace:
     microscope can serve (a replayed z-stack): strategies snap to them.
     `rival` is the rival-peak policy ("fail", "nearest", "sharpest") and
     `reference_z_um` the z that "nearest" measures from (default: the centre).
+    `rival_check` how hard a strategy that checks for rivals looks: "capture"
+    (from its coarse pass) or "full" (sample the whole range finely enough to
+    see a dim plane; more frames).
     """
 
     center_z_um: float
@@ -43,6 +46,7 @@ class SearchSpace:
     planes_um: tuple[float, ...] | None = None
     rival: str = "fail"
     reference_z_um: float | None = None
+    rival_check: str = "capture"
 
     def __post_init__(self) -> None:
         if not self.range_um > 0:
@@ -62,6 +66,8 @@ class SearchSpace:
             raise ValueError(f"dof_um must be a positive number, got {self.dof_um}")
         if not (math.isfinite(self.edge_extension_um) and self.edge_extension_um >= 0):
             raise ValueError(f"edge_extension_um must be ≥ 0, got {self.edge_extension_um}")
+        if self.rival_check not in ("capture", "full"):
+            raise ValueError(f"rival_check must be 'capture' or 'full', got {self.rival_check!r}")
         if self.rival not in ("fail", "nearest", "sharpest"):
             raise ValueError(f"rival must be 'fail', 'nearest' or 'sharpest', got {self.rival!r}")
         if self.planes_um is not None:

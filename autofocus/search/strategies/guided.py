@@ -161,7 +161,7 @@ class Guided(SearchStrategy):
         bracket_dof: float = 0.7,
         max_estimate_sigma_dof: float = 1.0,
         centre_probe: bool = True,
-        rival_check: str = "capture",
+        rival_check: str | None = None,
     ) -> None:
         super().__init__(space)
         if not step_factor > 0:
@@ -179,6 +179,7 @@ class Guided(SearchStrategy):
         self.bracket_dof = float(bracket_dof)
         self.max_estimate_sigma_dof = float(max_estimate_sigma_dof)
         self.centre_probe = bool(centre_probe)
+        rival_check = space.rival_check if rival_check is None else rival_check
         if rival_check not in ("capture", "full"):
             raise ValueError(f"rival_check must be 'capture' or 'full', got {rival_check!r}")
         self.rival_check = rival_check

@@ -71,6 +71,12 @@ class FocusBody(BaseModel):
         "reason_code `rival_peak`, both named), `nearest` to `expected_z_um` (else the "
         "start), or `sharpest`.",
     )
+    rival_check: Literal["capture", "full"] | None = Field(
+        None,
+        description="`capture` (default): rivals the coarse pass can see; `full`: the whole "
+        "range sampled finely enough to see a dim specimen under bright debris (about "
+        "range / 3 DOF more frames).",
+    )
     expected_z_um: float | None = Field(
         None, ge=-1e6, le=1e6,
         description="Where focus is expected, µm: centre of a track, reference of `nearest`.",

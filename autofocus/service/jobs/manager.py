@@ -52,6 +52,7 @@ REQUEST_FIELDS = (
     "on_failure",
     "mode",
     "rival",
+    "rival_check",
     "expected_z_um",
 )
 
@@ -248,6 +249,7 @@ class JobManager:
             "coarse_step_um": None,
             "mode": "search",
             "rival": "fail",
+            "rival_check": "capture",
             "expected_z_um": None,
         }
         snap_defaults = self.snapshot.request_defaults or {}
@@ -270,6 +272,7 @@ class JobManager:
             max_frames=int(req["max_frames"]),
             mode=str(req["mode"]),
             rival=str(req["rival"]),
+            rival_check=str(req["rival_check"]),
             expected_z_um=req["expected_z_um"],
         )
         try:
