@@ -354,5 +354,7 @@ def run_tracking(
         "max_frames_tracked": max((r["frames"] for r in tracked), default=0),
         "fallbacks": len(rows) - len(tracked),
         "dof_um": dof,
+        "specimen": specimen,
+        "photons_per_px_ms": photons_per_px_ms,
         "runs": rows,
     }

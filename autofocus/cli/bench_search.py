@@ -217,7 +217,8 @@ def _print_calibration(rows: list[dict[str, Any]], label: str) -> None:
 
 def _print_tracking(report: dict[str, Any]) -> None:
     table = Table(
-        title=f"tracking: {report['points']} time points, drift 0.1–1 DOF between points, "
+        title=f"tracking: {report['specimen']}, {report['photons_per_px_ms']:g} photons/px/ms, "
+        f"{report['points']} time points, drift 0.1–1 DOF between points, "
         f"DOF {report['dof_um']:.2f} µm"
     )
     for col in ("within DOF/4", "mean frames", "max frames (tracked)", "max frames (all)",
