@@ -62,6 +62,12 @@ class MicroManagerSettings(BaseModel):
     focus_device: str | None = Field(None, description="Z drive name; default: core focus device.")
     camera: str | None = Field(None, description="Camera device name; default: core camera.")
     timeout_s: float = Field(5.0, gt=0, description="Connection/command timeout in seconds.")
+    continuous_focus: Literal["refuse", "pause"] = Field(
+        "refuse",
+        description="A locked hardware autofocus (PFS, CRISP): refuse to move Z, or pause it "
+        "for the search and switch it back on afterwards.",
+    )
+    xy_stage: str | None = Field(None, description="XY stage for focus maps; default: core's.")
 
 
 class ReplaySettings(BaseModel):

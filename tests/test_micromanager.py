@@ -519,3 +519,37 @@ def test_stage_failing_mid_autofocus_returns_stage_to_start(mic):
     assert result.error_type == "StageError"
     assert '"Z"' in result.reason and "out of range" in result.reason
     assert wide.z_um == pytest.approx(280.0)
+
+
+def test_continuous_focus_pause_switches_it_off_for_the_search_and_back_on(mic):
+    """mm.continuous_focus = "pause": DAutoFocus (standing in for PFS) is off while the
+    software autofocus moves Z, and locked again when the search has ended."""
+    from autofocus.search.focus import focus
+
+    pausing = _other(mic, continuous_focus="pause")
+    pausing.move_z(15.0)
+    mic.core.enable_continuous_focus(True)
+    seen_engaged: list[bool] = []
+    result = focus(
+        pausing, range_um=60, on_measure=lambda m: seen_engaged.append(
+            bool(mic.core.is_continuous_focus_enabled())
+        ),
+    )
+    assert result.success, result.reason
+    assert abs(result.best_z_um) < 1.0
+    assert seen_engaged and not any(seen_engaged)
+    assert mic.core.is_continuous_focus_enabled()  # switched back on
+    mic.core.enable_continuous_focus(False)
+
+
+def test_continuous_focus_refuse_is_the_default_and_fails_the_search_unmoved(mic):
+    from autofocus.search.focus import focus
+
+    mic.move_z(4.0)
+    mic.core.enable_continuous_focus(True)
+    result = focus(mic, range_um=20)
+    assert not result.success and result.error_type == "StageError"
+    assert "continuous_focus" in result.reason and "pause" in result.reason
+    assert mic.core.is_continuous_focus_enabled()
+    mic.core.enable_continuous_focus(False)
+    assert mic.z_um == pytest.approx(4.0)

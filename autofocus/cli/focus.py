@@ -72,7 +72,10 @@ def build_settings(config: Path | None, overrides: dict[str, Any]) -> Settings:
 
 @app.command("focus")
 def focus_command(
-    driver: Annotated[str, typer.Option(help="sim, micromanager or replay.")] = "sim",
+    driver: Annotated[
+        str | None,
+        typer.Option(help="sim, micromanager or replay; default: the settings' driver (sim)."),
+    ] = None,
     config: ConfigOpt = None,
     start_z_um: Annotated[
         float | None, typer.Option(help="Move here first (µm); default: stay.")

@@ -26,8 +26,9 @@ def configured_limits(settings: Settings, default: ZLimits | None) -> ZLimits:
     hi = settings.z_max_um if settings.z_max_um is not None else (default and default.max_um)
     if lo is None or hi is None:
         raise ConfigurationError(
-            "Z limits are not configured: set z_min_um and z_max_um (AUTOFOCUS_Z_MIN_UM / "
-            "AUTOFOCUS_Z_MAX_UM) to the safe travel of your focus drive before first use"
+            "Z limits are not configured: give --z-min-um and --z-max-um on the command line "
+            "(or z_min_um / z_max_um in the TOML file, AUTOFOCUS_Z_MIN_UM / AUTOFOCUS_Z_MAX_UM "
+            "in the environment) set to the safe travel of your focus drive"
         )
     try:
         return ZLimits(float(lo), float(hi))
@@ -78,6 +79,8 @@ def open_micromanager(settings: Settings) -> Microscope:
         camera=mm.camera,
         z_limits_um=limits,
         timeout_s=mm.timeout_s,
+        continuous_focus=mm.continuous_focus,
+        xy_stage=mm.xy_stage,
     )
 
 
