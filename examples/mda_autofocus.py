@@ -21,6 +21,7 @@ Needs the `mm` extra.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import tempfile
@@ -157,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quiet_logs()
     report = run(democamera=args.democamera, seed=args.seed)
+    # Collect the core (in reference cycles) now, in this thread: collected later by a
+    # worker thread during interpreter shutdown, MMCore's destructor aborts the process.
+    gc.collect()
     if args.json:
         print(json.dumps(report, indent=2))
     else:
