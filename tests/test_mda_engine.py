@@ -122,7 +122,10 @@ def test_keep_policy_retries_then_keeps_the_last_good_correction():
     )
     offsets = [5.0, 45.0, -5.0]
     seq = useq.MDASequence(
-        stage_positions=[useq.Position(x=x, y=y, z=z + o) for (x, y, z), o in zip(truth, offsets)],
+        stage_positions=[
+            useq.Position(x=x, y=y, z=z + o)
+            for (x, y, z), o in zip(truth, offsets, strict=True)
+        ],
         autofocus_plan=useq.AxesBasedAF(axes=("p",)),
     )
     runner.run(seq)
@@ -146,7 +149,8 @@ def test_skip_policy_drops_the_position_and_stop_policy_raises():
         offsets = [5.0, 45.0, -5.0]
         seq = useq.MDASequence(
             stage_positions=[
-                useq.Position(x=x, y=y, z=z + o) for (x, y, z), o in zip(truth, offsets)
+                useq.Position(x=x, y=y, z=z + o)
+                for (x, y, z), o in zip(truth, offsets, strict=True)
             ],
             autofocus_plan=useq.AxesBasedAF(axes=("p",)),
         )
