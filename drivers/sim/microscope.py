@@ -261,15 +261,22 @@ class SimulatedMicroscope:
 
     # -- ground truth for tests (never for the engine) ------------------------------------------
 
-    def true_focus_z_um(self, x_px: float | None = None, y_px: float | None = None) -> float:
+    def true_focus_z_um(
+        self,
+        x_px: float | None = None,
+        y_px: float | None = None,
+        *,
+        xy_um: tuple[float, float] | None = None,
+    ) -> float:
         """Stage Z (µm) that puts the specimen in focus now (drift included).
 
         At the field centre by default, or at sensor pixel (x_px, y_px) of a tilted specimen;
-        at the XY stage's current position on the sample surface.
+        at the XY stage's current position on the sample surface, or at stage position
+        `xy_um` without moving there.
         """
         spec = self.config.specimen
         elapsed_s = self.clock.now_s() - self._t0_s
-        z = self._focus_z_um + spec.drift_um_per_s * elapsed_s + self._surface_um()
+        z = self._focus_z_um + spec.drift_um_per_s * elapsed_s + self._surface_um(xy_um)
         h, w = self._sensor_shape
         if x_px is not None:
             z += spec.tilt_x_um * ((x_px + 0.5) / w - 0.5)
@@ -303,8 +310,8 @@ class SimulatedMicroscope:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _surface_um(self) -> float:
-        return float(self.config.surface.height_um(*self._xy_um))
+    def _surface_um(self, xy_um: tuple[float, float] | None = None) -> float:
+        return float(self.config.surface.height_um(*(xy_um or self._xy_um)))
 
     def _frame_shape(self) -> tuple[int, int]:
         if self._roi is None:

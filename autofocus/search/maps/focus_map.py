@@ -104,6 +104,7 @@ class FocusMap:
         self.points: list[MapPoint] = list(points)
         self.surface: Surface | None = None
         self.candidates: dict[str, float] = {}
+        self.fit_error: str | None = None
         self.updated_s = time.monotonic()
         self.refit()
 
@@ -132,16 +133,21 @@ class FocusMap:
         for p in self.points:
             p.used, p.outlier, p.residual_um = False, False, None
         self.updated_s = time.monotonic()
+        self.surface, self.candidates, self.fit_error = None, {}, None
         if len(good) < 3:
-            self.surface, self.candidates = None, {}
+            self.fit_error = f"{len(good)} good points; a surface needs at least 3"
             return
-        report = fit_surface(
-            [p.x_um for p in good],
-            [p.y_um for p in good],
-            [p.z_um for p in good],  # type: ignore[misc]
-            kind=self.kind,  # type: ignore[arg-type]
-            outlier_min_um=self.outlier_min_um,
-        )
+        try:
+            report = fit_surface(
+                [p.x_um for p in good],
+                [p.y_um for p in good],
+                [p.z_um for p in good],  # type: ignore[misc]
+                kind=self.kind,  # type: ignore[arg-type]
+                outlier_min_um=self.outlier_min_um,
+            )
+        except SurfaceFitError as exc:  # e.g. the first points lie on one line
+            self.fit_error = str(exc)
+            return
         for p, used, resid in zip(good, report.used, report.residuals_um, strict=True):
             p.used, p.outlier, p.residual_um = bool(used), not bool(used), float(resid)
         self.surface, self.candidates = report.surface, report.candidates
@@ -149,10 +155,7 @@ class FocusMap:
     def predict_z_um(self, x_um: float, y_um: float) -> float:
         """The focus z (µm) the surface predicts at stage position (x_um, y_um)."""
         if self.surface is None:
-            raise SurfaceFitError(
-                f"the focus map has {sum(p.success for p in self.points)} good points; "
-                "it needs at least 3 to predict"
-            )
+            raise SurfaceFitError(f"the focus map cannot predict yet: {self.fit_error}")
         if not (math.isfinite(x_um) and math.isfinite(y_um)):
             raise ValueError(f"x_um and y_um must be finite numbers, got {x_um}, {y_um}")
         return float(self.surface.predict_um(float(x_um), float(y_um)))
@@ -160,7 +163,7 @@ class FocusMap:
     def predict_many_um(self, x_um: Sequence[float], y_um: Sequence[float]) -> np.ndarray:
         """Vectorised `predict_z_um` (µm)."""
         if self.surface is None:
-            raise SurfaceFitError("the focus map has fewer than 3 good points")
+            raise SurfaceFitError(f"the focus map cannot predict yet: {self.fit_error}")
         return np.asarray(self.surface.predict_um(np.asarray(x_um), np.asarray(y_um)))
 
     def to_dict(self) -> dict[str, Any]:
@@ -169,6 +172,7 @@ class FocusMap:
         return {
             "kind": self.kind,
             "surface": self.surface.to_dict() if self.surface else None,
+            "fit_error": self.fit_error,
             "candidates_loo_rms_um": {k: _round(v) for k, v in self.candidates.items()},
             "n_points": len(self.points),
             "n_used": len(good),
@@ -230,13 +234,15 @@ def build_focus_map(
     cancel: threading.Event | None = None,
     on_point: PointCallback | None = None,
     focus_map: FocusMap | None = None,
+    range_after_map_um: float | None = None,
 ) -> FocusMap:
     """Autofocus at every (x_um, y_um) of `positions` and fit a `FocusMap`.
 
     The microscope needs an XY stage (`ConfigurationError` otherwise). Once three
     points succeeded, each next search is centred on the map's prediction (kept
     inside the Z limits) instead of the last z, so `request.range_um` can stay
-    small on a tilted sample. A point whose autofocus fails is recorded with the
+    small on a tilted sample (`range_after_map_um`, default `request.range_um`, is the
+    search range once the map predicts). A point whose autofocus fails is recorded with the
     reason and not fitted. `cancel` stops between points; `on_point` is called
     after every point. Raises `ValueError`/`LimitError` for an invalid request
     before the first move.
@@ -253,12 +259,14 @@ def build_focus_map(
             break
         t0 = clock.now_s()
         xy.move_xy(float(x_um), float(y_um))
-        center = req.center_z_um
+        point_req = req
         if fmap.ready:
             predicted = fmap.predict_z_um(x_um, y_um)
-            half = req.range_um / 2
+            range_um = range_after_map_um if range_after_map_um is not None else req.range_um
+            half = range_um / 2
             center = min(max(predicted, limits.min_um + half), limits.max_um - half)
-        result = focus(microscope, replace(req, center_z_um=center), scorer=scorer, cancel=cancel)
+            point_req = replace(req, center_z_um=center, range_um=range_um)
+        result = focus(microscope, point_req, scorer=scorer, cancel=cancel)
         ok = result.success and result.best_z_um is not None
         point = MapPoint(
             float(x_um),
