@@ -21,7 +21,8 @@ its place, on the same core as the acquisition:
   map's z, and refreshes the map with an autofocus every `map_refresh_positions`
   positions or `map_refresh_s` seconds;
 - every Z it commands, its own and the acquisition's, is checked against
-  `z_limits_um` (an event outside them is skipped, never sent).
+  `z_limits_um` (an event outside them is skipped, never sent), and approached from
+  below like the autofocus's own moves, so mechanical backlash lands the same way.
 
 Use it with a dedicated runner or set it explicitly; importing this module changes
 nothing globally::
@@ -128,7 +129,9 @@ class AutofocusEngine(MDAEngine):
     `on_failure` the failure policy (see the module docstring). `focus_channel`
     (group, preset) and `focus_exposure_ms` are applied for the search only.
     `focus_map`, `map_refresh_positions`, `map_refresh_s`: place positions without
-    an autofocus event from the map and refresh it. Remaining keyword arguments go
+    an autofocus event from the map and refresh it. `approach_from_below` makes every
+    acquisition Z move come from `request.backlash_um` below, like the autofocus's own
+    moves, so the stage's play lands the same way. Remaining keyword arguments go
     to `MDAEngine` (e.g. `use_hardware_sequencing`). Raises `ConfigurationError`
     for an unknown policy or focus channel.
     """
@@ -146,6 +149,7 @@ class AutofocusEngine(MDAEngine):
         focus_map: FocusMap | None = None,
         map_refresh_positions: int | None = None,
         map_refresh_s: float | None = None,
+        approach_from_below: bool = True,
         **engine_kwargs: Any,
     ) -> None:
         super().__init__(mmc, **engine_kwargs)
@@ -171,6 +175,7 @@ class AutofocusEngine(MDAEngine):
             if value is not None and not value > 0:
                 raise ConfigurationError(f"{name} must be > 0 or None, got {value!r}")
         self.z_limits_um = z_limits_um
+        self.approach_from_below = approach_from_below
         self.request = request or FocusRequest(range_um=60.0)
         self.on_failure: FailurePolicy = on_failure
         self.focus_channel = focus_channel
@@ -263,6 +268,12 @@ class AutofocusEngine(MDAEngine):
             if SkipEvent is not None:
                 raise SkipEvent(reason=message)
             raise LimitError(message)
+        # Approach from below, as the autofocus does, so backlash lands the same way and the
+        # z found is the z imaged (a focus drive's play can be a DOF or more).
+        below = self.z_limits_um.clamp(target - self.request.backlash_um)
+        if self.approach_from_below and core.getZPosition() > below:
+            core.setZPosition(below)
+            core.waitForDevice(core.getFocusDevice())
         core.setZPosition(target)
 
     # ------------------------------------------------------------ autofocus

@@ -69,7 +69,8 @@ class MapPoint:
             "z_um": self.z_um,
             "success": self.success,
             "reason": self.reason,
-            "confidence": self.confidence,
+            "confidence": self.confidence
+            if self.confidence is None or math.isfinite(self.confidence) else None,
             "frames": self.frames,
             "hardware_s": round(self.hardware_s, 6),
             "used": self.used,

@@ -74,9 +74,13 @@ class Surface:
         return {
             "kind": self.kind,
             "n_points": self.n_points,
-            "rms_um": round(self.rms_um, 6),
-            "loo_rms_um": round(self.loo_rms_um, 6),
+            "rms_um": _json(self.rms_um),
+            "loo_rms_um": _json(self.loo_rms_um),  # None: too few points to estimate
         }
+
+
+def _json(v: float) -> float | None:
+    return round(v, 6) if math.isfinite(v) else None
 
 
 def _design(kind: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
