@@ -27,7 +27,9 @@ MIN_POINTS: dict[str, int] = {"plane": 3, "quadratic": 6, "thin-plate": 10}
 """Fewest points each model needs; `auto` also wants two spare points beyond these."""
 
 _PREFER_STIFFER = 0.85
-"""A more flexible model must cut the leave-one-out RMS below this fraction to win."""
+"""A more flexible model must cut the leave-one-out RMS below this fraction to win ..."""
+_MIN_GAIN_UM = 0.005
+"""... and by at least this much (µm): no model wins on round-off of an exact fit."""
 
 
 class SurfaceFitError(ValueError):
@@ -279,7 +281,9 @@ def _choose(
         candidates[k] = s.loo_rms_um
         if not math.isfinite(s.loo_rms_um):
             continue
-        if best is None or s.loo_rms_um < _PREFER_STIFFER * best[0].loo_rms_um:
+        if best is None or s.loo_rms_um < min(
+            _PREFER_STIFFER * best[0].loo_rms_um, best[0].loo_rms_um - _MIN_GAIN_UM
+        ):
             best = (s, loo)
     if best is None:  # 3-4 points: a plane through them, with no honest error estimate
         s = _fit_one("plane", x, y, z, smoothing)
