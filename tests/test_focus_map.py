@@ -296,3 +296,12 @@ def test_mda_engine_places_positions_from_the_map_and_refreshes_it():
     dof = sim.optics.depth_of_field_um
     for _meta, physical, true_z in seen:
         assert abs(physical - true_z) <= dof / 4
+
+
+def test_http_focus_map_example_json():
+    proc = _run(str(ROOT / "examples" / "http_focus_map.py"), "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["focus"]["state"] == "succeeded"
+    assert report["focus_map"]["state"] == "ready" and len(report["predictions"]) == 96
+    assert all(abs(p["error_um"]) <= report["dof_um"] / 4 for p in report["predictions"])

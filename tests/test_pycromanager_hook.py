@@ -65,3 +65,28 @@ def test_event_position_reads_position_or_grid():
     assert event_position({"axes": {"position": 3}}) == 3
     assert event_position({"axes": {"row": 1, "column": 2}}) == (1, 2)
     assert event_position({"axes": {"time": 0}}) is None
+
+
+def test_example_real_pycromanager_acquisition_with_the_hook():
+    """examples/pycromanager_hook.py: a real pycromanager Acquisition (headless MMCore,
+    DemoCamera beads) whose hook asks a real daemon driving that same core."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("pycromanager")
+    pytest.importorskip("mm_test_adapters")
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOFOCUS_")}
+    proc = subprocess.run(
+        [sys.executable, str(root / "examples" / "pycromanager_hook.py"), "--json"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=root,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert [r["position"] for r in report["autofocus"]] == [0, 1, 2, 0, 1, 2]
+    assert all(r["state"] == "succeeded" for r in report["autofocus"])
+    assert len(report["images"]) == 6
+    assert all(abs(i["z_um"]) <= report["dof_um"] / 4 for i in report["images"])
