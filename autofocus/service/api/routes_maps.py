@@ -156,7 +156,7 @@ async def post_focus_map(
     return _record_response(record, created=True)
 
 
-@router.get("/focus-maps/{map_id}", summary="A focus map", responses=problem(401, 404))
+@router.get("/focus-maps/{map_id}", summary="A focus map", responses=problem(401, 404, 422))
 async def get_focus_map(request: Request, map_id: MapId) -> Response:
     """The map: state, surface model and residuals, every sample point (outliers flagged)."""
     record = _registry(request).get(map_id)
