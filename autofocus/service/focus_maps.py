@@ -18,7 +18,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from autofocus.search.focus import FocusRequest
+from autofocus.errors import UnknownNameError
+from autofocus.search.focus import FocusRequest, search_space
+from autofocus.search.strategies.registry import available_strategies
+from autofocus.service.jobs.manager import InvalidRequest
 from autofocus.search.maps import FocusMap, build_focus_map, grid_positions
 from autofocus.settings import Settings
 
@@ -109,6 +112,8 @@ class FocusMapRegistry:
             settle_s=d.settle_s,
             verify=d.verify,
         )
+        _validate(manager, request)
+        scorer = manager.scorer(request.scorer)  # UnknownNameError (422) before queueing
         record = MapRecord(uuid.uuid4().hex, "building", "autofocus", time.time())
         record.focus_map = FocusMap(kind=kind)
 
@@ -116,13 +121,30 @@ class FocusMapRegistry:
             return build_focus_map(
                 microscope, positions, request, kind=kind, cancel=cancel,
                 focus_map=record.focus_map, range_after_map_um=range_after_map_um,
-                scorer=manager.scorer(request.scorer),
+                scorer=scorer,
             )
 
         future = manager.run_on_worker(task)
         future.add_done_callback(lambda f: _finish(record, f))
         self._add(record)
         return record
+
+
+def _validate(manager: Any, request: FocusRequest) -> None:
+    """Refuse a request no sample point could run (before anything is queued or moves):
+    an unknown strategy, bad numbers, or a search range wider than the Z limits."""
+    strategies = available_strategies()
+    if request.strategy not in strategies:
+        raise UnknownNameError(
+            f"unknown strategy {request.strategy!r}; available: {', '.join(strategies)}"
+        )
+    limits = manager.snapshot.z_limits_um
+    if limits is None:
+        return
+    try:
+        search_space(request, (limits.min_um + limits.max_um) / 2, limits)
+    except ValueError as exc:  # LimitError passes through as it is (422 as well)
+        raise InvalidRequest(str(exc)) from exc
 
 
 def _finish(record: MapRecord, future: Future[Any]) -> None:
