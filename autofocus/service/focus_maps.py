@@ -20,9 +20,9 @@ from typing import Any
 
 from autofocus.errors import UnknownNameError
 from autofocus.search.focus import FocusRequest, search_space
+from autofocus.search.maps import FocusMap, build_focus_map, grid_positions
 from autofocus.search.strategies.registry import available_strategies
 from autofocus.service.jobs.manager import InvalidRequest
-from autofocus.search.maps import FocusMap, build_focus_map, grid_positions
 from autofocus.settings import Settings
 
 MAX_MAPS = 64
