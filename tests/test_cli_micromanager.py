@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from drivers.errors import ConfigurationError
+
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.mm
@@ -54,33 +56,6 @@ def test_documented_headless_command_works_from_any_folder(adapter_dir, tmp_path
     # DemoCamera's image is sharpest (brightest) at Z = 0.
     assert abs(report["best_z_um"]) < 1.0
     assert report["start_z_um"] == pytest.approx(30.0)
-
-
-def test_missing_relative_config_names_every_place_looked(adapter_dir, tmp_path):
-    proc = run_cli(
-        "focus", "--driver", "micromanager", "--mm-headless", str(adapter_dir),
-        "--mm-config", "NoSuch.cfg", "--z-min-um", "-100", "--z-max-um", "100",
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 2
-    message = " ".join(proc.stderr.split())
-    assert "NoSuch.cfg not found" in message
-    assert str(adapter_dir / "NoSuch.cfg") in message.replace("\n", "")
-    assert str(tmp_path / "NoSuch.cfg") in message.replace("\n", "")
-
-
-def test_config_in_the_current_folder_is_found_too(adapter_dir, tmp_path):
-    from drivers.micromanager import write_democamera_focus_config
-
-    write_democamera_focus_config(tmp_path / "beads.cfg")
-    proc = run_cli(
-        "focus", "--driver", "micromanager", "--mm-headless", str(adapter_dir),
-        "--mm-config", "beads.cfg", "--z-min-um", "-50", "--z-max-um", "50",
-        "--start-z-um", "12", "--range-um", "60", "--json",
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert abs(json.loads(proc.stdout)["best_z_um"]) < 1.0
 
 
 def test_driver_from_environment_is_used_when_no_flag_is_given(tmp_path):
@@ -146,7 +121,6 @@ def test_bad_continuous_focus_setting_is_refused(monkeypatch):
 def test_limits_error_names_the_command_line_flags():
     from autofocus.service.microscopes import configured_limits
     from autofocus.settings import load_settings
-    from drivers.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match=r"--z-min-um and --z-max-um"):
         configured_limits(load_settings(None, driver="micromanager"), None)
@@ -162,3 +136,16 @@ def test_resolve_config_file_prefers_the_adapter_folder(adapter_dir, tmp_path, m
     ).resolve()
     absolute = tmp_path / "MMConfig_demo.cfg"
     assert resolve_config_file(adapter_dir, absolute) == absolute.resolve()
+    (tmp_path / "beads.cfg").write_text("# only in the current folder\n")
+    assert resolve_config_file(adapter_dir, "beads.cfg") == (tmp_path / "beads.cfg").resolve()
+
+
+def test_missing_relative_config_names_every_place_looked(adapter_dir, tmp_path, monkeypatch):
+    from drivers.micromanager import resolve_config_file
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError) as err:
+        resolve_config_file(adapter_dir, "NoSuch.cfg")
+    message = str(err.value)
+    assert "NoSuch.cfg not found" in message
+    assert str(adapter_dir / "NoSuch.cfg") in message and str(tmp_path / "NoSuch.cfg") in message
