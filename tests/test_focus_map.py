@@ -310,3 +310,25 @@ def test_http_focus_map_example_json():
     assert report["focus"]["state"] == "succeeded"
     assert report["focus_map"]["state"] == "ready" and len(report["predictions"]) == 96
     assert all(abs(p["error_um"]) <= report["dof_um"] / 4 for p in report["predictions"])
+
+
+def test_mda_engine_refreshes_a_stale_map_by_time():
+    """map_refresh_s: a map older than T seconds is refreshed by an autofocus there."""
+    pytest.importorskip("pymmcore_plus")
+    import useq
+    from pymmcore_plus.mda import MDARunner
+
+    from autofocus.acquire.mda import AutofocusEngine
+    from drivers.mm_sim_devices import simulated_unicore
+
+    config = SimConfig.preset("beads", focus_z_um=0.0, surface=SampleSurface.plate())
+    core, sim = simulated_unicore(config, seed=4)
+    fmap = FocusMap.from_points([(0, 0, 0.0), (100_000, 0, 0.0), (0, 70_000, 0.0)])
+    engine = AutofocusEngine(core, z_limits_um=sim.z_limits_um, focus_map=fmap,
+                             request=FocusRequest(range_um=60, tolerance_um=0.25),
+                             map_refresh_s=1e-6)
+    runner = MDARunner()
+    runner.set_engine(engine)
+    runner.run(useq.MDASequence(stage_positions=[(20_000, 20_000, 0.0), (60_000, 30_000, 0.0)]))
+    assert [r.source for r in engine.focus_log] == ["map", "autofocus", "map", "autofocus"]
+    assert len(fmap.points) == 5 and all(p.success for p in fmap.points)
