@@ -332,3 +332,20 @@ def test_mda_engine_refreshes_a_stale_map_by_time():
     runner.run(useq.MDASequence(stage_positions=[(20_000, 20_000, 0.0), (60_000, 30_000, 0.0)]))
     assert [r.source for r in engine.focus_log] == ["map", "autofocus", "map", "autofocus"]
     assert len(fmap.points) == 5 and all(p.success for p in fmap.points)
+
+
+def test_only_unambiguous_successes_are_map_points():
+    from autofocus.search.maps import map_point_verdict
+    from autofocus.search.result import FocusResult, Timing
+
+    def result(success=True, reason=None, **details):
+        return FocusResult(
+            success=success, best_z_um=1.0 if success else None, best_score=1.0,
+            confidence=0.9, reason=reason, error_type=None, start_z_um=0.0, final_z_um=1.0,
+            frames=20, curve=[], timing=Timing(), strategy="s", scorer="t", details=details,
+        )
+
+    assert map_point_verdict(result()) is None
+    assert map_point_verdict(result(False, "no focus signal")) == "no focus signal"
+    verdict = map_point_verdict(result(rivals=[{"z_um": 1.0}, {"z_um": 16.5}]))
+    assert verdict is not None and "rival" in verdict and "16.50" in verdict

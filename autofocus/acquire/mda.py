@@ -50,7 +50,7 @@ from autofocus.errors import AutofocusError, ConfigurationError, LimitError
 from autofocus.scoring.base import Scorer
 from autofocus.scoring.registry import get_scorer
 from autofocus.search.focus import FocusRequest, focus
-from autofocus.search.maps.focus_map import FocusMap, MapPoint
+from autofocus.search.maps.focus_map import FocusMap, MapPoint, map_point_verdict
 from autofocus.search.result import FocusResult
 from drivers.base import ZLimits
 from drivers.micromanager import MicroManagerMicroscope
@@ -397,6 +397,8 @@ class AutofocusEngine(MDAEngine):
 
     def _add_map_point(self, event: MDAEvent, z_um: float, result: FocusResult) -> None:
         if self.focus_map is None or event.x_pos is None or event.y_pos is None:
+            return
+        if map_point_verdict(result) is not None:  # e.g. a rival plane: not a map point
             return
         self.focus_map.add(MapPoint(
             float(event.x_pos), float(event.y_pos), z_um, confidence=float(result.confidence),

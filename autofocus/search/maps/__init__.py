@@ -5,6 +5,7 @@ from autofocus.search.maps.focus_map import (
     MapPoint,
     build_focus_map,
     grid_positions,
+    map_point_verdict,
     spread_positions,
 )
 from autofocus.search.maps.surface import SURFACE_KINDS, Surface, SurfaceFitError, fit_surface
@@ -18,5 +19,6 @@ __all__ = [
     "build_focus_map",
     "fit_surface",
     "grid_positions",
+    "map_point_verdict",
     "spread_positions",
 ]

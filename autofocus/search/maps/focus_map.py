@@ -225,6 +225,27 @@ def spread_positions(candidates: Sequence[tuple[float, float]], n: int) -> list[
 PointCallback = Callable[[MapPoint, FocusResult | None], None]
 
 
+def map_point_verdict(result: FocusResult) -> str | None:
+    """None when `result` may be a focus-map point, else why not (one sentence).
+
+    Only an unambiguous success is a map point: a failed search is not, and neither is
+    one that saw a rival focal plane (failure code `rival_peak`, or a success whose
+    strategy resolved rivals by a policy: `details["rivals"]`), because on a neighbouring
+    field the other plane may be the specimen.
+    """
+    if getattr(result, "reason_code", None) == "rival_peak":
+        return result.reason or "two candidate focal planes were found"
+    if not result.success or result.best_z_um is None:
+        return result.reason or "the autofocus failed"
+    rivals = (result.details or {}).get("rivals")
+    if isinstance(rivals, list) and len(rivals) > 1:
+        zs = ", ".join(
+            f"{r['z_um']:.2f}" for r in rivals if isinstance(r, dict) and "z_um" in r
+        )
+        return f"a rival focal plane was seen ({zs or len(rivals)} µm); not used as a map point"
+    return None
+
+
 def build_focus_map(
     microscope: Microscope,
     positions: Sequence[tuple[float, float]],
@@ -268,13 +289,14 @@ def build_focus_map(
             center = min(max(predicted, limits.min_um + half), limits.max_um - half)
             point_req = replace(req, center_z_um=center, range_um=range_um)
         result = focus(microscope, point_req, scorer=scorer, cancel=cancel)
-        ok = result.success and result.best_z_um is not None
+        verdict = map_point_verdict(result)
+        ok = verdict is None
         point = MapPoint(
             float(x_um),
             float(y_um),
             float(result.best_z_um) if ok else None,  # type: ignore[arg-type]
             success=ok,
-            reason=None if ok else (result.reason or "the autofocus failed"),
+            reason=verdict,
             confidence=round(float(result.confidence), 4),
             frames=result.frames,
             hardware_s=clock.now_s() - t0,
