@@ -46,7 +46,7 @@ import structlog
 from pymmcore_plus.mda import MDAEngine
 from useq import HardwareAutofocus, MDAEvent
 
-from autofocus.errors import AutofocusError, ConfigurationError, LimitError
+from autofocus.errors import AutofocusError, ConfigurationError, LimitError, MicroscopeError
 from autofocus.scoring.base import Scorer
 from autofocus.scoring.registry import get_scorer
 from autofocus.search.focus import FocusRequest, focus
@@ -304,7 +304,7 @@ class AutofocusEngine(MDAEngine):
                 request = replace(self.request, center_z_um=self._search_center(before_z))
                 try:
                     result = focus(mic, request, scorer=self._scorer)
-                except (AutofocusError, ValueError) as exc:  # refused before moving
+                except (AutofocusError, MicroscopeError, ValueError) as exc:  # refused, unmoved
                     result = None
                     reason, error_type = str(exc), type(exc).__name__
                     break
