@@ -224,3 +224,29 @@ def test_engine_is_not_installed_globally():
     from autofocus.acquire.mda import AutofocusEngine
 
     assert not isinstance(core.mda.engine, AutofocusEngine)
+
+
+def test_shutter_held_open_by_the_acquisition_is_put_back_after_the_search():
+    """keep_shutter_open_across z: the stock engine holds the shutter open with auto-shutter
+    off; the search needs light too and must leave that state as it found it."""
+    useq, core, sim, engine, runner, truth, frames = _setup()
+    x, y, z = truth[0]
+    states = []
+    real_snap = sim.snap
+
+    def recording_snap():  # instrumentation around the real simulator, not a fake
+        states.append((sim.light_on, core.getAutoShutter()))
+        return real_snap()
+
+    sim.snap = recording_snap  # type: ignore[method-assign]
+    seq = useq.MDASequence(
+        stage_positions=[useq.Position(x=x, y=y, z=z + 8.0)],
+        z_plan={"range": 2.0, "step": 1.0},
+        keep_shutter_open_across=("z",),
+        autofocus_plan=useq.AxesBasedAF(axes=("p",)),
+    )
+    runner.run(seq)
+    assert len(frames) == 3
+    assert all(light for light, _ in states)  # every frame, search and images, had light
+    assert frames[1][5]["autofocus"]["success"]
+    assert core.getAutoShutter() and not sim.light_on  # the stock teardown's state
