@@ -349,3 +349,30 @@ def test_only_unambiguous_successes_are_map_points():
     assert map_point_verdict(result(False, "no focus signal")) == "no focus signal"
     verdict = map_point_verdict(result(rivals=[{"z_um": 1.0}, {"z_um": 16.5}]))
     assert verdict is not None and "rival" in verdict and "16.50" in verdict
+
+
+def test_maps_survive_a_restart_and_a_build_cut_short_reads_failed(tmp_path):
+    """Real SQLite file: a ready map answers again after a restart (refitted from its
+    stored points); one that was being built when the service stopped reads failed."""
+    from autofocus.service.focus_maps import INTERRUPTED, FocusMapRegistry, MapRecord
+
+    db = tmp_path / "jobs.db"
+    first = FocusMapRegistry(db)
+    ready = first.from_points([(0, 0, 1.0), (1000, 0, 2.0), (0, 1000, 3.0), (1000, 1000, 4.2)],
+                              "auto")
+    building = MapRecord("b" * 32, "building", "autofocus", 1.0, FocusMap())
+    building.focus_map.add(MapPoint(0, 0, 5.0))
+    first._add(building)
+    first.close()
+
+    second = FocusMapRegistry(db)
+    again = second.get(ready.id)
+    assert again is not None and again.state == "ready"
+    assert again.focus_map.predict_z_um(500, 500) == pytest.approx(
+        ready.focus_map.predict_z_um(500, 500)
+    )
+    cut = second.get("b" * 32)
+    assert cut.state == "failed" and cut.error == INTERRUPTED
+    assert len(cut.focus_map.points) == 1
+    second.close()
+    assert FocusMapRegistry(db).get("b" * 32).error == INTERRUPTED

@@ -3,24 +3,28 @@
 A map is built either from sample positions the daemon autofocuses at itself
 (`positions` or a `grid`; needs an XY stage) or from points measured elsewhere
 (`points` with z). Building runs on the worker thread that owns the microscope,
-between focus jobs (`JobManager.run_on_worker`). Maps live in memory, keyed by id,
-at most `MAX_MAPS` (the oldest is dropped); they are cheap to rebuild and a restart
-forgets them.
+between focus jobs (`JobManager.run_on_worker`). Maps are kept, keyed by id, at most
+`MAX_MAPS` (the oldest is dropped), in memory and in the daemon's SQLite file (table
+`focus_maps`): after a restart a ready map answers again (refitted from its stored
+points) and a map that was being built reads `failed` with the reason.
 """
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import threading
 import time
 import uuid
 from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from autofocus.errors import UnknownNameError
 from autofocus.search.focus import FocusRequest, search_space
-from autofocus.search.maps import FocusMap, build_focus_map, grid_positions
+from autofocus.search.maps import FocusMap, MapPoint, build_focus_map, grid_positions
 from autofocus.search.strategies.registry import available_strategies
 from autofocus.service.jobs.manager import InvalidRequest
 from autofocus.settings import Settings
@@ -55,22 +59,79 @@ class MapRecord:
         return out
 
 
-class FocusMapRegistry:
-    """The daemon's focus maps (thread-safe)."""
+INTERRUPTED = "the service stopped while the map was being built; build it again"
 
-    def __init__(self) -> None:
+
+class FocusMapRegistry:
+    """The daemon's focus maps (thread-safe), persisted in SQLite at `database_path`
+    (None: memory only)."""
+
+    def __init__(self, database_path: str | Path | None = None) -> None:
         self._maps: OrderedDict[str, MapRecord] = OrderedDict()
         self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        if database_path is not None:
+            self._db = sqlite3.connect(
+                str(database_path), check_same_thread=False, isolation_level=None, timeout=10.0
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS focus_maps (id TEXT PRIMARY KEY, created_s REAL, "
+                "state TEXT, source TEXT, error TEXT, kind TEXT, points TEXT)"
+            )
+            self._load()
 
     def get(self, map_id: str) -> MapRecord | None:
         with self._lock:
             return self._maps.get(map_id)
 
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
     def _add(self, record: MapRecord) -> None:
         with self._lock:
             self._maps[record.id] = record
             while len(self._maps) > MAX_MAPS:
-                self._maps.popitem(last=False)
+                old_id, _ = self._maps.popitem(last=False)
+                if self._db is not None:
+                    self._db.execute("DELETE FROM focus_maps WHERE id = ?", (old_id,))
+        self.save(record)
+
+    def save(self, record: MapRecord) -> None:
+        """Write `record` (state, error, its points) to the database."""
+        if self._db is None:
+            return
+        fmap = record.focus_map
+        points = json.dumps([p.to_dict() for p in fmap.points] if fmap else [])
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO focus_maps VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (record.id, record.created_s, record.state, record.source, record.error,
+                 fmap.kind if fmap else "auto", points),
+            )
+
+    def _load(self) -> None:
+        assert self._db is not None
+        rows = self._db.execute(
+            "SELECT id, created_s, state, source, error, kind, points FROM focus_maps "
+            "ORDER BY created_s"
+        ).fetchall()
+        for map_id, created_s, state, source, error, kind, points_json in rows[-MAX_MAPS:]:
+            points = [
+                MapPoint(p["x_um"], p["y_um"], p["z_um"], success=p["success"],
+                         reason=p["reason"], confidence=p["confidence"], frames=p["frames"],
+                         hardware_s=p["hardware_s"])
+                for p in json.loads(points_json)
+            ]
+            if state == "building":
+                state, error = "failed", INTERRUPTED
+            record = MapRecord(map_id, state, source, created_s, FocusMap(points, kind=kind),
+                               error)
+            record.done.set()
+            self._maps[map_id] = record
+            if error == INTERRUPTED:
+                self.save(record)
 
     def from_points(self, points: list[tuple[float, float, float]], kind: str) -> MapRecord:
         """A map fitted through measured (x_um, y_um, z_um) points; no hardware involved.
@@ -125,7 +186,7 @@ class FocusMapRegistry:
             )
 
         future = manager.run_on_worker(task)
-        future.add_done_callback(lambda f: _finish(record, f))
+        future.add_done_callback(lambda f: _finish(record, f, self))
         self._add(record)
         return record
 
@@ -147,7 +208,15 @@ def _validate(manager: Any, request: FocusRequest) -> None:
         raise InvalidRequest(str(exc)) from exc
 
 
-def _finish(record: MapRecord, future: Future[Any]) -> None:
+def _finish(record: MapRecord, future: Future[Any], registry: FocusMapRegistry) -> None:
+    try:
+        _settle(record, future)
+    finally:
+        registry.save(record)
+        record.done.set()
+
+
+def _settle(record: MapRecord, future: Future[Any]) -> None:
     exc = future.exception()
     if exc is not None:
         record.state, record.error = "failed", str(exc) or type(exc).__name__
@@ -159,7 +228,6 @@ def _finish(record: MapRecord, future: Future[Any]) -> None:
         )
     else:
         record.state = "ready"
-    record.done.set()
 
 
 def grid(

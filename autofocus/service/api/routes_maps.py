@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -17,6 +18,8 @@ from autofocus.service.api.security import require_token
 from autofocus.service.focus_maps import MAX_POSITIONS, FocusMapRegistry, MapRecord, grid
 from drivers.base import xy_stage_of
 from drivers.errors import ConfigurationError
+
+_REGISTRY_LOCK = threading.Lock()
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_token)], tags=["focus maps"])
 
@@ -92,7 +95,11 @@ class FocusMapBody(BaseModel):
 def _registry(request: Request) -> FocusMapRegistry:
     registry = getattr(request.app.state, "focus_maps", None)
     if registry is None:
-        registry = request.app.state.focus_maps = FocusMapRegistry()
+        with _REGISTRY_LOCK:
+            registry = getattr(request.app.state, "focus_maps", None)
+            if registry is None:
+                path = request.app.state.settings.database_path
+                registry = request.app.state.focus_maps = FocusMapRegistry(path)
     return registry
 
 
