@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,6 +26,8 @@ DriverName = Literal["sim", "micromanager", "replay"]
 
 class SimSettings(BaseModel):
     """Options of the simulated microscope (driver `sim`)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     seed: int = Field(0, description="Random seed: specimen, true focus and noise.")
     specimen: Literal["beads", "cells", "fibres"] = "beads"
@@ -54,6 +56,8 @@ class SimSettings(BaseModel):
 class MicroManagerSettings(BaseModel):
     """Options of the Micro-Manager driver (driver `micromanager`)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     port: int | None = Field(None, description="ZMQ server port of a running Micro-Manager.")
     headless_adapter_dir: Path | None = Field(
         None, description="Start Micro-Manager headless in-process with adapters from here."
@@ -67,6 +71,8 @@ class MicroManagerSettings(BaseModel):
 class ReplaySettings(BaseModel):
     """Options of the replay driver (driver `replay`): a recorded z-stack served as a stage."""
 
+    model_config = ConfigDict(extra="forbid")
+
     stack: Path | None = Field(None, description="Stack folder, multi-page TIFF or CSV.")
     pattern: str | None = Field(None, description="Regex with a named group `z` for file names.")
     z_step_um: float | None = Field(None, gt=0, description="Z step for multi-page TIFFs.")
@@ -79,6 +85,8 @@ class ReplaySettings(BaseModel):
 
 class FocusDefaults(BaseModel):
     """Defaults of a focus job; every field can be overridden per request."""
+
+    model_config = ConfigDict(extra="forbid")
 
     strategy: str = "coarse-fine"
     scorer: str = "tenengrad"
@@ -111,8 +119,57 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     queue_max: int = Field(16, ge=1, description="Queued jobs beyond which POST answers 429.")
-    max_upload_mb: float = Field(64.0, gt=0, description="Largest request body, MB.")
-    cors_origins: list[str] = Field(default_factory=list)
+    max_upload_mb: float = Field(
+        64.0, gt=0, description="Largest upload to /v1/score, MiB (larger answers 413)."
+    )
+    max_json_kb: float = Field(
+        64.0, gt=0, le=10_240, description="Largest JSON request body, KiB (larger answers 413)."
+    )
+    score_max_pixels: int = Field(
+        32 * 1024 * 1024,
+        ge=1024,
+        le=1 << 31,
+        description="Decoded pixels (all frames together) one /v1/score request may hold.",
+    )
+    z_resolution_um: float = Field(
+        0.01,
+        gt=0,
+        description="Smallest Z step the stage resolves, µm; a tolerance_um below it is refused.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Browser origins allowed to call the API (CORS)."
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host header names accepted (DNS rebinding guard); empty: loopback names "
+        "and `host`; ['*'] accepts any.",
+    )
+    max_connections: int = Field(
+        128, ge=4, le=100_000, description="Open HTTP connections; more are closed at once."
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A request's headers must arrive within this, seconds."
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="A request body stalling longer than this is dropped, seconds."
+    )
+    hardware_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Watchdog: a stage or camera call that has not returned after this fails "
+        "the job (`hardware`) and the daemon exits non-zero so systemd restarts it, seconds.",
+    )
+    resume_after_crash: bool = Field(
+        False,
+        description="Run jobs that were queued when the daemon crashed (default: mark them "
+        "`interrupted`; the stage does not move until a client asks again).",
+    )
+    retention_days: float = Field(
+        30.0, gt=0, description="Finished jobs older than this are deleted, days."
+    )
+    retention_max_jobs: int = Field(
+        10_000, ge=1, description="At most this many finished jobs are kept (oldest go first)."
+    )
     model_path: Path | None = Field(None, description="ONNX model for the `focusnet` scorer.")
     execution_provider: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
 

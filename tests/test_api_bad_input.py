@@ -232,16 +232,20 @@ def test_oversized_upload_is_413(http, untouched):
             b"'shape': (2,), }" + b" " * 60 + b"\n" + b"\x00" * 16,
         ),
         ("header_only.npy", _npy(np.zeros((64, 64)))[:128]),
-        (
-            "bomb.npy",
-            b"\x93NUMPY\x01\x00v\x00{'descr': '<u2', 'fortran_order': False, "
-            b"'shape': (100000, 100000), }" + b" " * 48 + b"\n",
-        ),
     ],
 )
 def test_corrupt_uploads_are_422(http, untouched, name, data):
     problem = _problem(http.post("/v1/score", files=[("files", (name, data))]), 422)
     assert name in problem["detail"]
+
+
+def test_decompression_bomb_is_413_before_decoding(http, untouched):
+    bomb = (
+        b"\x93NUMPY\x01\x00v\x00{'descr': '<u2', 'fortran_order': False, "
+        b"'shape': (100000, 100000), }" + b" " * 48 + b"\n"
+    )
+    problem = _problem(http.post("/v1/score", files=[("files", ("bomb.npy", bomb))]), 413)
+    assert "bomb.npy" in problem["detail"] and "score_max_pixels" in problem["detail"]
 
 
 def test_score_rejects_unknown_scorer_and_missing_files(http, untouched):

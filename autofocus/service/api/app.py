@@ -102,7 +102,8 @@ def create_app(settings: Settings, *, open_microscope: MicroscopeFactory | None 
         )
     app.add_middleware(
         RequestContextMiddleware,
-        max_body_bytes=int(settings.max_upload_mb * 1024 * 1024),
+        max_upload_bytes=int(settings.max_upload_mb * 1024 * 1024),
+        max_json_bytes=int(settings.max_json_kb * 1024),
         metrics=metrics,
     )
     return app

@@ -25,6 +25,7 @@ from autofocus.errors import (
     ModelError,
     UnknownNameError,
 )
+from autofocus.service.api.images import DecodeOutOfMemory, PixelBudgetExceeded
 from autofocus.service.jobs.manager import (
     IdempotencyConflict,
     InvalidRequest,
@@ -64,6 +65,8 @@ ERROR_MAP: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (QueueFull, 429, "queue-full", "Job queue full"),
     (IdempotencyConflict, 422, "idempotency-key-reused", "Idempotency key reused"),
     (NotReady, 503, "not-ready", "Microscope not ready"),
+    (PixelBudgetExceeded, 413, "too-many-pixels", "Too many pixels"),
+    (DecodeOutOfMemory, 503, "out-of-memory", "Out of memory"),
     (LimitError, 422, "outside-z-limits", "Outside the Z limits"),
     (UnknownNameError, 422, "unknown-name", "Unknown name"),
     (ImageError, 422, "unusable-image", "Unusable image"),

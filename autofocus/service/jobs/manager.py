@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import threading
 import time
 import uuid
@@ -154,6 +155,16 @@ class JobManager:
         )
 
     @property
+    def z_resolution_um(self) -> float:
+        """The finest tolerance a request may ask for: the configured `z_resolution_um` or
+        the driver's own step, whichever is coarser (µm)."""
+        driver_step = getattr(self.microscope, "z_resolution_um", None)
+        floor = float(self.settings.z_resolution_um)
+        if isinstance(driver_step, int | float) and math.isfinite(driver_step):
+            floor = max(floor, float(driver_step))
+        return floor
+
+    @property
     def worker_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
@@ -255,6 +266,7 @@ class JobManager:
         req["scorer"] = canonical_scorer_name(str(req["scorer"]))
         snap = self.snapshot
         assert snap.z_limits_um is not None and snap.z_um is not None
+        _check_tolerance(req["tolerance_um"], self.z_resolution_um)
         focus_request = FocusRequest(
             scorer=req["scorer"],
             strategy=req["strategy"],
@@ -384,6 +396,20 @@ class JobManager:
 def _fingerprint(fields: Mapping[str, Any]) -> str:
     canon = json.dumps(dict(fields), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canon.encode()).hexdigest()
+
+
+def _check_tolerance(tolerance_um: Any, floor_um: float) -> None:
+    # A tolerance finer than the stage resolves cannot be met, and a tiny one makes every
+    # "range / tolerance" count in the search astronomically large (memory, overflow).
+    try:
+        tol = float(tolerance_um)
+    except (TypeError, ValueError):
+        raise InvalidRequest(f"tolerance_um must be a number, got {tolerance_um!r}") from None
+    if not math.isfinite(tol) or tol < floor_um:
+        raise InvalidRequest(
+            f"tolerance_um ({tol:g} µm) is below what the Z stage can resolve "
+            f"(z_resolution_um = {floor_um:g} µm); ask for {floor_um:g} µm or more"
+        )
 
 
 def _check_roi(roi: Mapping[str, int], camera: CameraInfo | None) -> None:
