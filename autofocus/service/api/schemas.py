@@ -79,6 +79,11 @@ class JobOut(BaseModel):
     progress: Progress
     result: dict[str, Any] | None
     error: str | None = Field(description="Why the job did not succeed, in plain words.")
+    error_code: str | None = Field(
+        None,
+        description="Stable reason code when the job did not succeed: `hardware` (a stage or "
+        "camera call did not answer, see the watchdog), `timeout`, `cancelled`, ...",
+    )
     created_at: str
     started_at: str | None
     finished_at: str | None

@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import json
 import math
+import os
 import threading
 import time
 import uuid
@@ -29,8 +30,10 @@ from autofocus.errors import UnknownNameError
 from autofocus.scoring.base import Scorer
 from autofocus.scoring.registry import canonical_scorer_name, get_scorer
 from autofocus.service.jobs.events import EventBroker
+from autofocus.service.jobs.hardware import HardwareWatch
 from autofocus.service.jobs.models import Job, JobState
 from autofocus.service.jobs.store import JobStore, StoredEvent
+from autofocus.service.jobs.watchdog import Watchdog
 from autofocus.service.jobs.worker import MicroscopeSnapshot, RunningJob, Worker
 from autofocus.service.metrics import Metrics
 from autofocus.settings import Settings
@@ -94,6 +97,7 @@ class JobManager:
         metrics: Metrics,
         *,
         open_microscope: MicroscopeFactory | None = None,
+        exit_process: Callable[[int], None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -113,14 +117,31 @@ class JobManager:
         self.microscope: Microscope | None = None
         self.snapshot = MicroscopeSnapshot(driver=settings.driver)
         self.started_s = time.time()
+        self.hardware_watch = HardwareWatch(settings.hardware_timeout_s)
+        self.watchdog = Watchdog(self, exit_process=exit_process)
+        # Set by the watchdog when the hardware stopped answering: /readyz says it, nothing
+        # new is accepted, and the process exits so systemd starts a fresh one.
+        self.watchdog_reason: str | None = None
 
     # -------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
-        """Recover after a crash (running → interrupted), re-queue queued jobs, start the worker."""
+        """Recover after a crash, re-queue queued jobs, start the worker and the watchdog.
+
+        A job left running by a dead process becomes `interrupted` with the Z position
+        the stage was last commanded to. After an unclean stop (crash, SIGKILL, out of
+        memory, watchdog exit) queued jobs become `interrupted` too, so the stage does
+        not move until a client asks again, unless `resume_after_crash` is set; after a
+        clean stop they run.
+        """
+        crashed = self.store.mark_service_started(os.getpid())
         for job, event in self.store.recover_after_crash():
             log.warning("job.interrupted", job_id=job.id, error=job.error)
             self.broker.publish(event)
+        if crashed and not self.settings.resume_after_crash:
+            for job, event in self.store.interrupt_queued():
+                log.warning("job.interrupted", job_id=job.id, when="queued")
+                self.broker.publish(event)
         with self._lock:
             for job_id in self.store.queued_ids():
                 self._queue.append(job_id)
@@ -131,18 +152,33 @@ class JobManager:
         self._thread = threading.Thread(target=self._worker.main, name="microscope-worker")
         self._thread.daemon = True
         self._thread.start()
+        self.watchdog.start()
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop the worker: cancel the running job (the stage returns), keep queued jobs."""
+    def begin_shutdown(self) -> None:
+        """Stop taking jobs and cancel the running one (its stage returns); returns at once.
+
+        Called as soon as a shutdown signal arrives, before open HTTP streams are
+        drained, so a watcher cannot keep the job (or the next one) running.
+        """
+        if not self._stopping.is_set():
+            log.info("service.stopping", running_job=self.current_job_id)
         self._stopping.set()
         with self._lock:
             if self._current is not None:
                 self._current.cancel.set()
             self._wake.notify_all()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop the worker: cancel the running job (the stage returns), keep queued jobs."""
+        self.begin_shutdown()
         if self._thread is not None:
             self._thread.join(timeout_s)
             if self._thread.is_alive():
                 log.error("worker.stop_timeout", timeout_s=timeout_s)
+                return  # not a clean stop: the next start treats it as a crash
+        self.watchdog.stop()
+        if self.watchdog_reason is None:
+            self.store.mark_service_stopped()
 
     @property
     def ready(self) -> bool:
@@ -152,6 +188,7 @@ class JobManager:
             and self._thread is not None
             and self._thread.is_alive()
             and not self._stopping.is_set()
+            and self.watchdog_reason is None
         )
 
     @property
@@ -202,7 +239,12 @@ class JobManager:
                             f"the Idempotency-Key {idempotency_key!r} was already used for a "
                             "different request"
                         )
-                    return job, False
+                    if job.state is not JobState.INTERRUPTED:
+                        return job, False
+                    # Asked again after a crash interrupted it: a new job takes the key
+                    # (validated below; the old one keeps its record without the key).
+                    self.resolve(fields)  # an invalid request must not take the key away
+                    self.store.release_idempotency_key(job.id)
             request = self.resolve(fields)
             if len(self._queue) >= self.settings.queue_max:
                 raise QueueFull(
@@ -341,6 +383,8 @@ class JobManager:
             return self.get(job_id)
 
     def not_ready_reason(self) -> str:
+        if self.watchdog_reason:
+            return self.watchdog_reason
         if self.snapshot.error:
             return self.snapshot.error
         if self._stopping.is_set():
