@@ -18,6 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 import autofocus
+from autofocus.service.api.guards import BrowserGuardMiddleware, allowed_host_names
 from autofocus.service.api.middleware import RequestContextMiddleware
 from autofocus.service.api.problems import install_problem_handlers
 from autofocus.service.api.routes_jobs import router as jobs_router
@@ -100,6 +101,12 @@ def create_app(settings: Settings, *, open_microscope: MicroscopeFactory | None 
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
             expose_headers=["Location", "X-Request-ID"],
         )
+    # Outermost last: request ids and logs wrap the browser guard, which wraps CORS.
+    app.add_middleware(
+        BrowserGuardMiddleware,
+        allowed_hosts=allowed_host_names(settings),
+        cors_origins=list(settings.cors_origins),
+    )
     app.add_middleware(
         RequestContextMiddleware,
         max_upload_bytes=int(settings.max_upload_mb * 1024 * 1024),

@@ -9,6 +9,7 @@ nothing about internals (the traceback goes to the log).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import structlog
@@ -85,11 +86,47 @@ _HTTP_TITLES = {
     406: "Not acceptable",
     413: "Request body too large",
     415: "Unsupported media type",
+    421: "Host not allowed",
     422: "Invalid request",
     429: "Too many requests",
     500: "Internal server error",
     503: "Service unavailable",
 }
+
+
+async def send_problem(
+    scope: Any,
+    send: Any,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Send a problem+json answer straight from ASGI middleware (no route involved)."""
+    body: dict[str, Any] = {
+        "type": _TYPE_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": scope.get("path", ""),
+    }
+    request_id = scope.get("state", {}).get("request_id")
+    if request_id:
+        body["request_id"] = request_id
+    data = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                (b"content-length", str(len(data)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
 
 
 def problem_response(

@@ -48,7 +48,7 @@ def _job_response(job: Job, *, location: bool = False) -> JSONResponse:
     summary="Start a focus job",
     responses={
         200: {"model": JobOut, "description": "The job ended within `wait` seconds."},
-        **problem(400, 401, 413, 422, 429, 503),
+        **problem(400, 401, 403, 413, 415, 421, 422, 429, 503),
     },
 )
 async def post_focus(
@@ -127,7 +127,7 @@ async def list_jobs(
     summary="Cancel a job",
     responses={
         202: {"model": JobOut, "description": "Cancel pending."},
-        **problem(401, 404, 422),
+        **problem(401, 403, 404, 421, 422),
     },
 )
 async def cancel_job(request: Request, job_id: JobId, wait: WaitQuery = None) -> Response:

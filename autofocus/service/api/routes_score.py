@@ -27,7 +27,7 @@ MAX_FRAMES = 1024
     "/score",
     response_model=ScoreOut,
     summary="Score uploaded frames",
-    responses=problem(400, 401, 413, 422),
+    responses=problem(400, 401, 403, 413, 415, 421, 422, 503),
 )
 async def score_frames(
     request: Request,

@@ -156,7 +156,11 @@ def problem(*codes: int) -> dict[int | str, dict[str, Any]]:
         401: "Missing or wrong bearer token.",
         404: "No such job.",
         409: "Conflict.",
-        413: "Request body too large.",
+        403: "Cross-origin request refused (browser pages: own origin or `cors_origins`).",
+        413: "Request body too large (JSON `max_json_kb`, uploads `max_upload_mb`, "
+        "decoded pixels `score_max_pixels`).",
+        415: "The body is not `application/json` (uploads: `multipart/form-data`).",
+        421: "The Host header is not an allowed name (`allowed_hosts`).",
         422: "Invalid request (validation, unknown name, outside the Z limits, bad image).",
         429: "The job queue is full; retry later.",
         503: "The microscope is not ready.",
