@@ -1,16 +1,20 @@
 """Property-based fuzzing of the OpenAPI schema (schemathesis) against a real server.
 
-Every operation gets generated valid and invalid requests; the daemon must
-never answer 5xx, must answer only documented status codes and content types
-with bodies matching the documented schemas, and must keep the stage within
-its Z limits and stay ready. Bounded: a few examples per operation.
+Every operation gets generated valid and invalid requests (bodies, path and
+query parameters, headers such as `Idempotency-Key` and `Last-Event-ID`); the
+daemon must never answer 5xx, must answer only documented status codes and
+content types with bodies matching the documented schemas, and must keep the
+stage within its Z limits and stay ready. A stateful run follows the OpenAPI
+links from a submitted job (read, cancel, events, curve) with generated
+headers and query parameters, asserting no 5xx. Bounded: a few examples per
+operation, well under 30 s. A longer run is documented in docs/api.md.
 """
 
 from __future__ import annotations
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -61,4 +65,42 @@ def test_api_conforms_to_its_schema(case, fuzz_server):
     mic = manager.microscope
     limits = mic.z_limits_um
     assert all(limits.contains(z) for z in mic.commanded_z_um)
+    assert manager.ready and manager.worker_alive
+
+
+def _tame(case) -> None:
+    """Keep generated waits and time limits short (they would only slow the run)."""
+    if case.query and "wait" in case.query:
+        case.query["wait"] = 0.2
+    if isinstance(case.body, dict):
+        limit = case.body.get("timeout_s")
+        if isinstance(limit, int | float) and not isinstance(limit, bool) and limit > 2:
+            case.body["timeout_s"] = 2.0
+
+
+def test_stateful_links_never_answer_5xx(fuzz_server):
+    workflow = schema.as_state_machine()
+    links = schema.raw_schema["paths"]["/v1/focus"]["post"]["responses"]["202"]["links"]
+    assert {"GetJob", "CancelJob", "JobEvents", "JobCurve"} <= set(links)
+
+    class Machine(workflow):  # type: ignore[misc, valid-type]
+        def before_call(self, case) -> None:
+            _tame(case)
+
+        def get_call_kwargs(self, case) -> dict:
+            return {"base_url": fuzz_server.url, "timeout": 30}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs) -> None:
+            case.validate_response(response, checks=[not_a_server_error])
+
+    Machine.run(
+        settings=settings(
+            max_examples=6,
+            stateful_step_count=5,
+            deadline=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    manager = fuzz_server.manager
     assert manager.ready and manager.worker_alive

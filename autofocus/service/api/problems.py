@@ -10,6 +10,7 @@ nothing about internals (the traceback goes to the log).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import structlog
@@ -188,13 +189,18 @@ async def handle_exception(request: Request, exc: Exception) -> ProblemResponse:
     if isinstance(exc, StarletteHTTPException):
         slug = "http-" + str(exc.status_code)
         title = _HTTP_TITLES.get(exc.status_code, "HTTP error")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the first route that matched the path; a path served by
+            # several routes (GET and DELETE /v1/jobs/{id}) allows all their methods.
+            headers["Allow"] = ", ".join(_allowed_methods(request)) or headers.get("Allow", "")
         return problem_response(
             request,
             exc.status_code,
             slug,
             title,
             str(exc.detail) if exc.detail is not None else title,
-            headers=dict(exc.headers or {}),
+            headers=headers,
         )
     log.error("http.internal_error", error=str(exc), error_type=type(exc).__name__, exc_info=exc)
     return problem_response(
@@ -204,6 +210,23 @@ async def handle_exception(request: Request, exc: Exception) -> ProblemResponse:
         "Internal server error",
         "the autofocus service hit an unexpected error; the log has the details",
     )
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path, read from the OpenAPI paths
+    (stable across FastAPI versions, unlike its internal route objects)."""
+    path = request.url.path
+    methods: set[str] = set()
+    for template, item in request.app.openapi().get("paths", {}).items():
+        pattern = "^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, path):
+            methods |= {m.upper() for m in item if m.upper() in _METHOD_ORDER}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods, key=_METHOD_ORDER.index)
+
+
+_METHOD_ORDER = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def install_problem_handlers(app: FastAPI) -> None:
