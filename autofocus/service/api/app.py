@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 import autofocus
 from autofocus.service.api.guards import BrowserGuardMiddleware, allowed_host_names
 from autofocus.service.api.middleware import RequestContextMiddleware
+from autofocus.service.api.security import AuthThrottle
 from autofocus.service.api.problems import install_problem_handlers
 from autofocus.service.api.routes_jobs import router as jobs_router
 from autofocus.service.api.routes_score import router as score_router
@@ -87,6 +88,7 @@ def create_app(settings: Settings, *, open_microscope: MicroscopeFactory | None 
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.broker = broker
+    app.state.auth_throttle = AuthThrottle()
     install_problem_handlers(app)
     app.include_router(jobs_router)
     app.include_router(score_router)

@@ -10,6 +10,7 @@ nothing about internals (the traceback goes to the log).
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -53,6 +54,14 @@ class Unauthorized(Exception):
     """Missing or wrong bearer token (HTTP 401)."""
 
 
+class TooManyAuthFailures(Exception):
+    """A client failed authentication too often; it must wait `retry_after_s` (HTTP 429)."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class PayloadTooLarge(StarletteHTTPException):
     """The request body exceeds `max_upload_mb` (HTTP 413)."""
 
@@ -63,6 +72,7 @@ class PayloadTooLarge(StarletteHTTPException):
 # (exception type, status, problem slug, title). Checked in order: put subclasses first.
 ERROR_MAP: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (Unauthorized, 401, "unauthorized", "Authentication required"),
+    (TooManyAuthFailures, 429, "too-many-auth-failures", "Too many authentication failures"),
     (JobNotFound, 404, "job-not-found", "Job not found"),
     (QueueFull, 429, "queue-full", "Job queue full"),
     (IdempotencyConflict, 422, "idempotency-key-reused", "Idempotency key reused"),
@@ -176,7 +186,8 @@ async def handle_exception(request: Request, exc: Exception) -> ProblemResponse:
             if status == 401:
                 headers["WWW-Authenticate"] = 'Bearer realm="autofocus"'
             if status in (429, 503):
-                headers["Retry-After"] = "1"
+                retry_s = getattr(exc, "retry_after_s", 1.0)
+                headers["Retry-After"] = str(max(1, math.ceil(retry_s)))
             return problem_response(
                 request,
                 status,

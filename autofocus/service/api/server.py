@@ -7,6 +7,11 @@ for `autofocus serve` and for `BackgroundServer` alike:
   running job is cancelled and returns the stage, no queued job starts, and
   open event streams and long-polls end when the worker has stopped — an open
   watcher cannot keep a job running through shutdown;
+- connections are bounded (`GuardedHttpProtocol`): at most `max_connections`
+  open at once (more are answered 503 and closed at once), a request's headers
+  must arrive within `header_timeout_s` and its body may not stall longer than
+  `body_timeout_s` (then 408 and the connection is closed), so stalled
+  clients cannot exhaust the file descriptors.
 
     with BackgroundServer(load_settings(database_path=tmp / "jobs.db")) as server:
         httpx.get(server.url + "/v1/status")
@@ -18,6 +23,7 @@ over TCP, exactly like `autofocus serve`, only inside this process.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 import time
@@ -27,6 +33,7 @@ from typing import Any
 import structlog
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from autofocus.service.api.app import create_app
 from autofocus.service.jobs.manager import JobManager
@@ -80,9 +87,120 @@ class DaemonServer(uvicorn.Server):
                 pass
 
 
+_REFUSED_503 = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n"
+    b"retry-after: 1\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s"
+)
+_TIMEOUT_408 = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/problem+json\r\n"
+    b"connection: close\r\ncontent-length: %d\r\n\r\n%s"
+)
+
+
+def _raw_problem(template: bytes, status: int, slug: str, title: str, detail: str) -> bytes:
+    body = json.dumps(
+        {"type": f"urn:autofocus:problem:{slug}", "title": title, "status": status,
+         "detail": detail}
+    ).encode()
+    return template % (len(body), body)
+
+
+def guarded_protocol(
+    *, max_connections: int, header_timeout_s: float, body_timeout_s: float
+) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol with a connection cap and header/body read timeouts."""
+    refused = _raw_problem(
+        _REFUSED_503, 503, "too-many-connections", "Too many connections",
+        f"the daemon already holds {max_connections} connections (max_connections); "
+        "try again in a moment",
+    )
+    header_late = _raw_problem(
+        _TIMEOUT_408, 408, "request-timeout", "Request timeout",
+        f"the request headers did not arrive within {header_timeout_s:g} s (header_timeout_s)",
+    )
+    body_late = _raw_problem(
+        _TIMEOUT_408, 408, "request-timeout", "Request timeout",
+        f"the request body stalled for more than {body_timeout_s:g} s (body_timeout_s)",
+    )
+
+    class GuardedHttpProtocol(HttpToolsProtocol):
+        _read_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                transport.write(refused)
+                transport.close()
+                return
+            self._arm(header_timeout_s, header_late)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm(header_timeout_s, header_late)
+
+        def on_headers_complete(self) -> None:
+            super().on_headers_complete()
+            self._arm(body_timeout_s, body_late)
+
+        def on_body(self, body: bytes) -> None:
+            super().on_body(body)
+            self._arm(body_timeout_s, body_late)
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._disarm()
+
+        def _arm(self, delay_s: float, answer: bytes) -> None:
+            self._disarm()
+            self._read_timer = self.loop.call_later(delay_s, self._read_timed_out, answer)
+
+        def _disarm(self) -> None:
+            if self._read_timer is not None:
+                self._read_timer.cancel()
+                self._read_timer = None
+
+        def _read_timed_out(self, answer: bytes) -> None:
+            self._read_timer = None
+            if self.transport.is_closing():
+                return
+            cycle = self.cycle
+            if cycle is None or cycle.response_complete or not cycle.response_started:
+                self.transport.write(answer)
+            self.transport.close()
+
+    return GuardedHttpProtocol
+
+
+def raise_fd_limit(max_connections: int) -> None:
+    """Raise the soft open-files limit so `max_connections` fit with room to spare."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max(4096, 2 * max_connections + 256)
+    if hard != resource.RLIM_INFINITY:
+        want = min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("server.fd_limit", soft=soft, wanted=want, error=str(exc))
+
+
 def build_server(app: FastAPI, settings: Settings, **overrides: Any) -> DaemonServer:
     """The uvicorn server for `app` with the daemon's connection limits and shutdown rules."""
+    raise_fd_limit(settings.max_connections)
     options: dict[str, Any] = {
+        "http": guarded_protocol(
+            max_connections=settings.max_connections,
+            header_timeout_s=settings.header_timeout_s,
+            body_timeout_s=settings.body_timeout_s,
+        ),
         "host": settings.host,
         "port": settings.port,
         "log_config": None,  # structlog (configure_logging) owns the output
