@@ -33,7 +33,9 @@ from autofocus.cli.options import (
 )
 from autofocus.logging import configure_logging
 from autofocus.service.api.security import InsecureBindError, check_bind_allowed
+from autofocus.service.microscopes import check_driver_settings
 from autofocus.settings import Settings
+from drivers.errors import ConfigurationError
 
 
 @app.command("serve")
@@ -89,7 +91,8 @@ def serve_command(
     )
     try:
         check_bind_allowed(settings)
-    except InsecureBindError as exc:
+        check_driver_settings(settings)  # e.g. Micro-Manager without Z limits: exit 2 now
+    except (InsecureBindError, ConfigurationError) as exc:
         raise die(str(exc)) from exc
     configure_logging(settings.log_format, settings.log_level)
     run_server(settings)
