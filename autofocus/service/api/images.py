@@ -105,8 +105,8 @@ def decode_frames(
         raise ImageError(f"{filename}: {exc}") from None
     except MemoryError:
         raise DecodeOutOfMemory(
-            f"{filename}: the daemon ran out of memory decoding it (the file is not "
-            "necessarily corrupt); try again with fewer or smaller frames"
+            f"{filename}: the daemon ran out of memory decoding it (the file itself may be "
+            "fine); try again with fewer or smaller frames"
         ) from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure means a corrupt file
         raise ImageError(f"{filename}: corrupt or unsupported image ({exc})") from None

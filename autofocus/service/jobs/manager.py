@@ -148,11 +148,35 @@ class JobManager:
                 self._cancels[job_id] = threading.Event()
         if self._queue:
             log.info("jobs.requeued", count=len(self._queue))
+        self.purge_old_jobs()
         self._worker = Worker(self)
         self._thread = threading.Thread(target=self._worker.main, name="microscope-worker")
         self._thread.daemon = True
         self._thread.start()
         self.watchdog.start()
+
+    PURGE_INTERVAL_S = 3600.0
+
+    def purge_old_jobs(self) -> int:
+        """Apply the retention settings now (finished jobs past `retention_days` or beyond
+        `retention_max_jobs`); return how many jobs were deleted."""
+        self._last_purge_s = time.monotonic()
+        try:
+            n = self.store.purge(
+                max_age_s=self.settings.retention_days * 86400.0,
+                max_jobs=self.settings.retention_max_jobs,
+            )
+        except Exception as exc:  # noqa: BLE001 - retention must never stop the service
+            log.warning("jobs.purge_failed", error=str(exc))
+            return 0
+        if n:
+            log.info("jobs.purged", count=n)
+        return n
+
+    def maybe_purge(self) -> None:
+        """Purge when the last purge is `PURGE_INTERVAL_S` old (called by the idle worker)."""
+        if time.monotonic() - getattr(self, "_last_purge_s", 0.0) >= self.PURGE_INTERVAL_S:
+            self.purge_old_jobs()
 
     def begin_shutdown(self) -> None:
         """Stop taking jobs and cancel the running one (its stage returns); returns at once.

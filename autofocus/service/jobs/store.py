@@ -360,6 +360,46 @@ class JobStore:
                 out.append((updated, event))
         return out
 
+    def purge(
+        self,
+        *,
+        max_age_s: float,
+        max_jobs: int,
+        now_s: float | None = None,
+        batch: int = 500,
+    ) -> int:
+        """Delete finished jobs older than `max_age_s` and beyond the newest `max_jobs`
+        finished ones, with their events and idempotency keys; return how many went.
+
+        Queued and running jobs are never deleted (only finished jobs have
+        `finished_s`). Works through the `jobs_finished` index in short
+        transactions of at most `batch` jobs, so readers are never held up long.
+        """
+        now = time.time() if now_s is None else now_s
+        by_age = (
+            "SELECT id FROM jobs WHERE finished_s < ? ORDER BY finished_s LIMIT ?",
+            (now - max_age_s, batch),
+        )
+        # Beyond the newest `max_jobs` finished jobs (ties on time broken by submission order).
+        by_count = (
+            "SELECT id FROM jobs WHERE finished_s IS NOT NULL"
+            " ORDER BY finished_s DESC, seq DESC LIMIT ? OFFSET ?",
+            (batch, max(0, int(max_jobs))),
+        )
+        purged = 0
+        for query, args in (by_age, by_count):
+            while True:
+                with self._lock, self._tx():
+                    ids = [r[0] for r in self._db.execute(query, args)]
+                    if ids:
+                        marks = ",".join("?" * len(ids))
+                        self._db.execute(f"DELETE FROM events WHERE job_id IN ({marks})", ids)
+                        self._db.execute(f"DELETE FROM jobs WHERE id IN ({marks})", ids)
+                purged += len(ids)
+                if len(ids) < batch:
+                    break
+        return purged
+
     # ------------------------------------------------------------------- reads
 
     def get(self, job_id: str) -> Job | None:

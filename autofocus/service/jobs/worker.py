@@ -172,6 +172,7 @@ class Worker:
                 job_id = self.m._next_job(timeout_s=1.0)
                 if job_id is None:
                     self._refresh_snapshot()
+                    self.m.maybe_purge()
                     continue
                 structlog.contextvars.bind_contextvars(job_id=job_id)
                 try:
