@@ -65,11 +65,7 @@ _SEQ_NUMBER = re.compile(r"[0-9]{1,18}")
     summary="Start a focus job",
     operation_id="postFocus",
     responses={
-        200: {
-            "model": JobOut,
-            "description": "The job ended within `wait` seconds.",
-            "links": _JOB_LINKS,
-        },
+        200: {"model": JobOut, "description": "The job ended within `wait` seconds."},
         202: {"description": "The job is queued or running.", "links": _JOB_LINKS},
         **problem(400, 401, 403, 413, 415, 421, 422, 429, 503),
     },
