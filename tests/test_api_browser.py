@@ -22,12 +22,10 @@ EVIL = "https://evil.example"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    """The defaults (loopback Host names), plus one configured CORS origin."""
     configure_logging("console", "warning")
     db = tmp_path_factory.mktemp("browser") / "jobs.db"
-    settings = load_settings(
-        None, database_path=db, cors_origins=["https://lab.example"],
-        allowed_hosts=["127.0.0.1", "localhost", "scope-pc.lab"],
-    )
+    settings = load_settings(None, database_path=db, cors_origins=["https://lab.example"])
     with BackgroundServer(settings) as srv:
         yield srv
 
@@ -36,6 +34,17 @@ def server(tmp_path_factory):
 def http(server):
     with httpx.Client(base_url=server.url, timeout=30) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def named(tmp_path_factory):
+    """A daemon configured to answer to one more name than the loopback ones."""
+    db = tmp_path_factory.mktemp("browser-named") / "jobs.db"
+    settings = load_settings(
+        None, database_path=db, allowed_hosts=["127.0.0.1", "localhost", "scope-pc.lab"]
+    )
+    with BackgroundServer(settings) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        yield c
 
 
 def _jobs(http) -> int:
@@ -113,9 +122,15 @@ def test_unknown_host_headers_are_refused(http, host):
     assert r.status_code == 421
 
 
-@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "scope-pc.lab", "SCOPE-PC.lab:8765"])
-def test_allowed_host_names_pass(http, host):
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "[::1]:8765", "LOCALHOST:8765"])
+def test_loopback_host_names_pass_by_default(http, host):
     assert http.get("/v1/status", headers={"Host": host}).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "scope-pc.lab", "SCOPE-PC.lab:8765"])
+def test_configured_host_names_pass(named, host):
+    assert named.get("/v1/status", headers={"Host": host}).status_code == 200
+    assert named.get("/v1/status", headers={"Host": "other.lab"}).status_code == 421
 
 
 def test_cross_site_upload_is_refused_same_origin_passes(http, server):
