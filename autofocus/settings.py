@@ -265,7 +265,9 @@ def _describe(exc: ValidationError, path: str | None, text: str | None, data: di
         if err.get("type") == "extra_forbidden":
             section = f" in [{'.'.join(loc[:-1])}]" if len(loc) > 1 else ""
             hint = _nearest(loc)
-            msg = f"unknown key {loc[-1]!r}{section}" + (f" (did you mean {hint!r}?)" if hint else "")
+            msg = f"unknown key {loc[-1]!r}{section}"
+            if hint:
+                msg += f" (did you mean {hint!r}?)"
         else:
             msg = f"{dotted}: {err.get('msg', 'invalid value')}"
         if not in_file:

@@ -99,13 +99,22 @@ def test_json_from_a_plain_client_and_the_same_origin_passes(http, server):
         "/v1/focus", json={"range_um": 40}, params={"wait": 30}, headers={"Origin": server.url}
     )
     assert r.status_code == 200
-    assert http.post("/v1/focus", json={}, params={"wait": 30},
-                     headers={"Content-Type": "application/json; charset=utf-8"}).status_code == 200
+    assert (
+        http.post(
+            "/v1/focus",
+            json={},
+            params={"wait": 30},
+            headers={"Content-Type": "application/json; charset=utf-8"},
+        ).status_code
+        == 200
+    )
 
 
 def test_configured_origin_passes_and_gets_cors_headers(http):
     r = http.post(
-        "/v1/focus", json={"range_um": 40}, params={"wait": 30},
+        "/v1/focus",
+        json={"range_um": 40},
+        params={"wait": 30},
         headers={"Origin": "https://lab.example"},
     )
     assert r.status_code == 200

@@ -70,7 +70,8 @@ def test_json_endpoints_have_a_small_body_limit(http, server):
 
 def test_413_message_uses_binary_units(http):
     r = http.post(
-        "/v1/score", content=b"x" * (65 * 1024 * 1024),
+        "/v1/score",
+        content=b"x" * (65 * 1024 * 1024),
         headers={"Content-Type": "multipart/form-data; boundary=xyz"},
     )
     detail = _problem(r, 413)["detail"]
@@ -119,6 +120,7 @@ def test_tolerance_below_the_stage_resolution_is_refused(http, server):
     floor = server.settings.z_resolution_um
     problem = _problem(http.post("/v1/focus", json={"tolerance_um": floor / 2}), 422)
     assert "tolerance_um" in problem["detail"] and "z_resolution_um" in problem["detail"]
-    r = http.post("/v1/focus", json={"range_um": 2.0, "tolerance_um": floor * 10},
-                  params={"wait": 30})
+    r = http.post(
+        "/v1/focus", json={"range_um": 2.0, "tolerance_um": floor * 10}, params={"wait": 30}
+    )
     assert r.status_code in (200, 202), r.text

@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 import pytest
-
 from daemon_proc import Daemon
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc")
@@ -36,8 +35,9 @@ def test_hostile_requests_stay_under_1_gb(tmp_path):
         daemon.wait_ready()
         http = daemon.http
         for tol in (1e-7, 1e-8, 5e-324):
-            r = http.post("/v1/focus", params={"wait": 60},
-                          json={"range_um": 50, "tolerance_um": tol})
+            r = http.post(
+                "/v1/focus", params={"wait": 60}, json={"range_um": 50, "tolerance_um": tol}
+            )
             assert r.status_code == 422, (tol, r.status_code, r.text[:300])
             assert r.headers["content-type"] == "application/problem+json"
             assert "tolerance_um" in r.json()["detail"]

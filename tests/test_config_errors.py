@@ -21,7 +21,11 @@ def _cli(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
     env.pop("AUTOFOCUS_CONFIG", None)
     return subprocess.run(
         [sys.executable, "-m", "autofocus", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
     )
 
 
@@ -34,7 +38,7 @@ def _one_line(proc: subprocess.CompletedProcess) -> str:
 
 def test_malformed_toml_is_one_line_exit_2(tmp_path):
     cfg = tmp_path / "af.toml"
-    cfg.write_text('port = 8765\n[focus]\nrange_um = = 5\n')
+    cfg.write_text("port = 8765\n[focus]\nrange_um = = 5\n")
     proc = _cli("serve", "--config", str(cfg))
     assert proc.returncode == 2
     line = _one_line(proc)
@@ -82,8 +86,17 @@ def test_cli_line_keeps_the_table_name(tmp_path):
 
 
 def test_micromanager_without_limits_refuses_to_start(tmp_path):
-    proc = _cli("serve", "--driver", "micromanager", "--mm-port", "4827",
-                "--database", str(tmp_path / "x.db"), "--port", "1")
+    proc = _cli(
+        "serve",
+        "--driver",
+        "micromanager",
+        "--mm-port",
+        "4827",
+        "--database",
+        str(tmp_path / "x.db"),
+        "--port",
+        "1",
+    )
     assert proc.returncode == 2
     line = _one_line(proc)
     assert "z_min_um" in line and "z_max_um" in line

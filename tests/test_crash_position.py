@@ -16,7 +16,6 @@ import sys
 import time
 
 import pytest
-
 from daemon_proc import Daemon, wait_state
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
@@ -109,7 +108,9 @@ def test_resume_setting_runs_jobs_queued_at_a_crash(tmp_path):
     finally:
         first.close()
     second = Daemon(
-        db, tmp_path / "d.log", args=("--real-time",),
+        db,
+        tmp_path / "d.log",
+        args=("--real-time",),
         env={"AUTOFOCUS_RESUME_AFTER_CRASH": "true"},
     )
     try:

@@ -16,7 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-CHILD = r'''
+CHILD = r"""
 import io, resource, sys
 import numpy as np
 from autofocus.errors import ImageError
@@ -37,14 +37,15 @@ except ImageError as exc:
     sys.exit(3)
 print("decoded")
 sys.exit(4)
-'''
+"""
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs RLIMIT_AS and /proc")
 def test_out_of_memory_while_decoding_is_not_corrupt():
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", CHILD], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "big.npy" in proc.stdout and "memory" in proc.stdout and "corrupt" not in proc.stdout
     assert proc.stdout.startswith("OOM:")

@@ -11,13 +11,20 @@ from autofocus.service.jobs.store import JobStore
 
 def _job(store: JobStore, i: int, *, finished_s: float | None, key: str | None = None) -> str:
     job_id = f"job{i:05d}"
-    store.create(job_id, {"range_um": 40}, progress={}, idempotency_key=key,
-                 fingerprint="f", created_s=finished_s or time.time())
+    store.create(
+        job_id,
+        {"range_um": 40},
+        progress={},
+        idempotency_key=key,
+        fingerprint="f",
+        created_s=finished_s or time.time(),
+    )
     if finished_s is not None:
         store.mark_running(job_id, {})
         store.add_measurement(job_id, {"z_um": 1.0, "score": 2.0}, {})
-        store.finish(job_id, JobState.SUCCEEDED, result={"best_z_um": 1.0}, error=None,
-                     finished_s=finished_s)
+        store.finish(
+            job_id, JobState.SUCCEEDED, result={"best_z_um": 1.0}, error=None, finished_s=finished_s
+        )
     return job_id
 
 
@@ -37,17 +44,18 @@ def test_purge_by_age_and_count(tmp_path):
     assert store.get(queued) is not None  # never purged
     assert store.find_by_idempotency_key("k0") is None  # the key can be used again
     plan = store._db.execute(
-        "EXPLAIN QUERY PLAN SELECT seq FROM jobs WHERE finished_s < ? ORDER BY finished_s"
-    , (now,)).fetchall()
+        "EXPLAIN QUERY PLAN SELECT seq FROM jobs WHERE finished_s < ? ORDER BY finished_s", (now,)
+    ).fetchall()
     assert any("INDEX" in str(tuple(r)) for r in plan)
     store.close()
 
 
 def test_the_daemon_purges_at_start(tmp_path):
+    import httpx
+
     from autofocus.logging import configure_logging
     from autofocus.service.api.server import BackgroundServer
     from autofocus.settings import load_settings
-    import httpx
 
     configure_logging("console", "warning")
     db = tmp_path / "jobs.db"

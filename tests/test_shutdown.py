@@ -10,7 +10,6 @@ import threading
 
 import httpx
 import pytest
-
 from daemon_proc import Daemon, wait_frames
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGTERM")

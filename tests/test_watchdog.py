@@ -16,7 +16,6 @@ import time
 
 import httpx
 import pytest
-
 from daemon_proc import Daemon, wait_state
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX exit codes")
@@ -43,7 +42,8 @@ class HangingStage:
         return getattr(self._inner, name)
 
 _open_sim = _m.open_simulated
-_m._OPENERS["sim"] = lambda s: HangingStage(_open_sim(s), int(os.environ["AUTOFOCUS_TEST_HANG_AT_MOVE"]))
+_hang_at = int(os.environ["AUTOFOCUS_TEST_HANG_AT_MOVE"])
+_m._OPENERS["sim"] = lambda s: HangingStage(_open_sim(s), _hang_at)
 '''
 
 

@@ -20,13 +20,13 @@ from starlette.concurrency import run_in_threadpool
 import autofocus
 from autofocus.service.api.guards import BrowserGuardMiddleware, allowed_host_names
 from autofocus.service.api.middleware import RequestContextMiddleware
-from autofocus.service.api.security import AuthThrottle
 from autofocus.service.api.problems import install_problem_handlers
 from autofocus.service.api.routes_jobs import router as jobs_router
 from autofocus.service.api.routes_score import router as score_router
 from autofocus.service.api.routes_system import protected as protected_router
 from autofocus.service.api.routes_system import router as system_router
 from autofocus.service.api.routes_system import v1 as system_v1_router
+from autofocus.service.api.security import AuthThrottle
 from autofocus.service.jobs.events import EventBroker
 from autofocus.service.jobs.manager import JobManager, MicroscopeFactory
 from autofocus.service.jobs.store import JobStore

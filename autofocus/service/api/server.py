@@ -39,7 +39,6 @@ from autofocus.service.api.app import create_app
 from autofocus.service.jobs.manager import JobManager
 from autofocus.settings import Settings
 
-
 log = structlog.get_logger("autofocus.service")
 
 GRACEFUL_SHUTDOWN_S = 5  # open streams get this long to end before they are cut
