@@ -99,6 +99,7 @@ class GuardedMicroscope:
         self.inner = inner
         self.watch = watch
         self.on_command = on_command
+        self._last_exposure_ms = 0.0  # known after the first read or set
 
     # -- the stage --------------------------------------------------------------------
     @property
@@ -118,17 +119,22 @@ class GuardedMicroscope:
 
     # -- the camera -------------------------------------------------------------------
     def snap(self) -> np.ndarray:
-        with self.watch.call("snap", "the camera", "acquiring a frame"):
+        # A long exposure is not a hang: the deadline is the exposure plus the usual margin.
+        deadline_s = self.watch.default_deadline_s + self._last_exposure_ms / 1000.0
+        with self.watch.call("snap", "the camera", "acquiring a frame", deadline_s=deadline_s):
             return self.inner.snap()
 
     @property
     def exposure_ms(self) -> float:
         with self.watch.call("exposure_ms", "the camera", "reading the exposure"):
-            return self.inner.exposure_ms
+            value = self.inner.exposure_ms
+        self._last_exposure_ms = _finite_or(value, self._last_exposure_ms)
+        return value
 
     def set_exposure_ms(self, exposure_ms: float) -> None:
         with self.watch.call("set_exposure_ms", "the camera", f"setting {exposure_ms:g} ms"):
             self.inner.set_exposure_ms(exposure_ms)
+        self._last_exposure_ms = _finite_or(exposure_ms, self._last_exposure_ms)
 
     def camera_info(self) -> CameraInfo:
         with self.watch.call("camera_info", "the camera", "reading its geometry"):
@@ -139,3 +145,11 @@ class GuardedMicroscope:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+def _finite_or(value: object, default: float) -> float:
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
+    return v if v == v and abs(v) != float("inf") and v >= 0 else default
