@@ -329,12 +329,15 @@ class JobStore:
                         f"; the stage was last commanded to z={last_z:.3f} µm (it may have "
                         "stopped on its way there)"
                     )
-                else:  # the job had not commanded a move yet (or an older file)
+                else:
+                    # Every move is recorded before it is sent, so this job had not moved
+                    # the stage yet (or the file predates the record: then the last
+                    # position the job measured is the best there is).
                     last_z = job.progress.get("last_z_um")
                     if last_z is None:
                         last_z = job.progress.get("start_z_um")
                     where = (
-                        f"; the stage was last commanded to z={last_z:.3f} µm"
+                        f"; the last stage position it recorded was z={last_z:.3f} µm"
                         if isinstance(last_z, int | float)
                         else "; the stage position is unknown"
                     )
