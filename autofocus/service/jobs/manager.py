@@ -122,6 +122,7 @@ class JobManager:
         # Set by the watchdog when the hardware stopped answering: /readyz says it, nothing
         # new is accepted, and the process exits so systemd starts a fresh one.
         self.watchdog_reason: str | None = None
+        self._last_purge_s = float("-inf")  # monotonic time of the last retention purge
 
     # -------------------------------------------------------------- lifecycle
 
@@ -175,7 +176,7 @@ class JobManager:
 
     def maybe_purge(self) -> None:
         """Purge when the last purge is `PURGE_INTERVAL_S` old (called by the idle worker)."""
-        if time.monotonic() - getattr(self, "_last_purge_s", 0.0) >= self.PURGE_INTERVAL_S:
+        if time.monotonic() - self._last_purge_s >= self.PURGE_INTERVAL_S:
             self.purge_old_jobs()
 
     def begin_shutdown(self) -> None:
