@@ -109,12 +109,10 @@ def test_micromanager_settings_from_environment(monkeypatch, tmp_path):
 
 
 def test_bad_continuous_focus_setting_is_refused(monkeypatch):
-    from pydantic import ValidationError
-
-    from autofocus.settings import load_settings
+    from autofocus.settings import ConfigError, load_settings
 
     monkeypatch.setenv("AUTOFOCUS_MM__CONTINUOUS_FOCUS", "ignore")
-    with pytest.raises(ValidationError, match="continuous_focus"):
+    with pytest.raises(ConfigError, match="continuous_focus"):
         load_settings(None)
 
 

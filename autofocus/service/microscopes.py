@@ -36,6 +36,30 @@ def configured_limits(settings: Settings, default: ZLimits | None) -> ZLimits:
         raise ConfigurationError(str(exc)) from exc
 
 
+def check_driver_settings(settings: Settings) -> None:
+    """Refuse, before anything starts, settings the configured driver cannot run with.
+
+    Micro-Manager reports no Z limits, so `z_min_um` and `z_max_um` are required,
+    plus a way to reach it (`mm.port` or `mm.headless_adapter_dir`); replay needs
+    `replay.stack`. Raises `ConfigurationError` saying what to set.
+    """
+    if settings.driver == "micromanager":
+        missing = [n for n in ("z_min_um", "z_max_um") if getattr(settings, n) is None]
+        if missing:
+            raise ConfigurationError(
+                f"the micromanager driver needs Z limits: set {' and '.join(missing)} "
+                "(AUTOFOCUS_Z_MIN_UM / AUTOFOCUS_Z_MAX_UM, or --z-min-um / --z-max-um) to the "
+                "safe travel of your focus drive; Micro-Manager reports none"
+            )
+        if settings.mm.port is None and settings.mm.headless_adapter_dir is None:
+            raise ConfigurationError(
+                "the micromanager driver needs mm.port (the ZMQ server of a running "
+                "Micro-Manager) or mm.headless_adapter_dir (start it in-process)"
+            )
+    elif settings.driver == "replay" and settings.replay.stack is None:
+        raise ConfigurationError("the replay driver needs a stack: set replay.stack or --stack")
+
+
 def open_simulated(settings: Settings) -> Microscope:
     """A `SimulatedMicroscope` from `settings.sim` and the configured Z limits."""
     from drivers.sim import SimConfig, SimulatedMicroscope
