@@ -29,7 +29,7 @@ RivalPolicy = Literal["fail", "nearest", "sharpest"]
 RIVAL_POLICIES: tuple[str, ...] = ("fail", "nearest", "sharpest")
 
 # A focus peak's half width at half maximum is at least this many DOF.
-MIN_HWHM_DOF = 0.3
+MIN_HWHM_DOF = 0.2
 # ... and a fine-measure focus peak is at most this many DOF wide.
 MAX_HWHM_DOF = 12.0
 # A second peak counts as a rival from this fraction of the main peak's height.

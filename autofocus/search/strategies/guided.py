@@ -62,8 +62,9 @@ from autofocus.search.strategies.common import (
     jsonable,
     too_few_reason,
 )
-from autofocus.search.strategies.peakfit import noise_sigma
+from autofocus.search.strategies.peakfit import fit_best_model, level_crossings, noise_sigma
 from autofocus.search.trust import (
+    MIN_HWHM_DOF,
     RIVAL_MIN_RATIO,
     RIVAL_MIN_SEPARATION_DOF,
     Peak,
@@ -78,12 +79,19 @@ LN2 = math.log(2.0)
 # A capture sample this many times higher (above baseline) than its mirror image across
 # the found peak suggests a second plane on its side.
 ASYMMETRY_RATIO = 1.4
+# A fine score this many noise sigmas above its baseline is bracketed without waiting
+# for the capture curve to agree.
+STRONG_FINE_SNR = 30.0
+# A peak whose neighbours stay above this fraction of its height is flat-topped.
+FLAT_TOP_LEVEL = 0.9
 # Frames spent looking for such a second plane.
 RIVAL_PROBES = 4
 # With nothing rising, the coarse spacing is halved at most this many times, and no
 # further once the gaps are this many DOF.
 MAX_DENSIFY_ROUNDS = 3
 DENSIFY_MIN_GAP_DOF = 5.0
+# A range up to this many DOF is sampled every 2 DOF at least.
+SHORT_RANGE_FINE_DOF = 16.0
 # A recorded stack shorter than this many DOF is swept every other plane.
 SHORT_RANGE_DOF = 6.0
 # Without known optics (DOF guessed as 4 × tolerance) the width rule is this much laxer.
@@ -292,6 +300,10 @@ class Guided(SearchStrategy):
         if space.coarse_step_um:
             h = float(space.coarse_step_um)
         n = max(3, int(math.ceil(width / h - 1e-9)))
+        if width <= SHORT_RANGE_FINE_DOF * dof:
+            # A short range (e.g. re-focusing near a known plane) lies within the capture
+            # curve's width: sample it at the fine peak's scale instead.
+            n = max(n, int(math.ceil(width / (2.0 * dof) - 1e-9)))
         n = min(n, max(3, space.max_frames - 6))
         cell = width / n
         grid = [lo + (k + 0.5) * cell for k in range(n)]
@@ -603,10 +615,16 @@ class Guided(SearchStrategy):
             left = c[i - 1] if i > 0 else -math.inf
             right = c[i + 1] if i < z.size - 1 else -math.inf
             if c[i] >= left and c[i] >= right:
-                maxima.append((float(z[i]), float(c[i])))
+                maxima.append((float(z[i]), float(c[i]), i))
         maxima.sort(key=lambda t: -t[1])
         top = (maxima[0][1] - base) if maxima else 0.0
-        keep = [m for m in maxima if m[1] - base >= self.candidate_ratio * top]
+        keep: list[tuple[float, float]] = []
+        kept_idx: list[int] = []
+        for zz, cc, i in maxima:
+            # Two neighbouring samples equally high are one peak between them, not two.
+            if cc - base >= self.candidate_ratio * top and all(abs(i - j) > 1 for j in kept_idx):
+                keep.append((zz, cc))
+                kept_idx.append(i)
         # A coarse frame whose fine score stands out is a candidate too: a plane can sit
         # close to one coarse sample and still leave the capture curve's maximum elsewhere.
         zf, sf = self.points()
@@ -616,7 +634,15 @@ class Guided(SearchStrategy):
             left = sf[i - 1] if i > 0 else -math.inf
             right = sf[i + 1] if i < zf.size - 1 else -math.inf
             if sf[i] >= left and sf[i] >= right and (sf[i] - fbase) / fsigma >= 6.0:
-                if all(abs(zf[i] - k[0]) > RIVAL_MIN_SEPARATION_DOF * dof for k in keep):
+                # Far from every candidate, and with a sample between them (not the
+                # other flank of the same peak).
+                far = all(abs(zf[i] - k[0]) > RIVAL_MIN_SEPARATION_DOF * dof for k in keep)
+                apart = all(
+                    int(np.count_nonzero((zf > min(zf[i], k[0]) + 1e-9)
+                                         & (zf < max(zf[i], k[0]) - 1e-9))) > 0
+                    for k in keep
+                )
+                if far and apart:
                     keep.append((float(zf[i]), math.nan))
         return keep[: self.max_candidates]
 
@@ -644,8 +670,14 @@ class Guided(SearchStrategy):
         for _ in range(8):
             z_top = self._fine_peak(z_c, window, final=False)
             nxt = self._capture_next(z_c, window)
-            # Bracket a risen fine score once the capture curve points at it too.
-            if z_top is not None and (nxt is None or abs(nxt - z_top) <= 1.5 * dof):
+            # Bracket a risen fine score once the capture curve points at it too, or at
+            # once when the fine score stands far out of its noise (the fine measure is
+            # the judge; the capture curve is only a guide and can mislead, e.g. on a
+            # camera whose out-of-focus objects brighten).
+            if z_top is not None and (
+                nxt is None or abs(nxt - z_top) <= 1.5 * dof
+                or self._fine_snr(z_top) >= STRONG_FINE_SNR
+            ):
                 return (yield from self._bracket(z_top, z_c, window))
             if nxt is None:
                 break
@@ -662,11 +694,13 @@ class Guided(SearchStrategy):
         lo, hi = self.bounds()
         probed_centre = False
         walked = 0
+        walk_dir = 0
+        last_top: float | None = None
         res: _Refined | None = None
         # The window follows the top as the bracket walks (within the candidate's span).
         centre = z_top if self._span is not None else z_c
         window = max(window, 3.0 * dof) if self._span is not None else window
-        for _ in range(8):
+        for _ in range(10):
             if self.space.planes_um:
                 plane_res = self._plane_peak(centre, window)
                 if isinstance(plane_res, list):
@@ -681,27 +715,41 @@ class Guided(SearchStrategy):
             top = float(z[i])
             if self._span is not None:
                 centre = top
-            near = np.abs(z - top) <= 2.0 * dof
-            below = z[near & (z < top)]
-            above = z[near & (z > top)]
+            below = z[z < top]
+            above = z[z > top]
             asks = []
-            # Walking after a peak that keeps rising: lengthen the step each time.
-            step = b * (1.0 + 0.5 * walked)
-            if below.size == 0 and top - step >= lo - 1e-9:
-                asks.append(top - step)
-            if above.size == 0 and top + step <= hi + 1e-9:
-                asks.append(top + step)
-            if len(asks) == 1:
-                walked += 1
-            # A neighbour much farther than the bracket spacing biases the fit: fill in.
-            if below.size and top - float(below.max()) > 1.4 * b:
-                asks.append(top - b)
-            if above.size and float(above.min()) - top > 1.4 * b:
-                asks.append(top + b)
+            # The peak moved the way the last frame went: keep walking that way with a
+            # doubling step (a broad peak); otherwise fill gaps wider than the bracket
+            # spacing next to the top with a frame one bracket spacing from it.
+            if last_top is not None and walk_dir != 0 and (top - last_top) * walk_dir > 0:
+                walked = min(walked + 1, 4)
+            else:
+                walked = 0
+            last_top = top
+            wanted = []
+            for side in (-1, 1):
+                nbr = (float(below.max()) if below.size else None) if side < 0 else (
+                    float(above.min()) if above.size else None
+                )
+                gap = math.inf if nbr is None else abs(nbr - top)
+                if gap <= 1.4 * b:
+                    continue
+                d = b if side != walk_dir or walked == 0 else min(b * 2.0**walked, 0.5 * gap)
+                p = top + side * d
+                if lo - 1e-9 <= p <= hi + 1e-9:
+                    wanted.append((side, p))
+            walk_dir = wanted[0][0] if len(wanted) == 1 else 0
+            asks = [p for _, p in wanted]
             asks = [p for p in asks if not self._near(p, 0.3 * dof)]
             if asks:
                 yield self._fresh(asks)
                 z_top = top
+                continue
+            # A flat top (neighbours as sharp as the top): find where it ends on both
+            # sides; its centre is then the midpoint of those edges (see `_fine_peak`).
+            flat = self._flat_top_asks(z, s, i, b)
+            if flat:
+                yield self._fresh(flat)
                 continue
             if not res.at_edge and not probed_centre:
                 need = self._centre_probe(res)
@@ -712,6 +760,27 @@ class Guided(SearchStrategy):
                     continue
             return res
         return res if res is not None else _NO_RISE
+
+    def _flat_top_asks(self, z: np.ndarray, s: np.ndarray, i: int, b: float) -> list[float]:
+        """Positions to measure outward while the curve stays within `FLAT_TOP_LEVEL` of
+        its top next to sample i (a flat-topped peak); [] when both edges are found."""
+        base, _ = self._fine_noise()
+        top = float(s[i])
+        level = base + FLAT_TOP_LEVEL * (top - base)
+        asks = []
+        lo, hi = self.bounds()
+        for step in (-1, 1):
+            j = i
+            while 0 <= j + step < z.size and s[j + step] >= level:
+                j += step
+            if j == i and 0 <= i + step < z.size:
+                continue  # the neighbour already falls below the level: an ordinary peak
+            if 0 <= j + step < z.size and abs(z[j + step] - z[j]) <= 1.4 * b:
+                continue  # this edge is found (bracketed finely enough)
+            nxt = float(z[j]) + step * b
+            if lo - 1e-9 <= nxt <= hi + 1e-9 and not self._near(nxt, 0.3 * self.space.dof):
+                asks.append(nxt)
+        return asks if len(self.history) < self.space.max_frames - 2 else []
 
     def _plane_peak(self, z_c: float, window: float) -> Any:
         """Recorded planes only: the adjacent planes still to measure (a list), or the result.
@@ -906,9 +975,9 @@ class Guided(SearchStrategy):
             return None
         if not final:
             return float(z[i])
-        # The samples around the top within 2 DOF.
-        near = np.abs(z - z[i]) <= 2.0 * dof
-        zn, sn = z[near], s[near]
+        # The top and every sample around it (its nearest neighbours may be far; the
+        # bracket fills gaps wider than the bracket spacing before it accepts a fit).
+        zn, sn = z, s
         k = int(np.argmax(sn))
         at_edge = k == 0 or k == zn.size - 1
         if zn.size < 3 or at_edge:
@@ -918,6 +987,17 @@ class Guided(SearchStrategy):
                 "top not bracketed",
             )
         trio_z, trio_s = zn[k - 1 : k + 2], sn[k - 1 : k + 2]
+        level = base + FLAT_TOP_LEVEL * height
+        if trio_s[0] >= level or trio_s[2] >= level:
+            # Flat top: the midpoint of where the curve crosses the level on both sides.
+            left, right = level_crossings(zn, sn, k, level, float(sn[k]))
+            if left is not None and right is not None:
+                v = 0.5 * (left + right)
+                hwhm_est = max(0.5 * (right - left), MIN_HWHM_DOF * dof)
+                around = zn[(zn >= left - 2 * dof) & (zn <= right + 2 * dof)]
+                spacing = float(np.max(np.diff(around), initial=0.0)) / dof
+                return _Refined(Peak(v, float(sn[k]), height, hwhm_est), min(spacing, 1.0),
+                                None, snr, False, "flat top")
         lifted = trio_s - base + 0.05 * height
         got = log_parabola(trio_z, np.maximum(lifted, 1e-12 * height))
         spacing = float(max(trio_z[1] - trio_z[0], trio_z[2] - trio_z[1])) / dof
@@ -930,7 +1010,30 @@ class Guided(SearchStrategy):
         v = float(min(max(v, trio_z[0]), trio_z[2]))
         # R² of the log-parabola on the top points and their neighbours.
         r2 = self._gauss_r2(zn, sn, base, v, hwhm, height)
+        # With enough samples on the peak, a peak model with its own baseline (Lorentzian,
+        # Gaussian or flat-top) beats three points: flat tops and long tails bias those.
+        model = self._model_fit(z, s, v, hwhm)
+        if model is not None:
+            v, hwhm, r2 = model
         return _Refined(Peak(v, float(sn[k]), height, hwhm), spacing, r2, snr, False)
+
+    def _model_fit(
+        self, z: np.ndarray, s: np.ndarray, v: float, hwhm: float
+    ) -> tuple[float, float, float] | None:
+        """(centre, HWHM, R²) of the best peak model on the ≥ 6 samples within 3 HWHM of `v`,
+        when it fits well (R² ≥ 0.9), is precise (σ ≤ DOF/8) and stays among them."""
+        dof = self.space.dof
+        near = np.abs(z - v) <= 3.0 * max(hwhm, 0.5 * dof)
+        if int(np.count_nonzero(near)) < 6:
+            return None
+        zz, ss = z[near], s[near]
+        fit = fit_best_model(zz, ss, z_guess_um=v, w_guess_um=hwhm)
+        if fit is None or fit.r2 < 0.9 or fit.z_sigma_um is None:
+            return None
+        if not (fit.z_sigma_um <= dof / 8 and zz.min() <= fit.z_um <= zz.max()):
+            return None
+        w = float(fit.params.get("w_um", hwhm))
+        return float(fit.z_um), w, float(fit.r2)
 
     @staticmethod
     def _gauss_r2(z: np.ndarray, s: np.ndarray, base: float, v: float, w: float,
