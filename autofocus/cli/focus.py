@@ -101,8 +101,10 @@ def focus_command(
         str, typer.Option(help="Two candidate planes: fail (default), nearest or sharpest.")
     ] = "fail",
     rival_check: Annotated[
-        str, typer.Option(help="capture (default) or full: sample the whole range for rivals.")
-    ] = "capture",
+        str | None,
+        typer.Option(help="capture or full (sample the whole range for rivals); default: "
+                     "the [focus] setting (capture)."),
+    ] = None,
     expected_z_um: Annotated[
         float | None, typer.Option(help="Expected focus (µm): track centre, 'nearest' reference.")
     ] = None,
@@ -186,7 +188,7 @@ def focus_command(
         verify=d.verify,
         mode=mode,
         rival=rival,
-        rival_check=rival_check,
+        rival_check=rival_check or d.rival_check,
         expected_z_um=expected_z_um,
         dof_um=dof_um,
     )

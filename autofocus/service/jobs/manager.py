@@ -332,7 +332,7 @@ class JobManager:
             "coarse_step_um": None,
             "mode": "search",
             "rival": "fail",
-            "rival_check": "capture",
+            "rival_check": d.rival_check,
             "expected_z_um": None,
         }
         snap_defaults = self.snapshot.request_defaults or {}
