@@ -348,3 +348,33 @@ def test_guided_ends_cleanly_on_any_scene(dof, planes, nan_p, seed, name):
     assert out.success or out.code in (
         "flat_curve", "edge_peak", "rival_peak", "implausible_peak", "budget_exhausted"
     )
+
+
+# -- edge extension ---------------------------------------------------------------------------
+@settings(**FAST)
+@given(dof=dofs, beyond_dof=st.floats(1.0, 4.0), sign=st.sampled_from([-1, 1]),
+       seed=st.integers(0, 1000))
+def test_a_peak_just_beyond_the_range_is_followed_within_the_extension(dof, beyond_dof, sign,
+                                                                       seed):
+    space = space_for(dof, 30.0)  # extension: a quarter of the range (7.5 DOF)
+    z0 = sign * (space.range_um / 2 + beyond_dof * dof)
+    strategy = make_strategy("guided", space)
+    asked = drive(strategy, Planes(dof, [z0], [1.0], seed=seed))
+    out = strategy.outcome()
+    assert all(space.ext_lo_um - 1e-9 <= z <= space.ext_hi_um + 1e-9 for z in asked)
+    assert out.success, out.reason
+    assert abs(out.best_z_um - z0) <= dof / 4
+    assert out.details["extended_beyond_range"]
+
+
+@settings(**FAST)
+@given(dof=dofs, sign=st.sampled_from([-1, 1]), seed=st.integers(0, 1000))
+def test_a_peak_beyond_the_extension_is_an_edge_peak(dof, sign, seed):
+    space = space_for(dof, 30.0)
+    z0 = sign * (space.range_um / 2 + space.edge_extension_um + 3.0 * dof)
+    strategy = make_strategy("guided", space)
+    asked = drive(strategy, Planes(dof, [z0], [1.0], seed=seed))
+    out = strategy.outcome()
+    assert all(space.ext_lo_um - 1e-9 <= z <= space.ext_hi_um + 1e-9 for z in asked)
+    assert not out.success
+    assert out.code in ("edge_peak", "flat_curve")
