@@ -82,6 +82,8 @@ ASYMMETRY_RATIO = 1.4
 # A fine score this many noise sigmas above its baseline is bracketed without waiting
 # for the capture curve to agree.
 STRONG_FINE_SNR = 30.0
+# A gap next to the top wider than this many bracket spacings is filled before a fit.
+FILL_GAP = 1.4
 # A peak whose neighbours stay above this fraction of its height is flat-topped.
 FLAT_TOP_LEVEL = 0.9
 # Frames spent looking for such a second plane.
@@ -732,7 +734,7 @@ class Guided(SearchStrategy):
                     float(above.min()) if above.size else None
                 )
                 gap = math.inf if nbr is None else abs(nbr - top)
-                if gap <= 1.4 * b:
+                if gap <= FILL_GAP * b:
                     continue
                 d = b if side != walk_dir or walked == 0 else min(b * 2.0**walked, 0.5 * gap)
                 p = top + side * d
