@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import threading
 import time
@@ -38,8 +39,16 @@ import numpy as np
 import structlog
 
 from autofocus.errors import ImageError, ModelError
-from autofocus.scoring.base import ScorerEntry
-from autofocus.scoring.preprocess import PREPROCESS_VERSION, prepare, validate_roi
+from autofocus.scoring.base import DefocusEstimate, DefocusEstimator, ScorerEntry
+from autofocus.scoring.defocus import fit_focus
+from autofocus.scoring.preprocess import (
+    PREPROCESS_VERSION,
+    RAW_PREPROCESS_VERSION,
+    SUPPORTED_PREPROCESS_VERSIONS,
+    prepare,
+    prepare_raw,
+    validate_roi,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -154,6 +163,27 @@ def fit_to_patches(img: np.ndarray, patch_px: int) -> np.ndarray:
     return img[y0 : y0 + rows * patch_px, x0 : x0 + cols * patch_px]
 
 
+def model_input(frame: np.ndarray, preprocess_version: str, patch_px: int, *,
+                roi: Sequence[int] | None = None) -> np.ndarray:
+    """The float32 (h, w) image a model with card preprocessing `preprocess_version` sees.
+
+    The one definition used by serving (`OnnxFocusScorer.prepare`), by training
+    (`models.pipeline`) and by on-site calibration: version "1" is
+    `prepare` (percentile-normalised, focusnet-v1/v2), version "2" is
+    `prepare_raw` (grey, camera units, focusnet-v3); then `fit_to_patches`.
+    Raises `ImageError` for a bad frame or ROI and `ModelError` for an unknown version.
+    """
+    if preprocess_version == RAW_PREPROCESS_VERSION:
+        img = prepare_raw(frame, roi=roi)
+    elif preprocess_version == PREPROCESS_VERSION:
+        img = prepare(frame, roi=roi)
+    else:
+        raise ModelError(f"unknown preprocessing version {preprocess_version!r}")
+    if img.ndim != 2:
+        raise ImageError(f"preprocessing returned shape {img.shape}; expected a 2-D image")
+    return fit_to_patches(img, patch_px)
+
+
 def _quiet_ort_logging(ort: Any) -> None:
     # onnxruntime prints an error for every GPU provider whose libraries are missing;
     # the probe below reports the outcome itself, once, as a structured log event.
@@ -242,12 +272,14 @@ class OnnxFocusScorer:
                 " (the file is corrupt or was replaced; re-export the model or restore the file)"
             )
         version = str(self.card["preprocess"].get("version"))
-        if version != PREPROCESS_VERSION:
+        if version not in SUPPORTED_PREPROCESS_VERSIONS:
             raise ModelError(
                 f"focus model {self.model_path.name} was trained on preprocessing version "
-                f"{version}, but this installation's autofocus.scoring.preprocess is version "
-                f"{PREPROCESS_VERSION}: retrain or install the matching model"
+                f"{version}, but this installation's autofocus.scoring.preprocess supports "
+                f"versions {', '.join(SUPPORTED_PREPROCESS_VERSIONS)}: retrain or install the "
+                "matching model"
             )
+        self.preprocess_version = version
 
     def _input_spec(self) -> InputSpec:
         spec = self.card["input"]
@@ -353,11 +385,8 @@ class OnnxFocusScorer:
                 f"provider={self.active_provider!r}, max_batch={self.max_batch})")
 
     def prepare(self, frame: np.ndarray) -> np.ndarray:
-        """The float32 (h, w) model input for one frame: `prepare` + centre crop to patches."""
-        img = prepare(frame, roi=self.roi)
-        if img.ndim != 2:
-            raise ImageError(f"preprocessing returned shape {img.shape}; expected a 2-D image")
-        return fit_to_patches(img, self.input.patch_px)
+        """The float32 (h, w) model input for one frame (see `model_input`)."""
+        return model_input(frame, self.preprocess_version, self.input.patch_px, roi=self.roi)
 
     def score(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         """Sharpness of each frame, float64 (n,) in [0, 1], higher = sharper (see class doc)."""
@@ -366,21 +395,27 @@ class OnnxFocusScorer:
     def run(self, frames: Sequence[np.ndarray], output: str = "score") -> np.ndarray:
         """Run the model on `frames` and return the named output (`score`, `logit`, ...).
 
-        Per-frame outputs come back as float64 (n,); `patch_logits` as a list-like
-        object array of (rows, cols) maps, since frame sizes may differ.
+        Per-frame outputs come back as float64 (n,); map outputs (`patch_logits`,
+        `hidden`, `features`) as a list-like object array of per-frame arrays,
+        since frame sizes may differ. Raises `ValueError` for an unknown output.
         """
+        return self.run_outputs(frames, (output,))[output]
+
+    def run_outputs(self, frames: Sequence[np.ndarray],
+                    outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        """Several named outputs from one pass over `frames` (see `run` for the shapes)."""
         n = len(frames)
+        out_names = [o.name for o in self._session.get_outputs()]
+        for output in outputs:
+            if output not in out_names:
+                raise ValueError(f"the model has no output {output!r}; it has {out_names}")
+        ranks = {o.name: len(o.shape) for o in self._session.get_outputs()}
         if n == 0:
-            return np.zeros(0, dtype=np.float64)
+            return {o: np.zeros(0, dtype=np.float64) for o in outputs}
         t0 = time.perf_counter()
         prepared = [self.prepare(f) for f in frames]
         t1 = time.perf_counter()
-        out_names = [o.name for o in self._session.get_outputs()]
-        if output not in out_names:
-            raise ValueError(f"the model has no output {output!r}; it has {out_names}")
-        idx = out_names.index(output)
-        per_frame = output != "patch_logits"
-        result: list[Any] = [None] * n
+        results: dict[str, list[Any]] = {o: [None] * n for o in outputs}
         groups: dict[tuple[int, int], list[int]] = {}
         for i, img in enumerate(prepared):
             groups.setdefault(img.shape, []).append(i)
@@ -388,23 +423,28 @@ class OnnxFocusScorer:
             for start in range(0, len(members), self.max_batch):
                 chunk = members[start : start + self.max_batch]
                 batch = self._batch([prepared[i] for i in chunk])
-                values = self._session.run([out_names[idx]], {self.input.name: batch})[0]
-                for j, i in enumerate(chunk):
-                    result[i] = float(values[j]) if per_frame else np.asarray(values[j, 0])
+                values = self._session.run(list(outputs), {self.input.name: batch})
+                for name, v in zip(outputs, values, strict=True):
+                    for j, i in enumerate(chunk):
+                        results[name][i] = float(v[j]) if ranks[name] == 1 else np.asarray(v[j])
         t2 = time.perf_counter()
         with self._lock:
             self.timing["prepare_s"] += t1 - t0
             self.timing["infer_s"] += t2 - t1
             self.timing["frames"] += n
-        if per_frame:
-            scores = np.asarray(result, dtype=np.float64)
-            if not np.all(np.isfinite(scores)):
-                bad = int(np.count_nonzero(~np.isfinite(scores)))
-                log.warning("focusnet.nonfinite", frames=n, nonfinite=bad)
-            return scores
-        arr = np.empty(n, dtype=object)
-        arr[:] = result
-        return arr
+        out: dict[str, np.ndarray] = {}
+        for name in outputs:
+            if ranks[name] == 1:
+                values_1d = np.asarray(results[name], dtype=np.float64)
+                if not np.all(np.isfinite(values_1d)):
+                    bad = int(np.count_nonzero(~np.isfinite(values_1d)))
+                    log.warning("focusnet.nonfinite", frames=n, nonfinite=bad, output=name)
+                out[name] = values_1d
+            else:
+                arr = np.empty(n, dtype=object)
+                arr[:] = [r[0] if name == "patch_logits" else r for r in results[name]]
+                out[name] = arr
+        return out
 
     @staticmethod
     def _batch(images: list[np.ndarray]) -> np.ndarray:
@@ -424,21 +464,108 @@ class OnnxFocusScorer:
             "model_path": str(self.model_path),
             "sha256": self.card["sha256"],
             "model_version": self.card.get("version"),
-            "preprocess_version": PREPROCESS_VERSION,
+            "preprocess_version": self.preprocess_version,
+            "defocus_estimate": isinstance(self, DefocusEstimator),
             "active_provider": self.active_provider,
             "requested_provider": self.requested_provider,
             "max_batch": self.max_batch,
         }
 
 
+DEFOCUS_OUTPUTS = ("distance_dof", "log_distance", "log_distance_var", "no_specimen_p")
+"""Graph outputs that make a model a `DefocusEstimator` (focusnet-v3 and later)."""
+
+MIN_SIGMA_DOF = 0.05
+"""Floor of a per-frame distance uncertainty (DOF units): the label itself is this coarse."""
+
+
+class OnnxDefocusScorer(OnnxFocusScorer):
+    """A focus model that also estimates the distance to focus (focusnet-v3 and later).
+
+    Everything `OnnxFocusScorer` does, plus `estimate(frames, z_um, dof_um=)`
+    (the `DefocusEstimator` capability). `dof_um` given at construction is the
+    default depth of field (µm) for µm conversions, e.g. from the settings'
+    optics; a request may override it per call.
+    """
+
+    def __init__(self, model_path: str | Path | None = None, *, dof_um: float | None = None,
+                 **options: Any) -> None:
+        super().__init__(model_path, **options)
+        if dof_um is not None and not (math.isfinite(dof_um) and dof_um > 0):
+            raise ValueError(f"dof_um must be a positive number of micrometres, got {dof_um!r}")
+        self.dof_um = dof_um
+        names = {o.name for o in self._session.get_outputs()}
+        missing = [o for o in DEFOCUS_OUTPUTS if o not in names]
+        if missing:
+            raise ModelError(f"focus model {self.model_path.name} lacks the defocus outputs "
+                             f"{missing}; its card claims a defocus estimate")
+        self.dist_offset = float(self.card.get("defocus", {}).get("dist_offset", 0.3))
+
+    def estimate(self, frames: Sequence[np.ndarray], z_um: Sequence[float], *,
+                 dof_um: float | None = None) -> DefocusEstimate:
+        """Per-frame distance to focus (DOF units) with uncertainty, no-specimen probability,
+        and, from frames at ≥ 2 distinct z with a known DOF, the signed focal plane (µm).
+
+        `z_um` the stage z (µm) of each frame; `dof_um` the depth of field in µm
+        (None = the scorer's default, which may be None: then no µm figures).
+        The focal plane is the inverse-variance weighted V-fit of the distances
+        (`autofocus.scoring.defocus.fit_focus`), frames weighted by 1 − their
+        no-specimen probability. Raises `ValueError` when `z_um` does not have
+        one finite value per frame or `dof_um` is not positive, `ImageError`
+        for a bad frame.
+        """
+        z = np.asarray(z_um, dtype=np.float64).ravel()
+        if z.size != len(frames):
+            raise ValueError(f"got {len(frames)} frames but {z.size} z positions")
+        if not np.all(np.isfinite(z)):
+            raise ValueError("z positions must be finite micrometres")
+        dof = self.dof_um if dof_um is None else float(dof_um)
+        if dof is not None and not (math.isfinite(dof) and dof > 0):
+            raise ValueError(f"dof_um must be a positive number of micrometres, got {dof_um!r}")
+        out = self.run_outputs(frames, DEFOCUS_OUTPUTS)
+        distance = np.maximum(out["distance_dof"], 0.0)
+        # The graph regresses log(|dz| + offset) with a Gaussian of variance exp(lv):
+        # by the delta method the distance's sigma is (|dz| + offset) · exp(lv / 2).
+        lv = np.clip(out["log_distance_var"], -12.0, 6.0)
+        sigma = np.maximum(np.exp(out["log_distance"]) * np.exp(0.5 * lv), MIN_SIGMA_DOF)
+        no_specimen = np.clip(out["no_specimen_p"], 0.0, 1.0)
+        focus_z = focus_sigma = None
+        if dof is not None and np.unique(z).size >= 2:
+            fit = fit_focus(z, distance * dof, sigma * dof, weight=1.0 - no_specimen)
+            focus_z, focus_sigma = fit.focus_z_um, fit.focus_sigma_um
+        return DefocusEstimate(distance_dof=distance, sigma_dof=sigma,
+                               no_specimen_p=no_specimen, dof_um=dof,
+                               focus_z_um=focus_z, focus_sigma_um=focus_sigma)
+
+
+def offers_defocus(card: dict[str, Any]) -> bool:
+    """True when a model card declares the defocus outputs (a v3-style model)."""
+    return all(o in card.get("outputs", {}) for o in DEFOCUS_OUTPUTS)
+
+
+def open_model(model_path: str | Path | None = None, **options: Any) -> OnnxFocusScorer:
+    """The right scorer class for the model at `model_path` (None = newest shipped model).
+
+    A model whose card declares the defocus outputs opens as `OnnxDefocusScorer`
+    (it offers `estimate`); older models as `OnnxFocusScorer` (`dof_um` is then
+    ignored). Raises `ModelError` like the constructors.
+    """
+    path = Path(model_path) if model_path is not None else default_model_path()
+    card_path = options.get("card_path") or card_path_for(path)
+    if Path(card_path).is_file() and offers_defocus(load_card(card_path)):
+        return OnnxDefocusScorer(path, **options)
+    options.pop("dof_um", None)
+    return OnnxFocusScorer(path, **options)
+
+
 def _factory(**options: Any) -> OnnxFocusScorer:
-    return OnnxFocusScorer(**options)
+    return open_model(**options)
 
 
 def _versioned_factory(path: Path) -> Any:
     def factory(**options: Any) -> OnnxFocusScorer:
         options.setdefault("model_path", path)
-        return OnnxFocusScorer(**options)
+        return open_model(**options)
 
     return factory
 
@@ -465,7 +592,11 @@ def builtin_scorers() -> list[ScorerEntry]:
 __all__ = [
     "DEFAULT_MODEL_FILE",
     "InputSpec",
+    "OnnxDefocusScorer",
     "OnnxFocusScorer",
+    "model_input",
+    "offers_defocus",
+    "open_model",
     "builtin_scorers",
     "card_path_for",
     "default_model_path",

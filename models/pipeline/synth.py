@@ -274,7 +274,7 @@ def _illumination(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarra
 
 
 def make_stack(seed: int, condition: str = "train", *, shape: tuple[int, int] = (256, 256),
-               n_planes: int = 21) -> SynthStack:
+               n_planes: int = 21, dz_dof: Sequence[float] | None = None) -> SynthStack:
     """Render one synthetic stack for `seed` and `condition` (see module doc); deterministic.
 
     Training stacks whose in-focus specimen would be invisible in the noise
@@ -290,12 +290,13 @@ def make_stack(seed: int, condition: str = "train", *, shape: tuple[int, int] = 
         if condition == "train_v2":
             # Drawn first so the rest of the stack follows the "train" recipe unchanged.
             layered = bool(rng.random() < LAYER_P)
-            stack = _draw_stack(rng, seed, "train", shape, n_planes, layered=layered)
+            stack = _draw_stack(rng, seed, "train", shape, n_planes, layered=layered,
+                                dz_dof=dz_dof)
             if stack is not None:
                 stack.meta["condition"] = condition
                 stack.meta["layered"] = layered
         else:
-            stack = _draw_stack(rng, seed, condition, shape, n_planes)
+            stack = _draw_stack(rng, seed, condition, shape, n_planes, dz_dof=dz_dof)
         if stack is not None:
             stack.meta["attempt"] = attempt
             return stack
@@ -335,7 +336,8 @@ def _second_layer(rng: np.random.Generator, maps: Any, modality: str, shape: tup
 
 
 def _draw_stack(rng: np.random.Generator, seed: int, condition: str, shape: tuple[int, int],
-                n_planes: int, *, layered: bool = False) -> SynthStack | None:
+                n_planes: int, *, layered: bool = False,
+                dz_dof: Sequence[float] | None = None) -> SynthStack | None:
     optics = _optics(rng)
     dof = optics.depth_of_field_um
     if condition in ("low_light", "sparse"):
@@ -357,6 +359,9 @@ def _draw_stack(rng: np.random.Generator, seed: int, condition: str, shape: tupl
     former = ImageFormation(maps, optics, modality, pixel_um=optics.sample_pixel_um,
                             tilt_x_um=spec_cfg.tilt_x_um, debris_dz_um=spec_cfg.debris_dz_um)
     dz = _plane_offsets(rng, n_planes, dof, "debris" if layered else condition)
+    if dz_dof is not None:  # planes at given defocus (DOF units), e.g. exact 1-DOF pairs
+        dz = np.asarray(dz_dof, np.float64) * dof
+        n_planes = dz.size
 
     # Light: photons at full specimen brightness (fluorescence) or clear background (brightfield).
     if condition == "low_light":
