@@ -12,7 +12,7 @@ import os
 from autofocus.cli.app import app
 from autofocus.logging import configure_logging
 
-_COMMAND_MODULES = ("offline", "focus", "serve", "bench", "bench_search")
+_COMMAND_MODULES = ("offline", "focus", "serve", "bench", "bench_search", "calibrate")
 
 
 def _load_commands() -> None:

@@ -36,8 +36,50 @@ class FocusFit:
     rival_chi2: float = math.nan
 
 
+@dataclass(frozen=True)
+class PairHead:
+    """Logistic model: is frame b closer to focus than frame a (same field, same side)?
+
+    Inputs per frame: `frame_bands` (12,) the frame-averaged log band energies
+    relative to the detail energy, log(E_b / V), and `contrast` log(V / μ²) (both
+    graph `features` channels), and `m` the predicted log-distance. Pair features:
+    Δ = log-energy change relative to brightness (b − a, so the specimen cancels),
+    Δ·(mean spectral shape), Δ·(mean m), m_b − m_a; divided by `scale`, dotted
+    with `weights`: the log-odds that b is closer. Antisymmetric by
+    construction (no bias). `max_gap_dof` the largest |z_b − z_a| it was trained on.
+    """
+
+    weights: np.ndarray
+    scale: np.ndarray
+    max_gap_dof: float = 3.0
+
+    @staticmethod
+    def features(bands_a: np.ndarray, contrast_a: float, m_a: float, bands_b: np.ndarray,
+                 contrast_b: float, m_b: float) -> np.ndarray:
+        """The unscaled pair feature vector (37,) for frames a → b."""
+        dl = (bands_b + contrast_b) - (bands_a + contrast_a)
+        shape = 0.5 * (bands_a + bands_b)
+        return np.concatenate([dl, dl * shape, dl * 0.5 * (m_a + m_b), [m_b - m_a]])
+
+    def logodds(self, bands_a: np.ndarray, contrast_a: float, m_a: float,
+                bands_b: np.ndarray, contrast_b: float, m_b: float) -> float:
+        """Log-odds that frame b is closer to focus than frame a."""
+        x = self.features(bands_a, contrast_a, m_a, bands_b, contrast_b, m_b)
+        return float(np.dot(x / self.scale, self.weights))
+
+    @classmethod
+    def from_card(cls, section: dict | None) -> PairHead | None:
+        """The pair head stored in a model card's `pair_head` section (None when absent)."""
+        if not section:
+            return None
+        return cls(np.asarray(section["weights"], np.float64),
+                   np.asarray(section["scale"], np.float64),
+                   float(section.get("max_gap_dof", 3.0)))
+
+
 def fit_focus(z_um: np.ndarray, distance_um: np.ndarray, sigma_um: np.ndarray,
-              weight: np.ndarray | None = None) -> FocusFit:
+              weight: np.ndarray | None = None,
+              pairs: list[tuple[int, int, float]] | None = None) -> FocusFit:
     """Signed focus z (µm) from stage positions `z_um` and unsigned distances `distance_um`.
 
     `sigma_um` is each distance's one-sigma uncertainty (µm, > 0); `weight` an
@@ -45,7 +87,11 @@ def fit_focus(z_um: np.ndarray, distance_um: np.ndarray, sigma_um: np.ndarray,
     probability; frames with weight 0 are ignored). The uncertainty of the
     result is the fit's (1/Σw)^½, widened to cover the best solution on the
     other side of the frames when that fits nearly as well (Δχ² < 4), since
-    the sign is then not settled. Raises `ValueError` for arrays of unequal
+    the sign is then not settled. `pairs` (i, j, log-odds that frame j is
+    closer to focus than frame i), e.g. from `PairHead`, add −2·log p of the
+    order each candidate implies (zf on j's side of the midpoint or not): the
+    band-energy change between two frames of one field settles the side that
+    unsigned distances leave open. Raises `ValueError` for arrays of unequal
     length.
     """
     z = np.asarray(z_um, np.float64).ravel()
@@ -57,10 +103,18 @@ def fit_focus(z_um: np.ndarray, distance_um: np.ndarray, sigma_um: np.ndarray,
     if weight is not None:
         w = w * np.clip(np.asarray(weight, np.float64).ravel(), 0.0, 1.0)
     ok = np.isfinite(z) & np.isfinite(d) & np.isfinite(w) & (w > 0)
+    # Pair terms: (midpoint, +1 when j lies above i, −2 log p(j closer), −2 log p(i closer)).
+    pair_terms = []
+    for i, j, lo in pairs or ():
+        if ok[i] and ok[j] and z[i] != z[j] and math.isfinite(lo):
+            p = 1.0 / (1.0 + math.exp(-max(min(lo, 30.0), -30.0)))
+            pair_terms.append((0.5 * (z[i] + z[j]), 1.0 if z[j] > z[i] else -1.0,
+                               -2.0 * math.log(max(p, 1e-12)),
+                               -2.0 * math.log(max(1.0 - p, 1e-12))))
     z, d, w = z[ok], np.maximum(d[ok], 0.0), w[ok]
     if np.unique(np.round(z, 9)).size < 2:
         return FocusFit(None, None)
-    knots = np.unique(z)
+    knots = np.unique(np.concatenate([z, [t[0] for t in pair_terms]]))
     bounds = [(-math.inf, knots[0])]
     bounds += [(knots[k], knots[k + 1]) for k in range(knots.size - 1)]
     bounds.append((knots[-1], math.inf))
@@ -72,6 +126,10 @@ def fit_focus(z_um: np.ndarray, distance_um: np.ndarray, sigma_um: np.ndarray,
         zf = float(np.sum(w * (z - sign * d)) / np.sum(w))
         zf = min(max(zf, lo), hi)
         cost = float(np.sum(w * (np.abs(z - zf) - d) ** 2))
+        for midpoint, up, cost_j, cost_i in pair_terms:
+            # zf above the midpoint makes the upper frame the closer one.
+            j_closer = (zf - midpoint) * up > 0
+            cost += cost_j if j_closer else cost_i
         candidates.append((cost, zf))
     candidates.sort()
     best_cost, best_z = candidates[0]
@@ -85,4 +143,4 @@ def fit_focus(z_um: np.ndarray, distance_um: np.ndarray, sigma_um: np.ndarray,
     return FocusFit(best_z, sigma, best_cost, rival_z, rival_cost)
 
 
-__all__ = ["FocusFit", "fit_focus"]
+__all__ = ["FocusFit", "PairHead", "fit_focus"]

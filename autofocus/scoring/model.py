@@ -40,7 +40,7 @@ import structlog
 
 from autofocus.errors import ImageError, ModelError
 from autofocus.scoring.base import DefocusEstimate, DefocusEstimator, ScorerEntry
-from autofocus.scoring.defocus import fit_focus
+from autofocus.scoring.defocus import PairHead, fit_focus
 from autofocus.scoring.preprocess import (
     PREPROCESS_VERSION,
     RAW_PREPROCESS_VERSION,
@@ -58,6 +58,9 @@ DEFAULT_MODEL_FILE = "focusnet-v1.onnx"
 _VERSIONED_MODEL = re.compile(r"^focusnet-v(\d+)\.onnx$")
 
 ProviderChoice = Literal["auto", "cpu", "cuda", "tensorrt"]
+
+GRAPH_OPTIMIZATION = "ORT_ENABLE_EXTENDED"
+"""onnxruntime graph optimisation level (chosen by `autofocus bench score`; see models/README.md)."""
 
 DEFAULT_GPU_BATCH = 16
 """Frames per onnxruntime call on a GPU provider when `max_batch` is not given."""
@@ -297,7 +300,13 @@ class OnnxFocusScorer:
         options.log_severity_level = 3
         if threads is not None:
             options.intra_op_num_threads = int(threads)
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # ORT_ENABLE_ALL adds NCHWc layout reorders around the strided convolutions; on
+        # these small graphs they cost more than they save (`autofocus bench score`).
+        options.graph_optimization_level = getattr(
+            ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION)
+        # Spinning intra-op threads keep burning CPU for a while after each inference;
+        # a focus job scores a few frames at a time, so the spin is pure waste.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         available = set(ort.get_available_providers())
         if provider == "auto":
             candidates = [p for p in ("cuda",) if _PROVIDER_NAMES[p] in available]
@@ -500,6 +509,7 @@ class OnnxDefocusScorer(OnnxFocusScorer):
             raise ModelError(f"focus model {self.model_path.name} lacks the defocus outputs "
                              f"{missing}; its card claims a defocus estimate")
         self.dist_offset = float(self.card.get("defocus", {}).get("dist_offset", 0.3))
+        self.pair_head = PairHead.from_card(self.card.get("pair_head"))
 
     def estimate(self, frames: Sequence[np.ndarray], z_um: Sequence[float], *,
                  dof_um: float | None = None) -> DefocusEstimate:
@@ -510,7 +520,9 @@ class OnnxDefocusScorer(OnnxFocusScorer):
         (None = the scorer's default, which may be None: then no µm figures).
         The focal plane is the inverse-variance weighted V-fit of the distances
         (`autofocus.scoring.defocus.fit_focus`), frames weighted by 1 − their
-        no-specimen probability. Raises `ValueError` when `z_um` does not have
+        no-specimen probability, with the card's pair head (change of band
+        energies between two frames of the field, which cancels the specimen)
+        deciding which side of each frame pair focus lies on. Raises `ValueError` when `z_um` does not have
         one finite value per frame or `dof_um` is not positive, `ImageError`
         for a bad frame.
         """
@@ -522,7 +534,8 @@ class OnnxDefocusScorer(OnnxFocusScorer):
         dof = self.dof_um if dof_um is None else float(dof_um)
         if dof is not None and not (math.isfinite(dof) and dof > 0):
             raise ValueError(f"dof_um must be a positive number of micrometres, got {dof_um!r}")
-        out = self.run_outputs(frames, DEFOCUS_OUTPUTS)
+        want_pairs = self.pair_head is not None and dof is not None and np.unique(z).size >= 2
+        out = self.run_outputs(frames, DEFOCUS_OUTPUTS + (("features",) if want_pairs else ()))
         distance = np.maximum(out["distance_dof"], 0.0)
         # The graph regresses log(|dz| + offset) with a Gaussian of variance exp(lv):
         # by the delta method the distance's sigma is (|dz| + offset) · exp(lv / 2).
@@ -531,11 +544,29 @@ class OnnxDefocusScorer(OnnxFocusScorer):
         no_specimen = np.clip(out["no_specimen_p"], 0.0, 1.0)
         focus_z = focus_sigma = None
         if dof is not None and np.unique(z).size >= 2:
-            fit = fit_focus(z, distance * dof, sigma * dof, weight=1.0 - no_specimen)
+            pairs = self._pairs(z, out, dof) if want_pairs else None
+            fit = fit_focus(z, distance * dof, sigma * dof, weight=1.0 - no_specimen,
+                            pairs=pairs)
             focus_z, focus_sigma = fit.focus_z_um, fit.focus_sigma_um
         return DefocusEstimate(distance_dof=distance, sigma_dof=sigma,
                                no_specimen_p=no_specimen, dof_um=dof,
                                focus_z_um=focus_z, focus_sigma_um=focus_sigma)
+
+
+    def _pairs(self, z: np.ndarray, out: dict[str, np.ndarray],
+               dof: float) -> list[tuple[int, int, float]]:
+        """Pair-head log-odds for frames a known Δz apart (0.3–`max_gap_dof` DOF)."""
+        assert self.pair_head is not None
+        frame = [np.asarray(f)[:, 0, 0] for f in out["features"]]  # frame channels broadcast
+        m = out["log_distance"]
+        pairs = []
+        for i in range(z.size):
+            for j in range(i + 1, z.size):
+                gap = abs(z[j] - z[i]) / dof
+                if 0.3 <= gap <= self.pair_head.max_gap_dof:
+                    pairs.append((i, j, self.pair_head.logodds(
+                        frame[i][12:24], frame[i][24], m[i], frame[j][12:24], frame[j][24], m[j])))
+        return pairs
 
 
 def offers_defocus(card: dict[str, Any]) -> bool:
