@@ -34,7 +34,7 @@ def _write_corpus(root: Path, n_stacks: int, *, labelled: bool = True, seed0: in
         name = f"s{seed0 + k}"
         (root / name).mkdir()
         z = st.dz_um + 10.0
-        for i, (frame, zi) in enumerate(zip(st.frames, z, strict=True)):
+        for frame, zi in zip(st.frames, z, strict=True):
             rel = f"{name}/{name}_z{zi:+.4f}.tif"
             tifffile.imwrite(root / rel, frame)
             nearest = float(z[np.argmin(np.abs(st.dz_um))])

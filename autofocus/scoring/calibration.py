@@ -191,7 +191,7 @@ def read_output_layer(scorer: object) -> OutputLayer:
     the `onnx` package is not needed at run time. Raises `ModelError` when the
     file has no `head_out` initialisers.
     """
-    path = Path(getattr(scorer, "model_path"))
+    path = Path(scorer.model_path)  # type: ignore[attr-defined]
     inits = _initializers(path.read_bytes())
     try:
         w = inits["head_out.weight"]

@@ -60,7 +60,7 @@ _VERSIONED_MODEL = re.compile(r"^focusnet-v(\d+)\.onnx$")
 ProviderChoice = Literal["auto", "cpu", "cuda", "tensorrt"]
 
 GRAPH_OPTIMIZATION = "ORT_ENABLE_EXTENDED"
-"""onnxruntime graph optimisation level (chosen by `autofocus bench score`; see models/README.md)."""
+"""onnxruntime graph optimisation level (chosen by measurement; see models/README.md)."""
 
 DEFAULT_GPU_BATCH = 16
 """Frames per onnxruntime call on a GPU provider when `max_batch` is not given."""
@@ -511,6 +511,16 @@ class OnnxDefocusScorer(OnnxFocusScorer):
         self.dist_offset = float(self.card.get("defocus", {}).get("dist_offset", 0.3))
         self.pair_head = PairHead.from_card(self.card.get("pair_head"))
 
+    def score(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """Sharpness of each frame, float64 (n,) in [0, 1]: sigmoid of the graph's logit.
+
+        Computed here in float64 from `logit`: the graph's float32 `score` output
+        rounds to 1.0 for logits above ~16, which would turn the top of a focus
+        curve into ties.
+        """
+        logits = self.run(frames, output="logit")
+        return 1.0 / (1.0 + np.exp(-logits))
+
     def estimate(self, frames: Sequence[np.ndarray], z_um: Sequence[float], *,
                  dof_um: float | None = None) -> DefocusEstimate:
         """Per-frame distance to focus (DOF units) with uncertainty, no-specimen probability,
@@ -522,9 +532,9 @@ class OnnxDefocusScorer(OnnxFocusScorer):
         (`autofocus.scoring.defocus.fit_focus`), frames weighted by 1 − their
         no-specimen probability, with the card's pair head (change of band
         energies between two frames of the field, which cancels the specimen)
-        deciding which side of each frame pair focus lies on. Raises `ValueError` when `z_um` does not have
-        one finite value per frame or `dof_um` is not positive, `ImageError`
-        for a bad frame.
+        deciding which side of each frame pair focus lies on. Raises
+        `ValueError` when `z_um` does not have one finite value per frame or
+        `dof_um` is not positive, `ImageError` for a bad frame.
         """
         z = np.asarray(z_um, dtype=np.float64).ravel()
         if z.size != len(frames):

@@ -106,7 +106,8 @@ def export(head: Any, out_dir: Path, stem: str, card_extra: Mapping[str, Any],
             "head": f"per-patch MLP {graph.N_FEATURES}→{head.hidden}→{head.hidden}→4 "
                     "(score logit, log-distance mean, log-variance, specimen logit)",
             "pooling": f"top k = max(1, n_patches // {head.topk_div}) patches by score logit "
-                       "(distance and variance averaged over them); specimen: top-k mean",
+                       "(distance and variance averaged over them); specimen logit: mean of the "
+                       f"top max(1, n_patches // {graph.TOPK_Q_DIV})",
             "trainable_parameters": int(sum(p.numel() for p in head.parameters())),
         },
     }

@@ -142,7 +142,8 @@ def build_onnx(head: Mapping[str, np.ndarray], *, doc: str = "",
     """
     g = _Graph()
     feats = _front_end(g)
-    mean = g.const("feature_mean", np.asarray(head["feature_mean"], np.float32).reshape(1, -1, 1, 1))
+    mean = g.const("feature_mean",
+                   np.asarray(head["feature_mean"], np.float32).reshape(1, -1, 1, 1))
     inv_std = g.const("feature_inv_std",
                       (1.0 / np.asarray(head["feature_std"], np.float32)).reshape(1, -1, 1, 1))
     h = g.op("Mul", [g.op("Sub", [feats, mean]), inv_std], "features_std")

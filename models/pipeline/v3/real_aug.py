@@ -80,7 +80,6 @@ def main(argv: list[str]) -> int:
         CalStack,
         OutputLayer,
         fit_output_layer,
-        patch_hidden,
         stack_logits,
     )
     from autofocus.stacks.evaluation import judge_curve

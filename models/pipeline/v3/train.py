@@ -187,7 +187,8 @@ def fit_head(stacks: Sequence[FeatureStack], blank_features: np.ndarray,
             total_epoch += float(total.detach())
         history["epoch_loss"].append(total_epoch / steps)
         if log and (epoch % 5 == 0 or epoch == config.epochs - 1):
-            print(f"  epoch {epoch:3d} loss {total_epoch / steps:.4f} (mse {float(mse.detach()):.4f} "
+            print(f"  epoch {epoch:3d} loss {total_epoch / steps:.4f} "
+                  f"(mse {float(mse.detach()):.4f} "
                   f"rank {float(rank):.3f} nll {float(nll):.3f} drank {float(drank):.3f} "
                   f"bce {float(bce):.4f})", flush=True)
     history["train_s"] = time.perf_counter() - t0
