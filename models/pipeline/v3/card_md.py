@@ -51,7 +51,8 @@ def render(card: dict[str, Any]) -> str:
         f"- {tr.get('source', '')}",
         f"- {tr.get('stacks')} stacks × {tr.get('planes_per_stack')} planes, "
         f"{tr.get('frame_px')} px; conditions {tr.get('conditions')}; "
-        f"{tr.get('no_specimen_frames')} no-specimen frames ({', '.join(tr.get('kinds_of_no_specimen', []))}).",
+        f"{tr.get('no_specimen_frames')} no-specimen frames "
+        f"({', '.join(tr.get('kinds_of_no_specimen', []))}).",
         f"- Config {tr.get('config')}; head training {tr.get('train_s')} s.",
     ]
     cal = card.get("calibration")
@@ -113,7 +114,8 @@ def render(card: dict[str, Any]) -> str:
                   "estimated distance vs true |dz| is the fairer figure. Not LOSO for the "
                   "shipped file (it was refitted on these stacks; the distance rows were not "
                   "refitted).", "",
-                  "| stack | DOF proxy µm | median abs. error (proxy DOF) | Spearman(distance, |dz|) |",
+                  "| stack | DOF proxy µm | median abs. error (proxy DOF) "
+                  "| Spearman(distance, \\|dz\\|) |",
                   "|---|---|---|---|"]
         for k, v in real.items():
             lines.append(f"| {k} | {v['dof_proxy_um']:g} | {v['median_abs_error_dof']:.2f} | "

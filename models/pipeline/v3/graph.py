@@ -19,7 +19,8 @@ Front end (no trainable parameters; the same Walsh–Hadamard bank as v1/v2):
    (the frame's absolute contrast relative to its brightness: exposure- and
    gain-invariant, falls with defocus), (μ_patch − μ) / √V. 26 features.
 
-Head: standardisation, a per-patch MLP 26→H→H (1×1 convs, ReLU) and a linear
+Head: standardisation (folded into the first layer's weights), a per-patch MLP
+26→H→H (1×1 convs, ReLU) and a linear
 output layer H→4 per patch: score logit `s`, log-distance mean `m`, its
 log-variance `lv`, specimen logit `q`. Pooling: the frame logit is the mean of
 the top k = max(1, n_patches // TOPK_DIV) patch `s`; `m` and `lv` are averaged
@@ -142,16 +143,17 @@ def build_onnx(head: Mapping[str, np.ndarray], *, doc: str = "",
     """
     g = _Graph()
     feats = _front_end(g)
-    mean = g.const("feature_mean",
-                   np.asarray(head["feature_mean"], np.float32).reshape(1, -1, 1, 1))
-    inv_std = g.const("feature_inv_std",
-                      (1.0 / np.asarray(head["feature_std"], np.float32)).reshape(1, -1, 1, 1))
-    h = g.op("Mul", [g.op("Sub", [feats, mean]), inv_std], "features_std")
+    # Standardisation folded into the first layer (exact): W' = W / std, b' = b − W'·mean.
+    std = np.asarray(head["feature_std"], np.float64)
+    mean = np.asarray(head["feature_mean"], np.float64)
+    w1 = np.asarray(head["l1.weight"], np.float64) / std[None, :]
+    b1 = np.asarray(head["l1.bias"], np.float64) - w1 @ mean
+    layers = {1: (w1, b1), 2: (head["l2.weight"], head["l2.bias"])}
+    h = feats
     for i in (1, 2):
-        w = np.asarray(head[f"l{i}.weight"], np.float32)
+        w, b = (np.asarray(a, np.float32) for a in layers[i])
         h = g.op("Conv", [h, g.const(f"l{i}.weight", w[:, :, None, None]),
-                          g.const(f"l{i}.bias", np.asarray(head[f"l{i}.bias"], np.float32))],
-                 f"hidden{i}_lin", kernel_shape=[1, 1])
+                          g.const(f"l{i}.bias", b)], f"hidden{i}_lin", kernel_shape=[1, 1])
         h = g.op("Relu", [h], "hidden" if i == 2 else f"hidden{i}")
     w_out = np.asarray(head[OUT_WEIGHT], np.float32)
     out = g.op("Conv", ["hidden", g.const(OUT_WEIGHT, w_out[:, :, None, None]),
@@ -159,37 +161,31 @@ def build_onnx(head: Mapping[str, np.ndarray], *, doc: str = "",
                "patch_out", kernel_shape=[1, 1])                    # (N, 4, gh, gw)
     flat = g.op("Reshape", [out, g.const("shape_n4p", np.array([0, N_OUT, -1], np.int64))],
                 "patch_out_flat3")                                  # (N, 4, P)
-    idx = {name: (g.const(f"ch{i}_a", np.array([i], np.int64)),
-                  g.const(f"ch{i}_b", np.array([i + 1], np.int64)))
-           for i, name in enumerate(("s", "m", "lv", "q"))}
-    axis1 = "axis_1"
-
-    def channel(name: str) -> str:
-        a, b = idx[name]
-        sl = g.op("Slice", [flat, a, b, axis1], f"patch_{name}_3d")
-        return g.op("Squeeze", [sl, axis1], f"patch_{name}")     # (N, P)
-
-    s, m, lv, q = channel("s"), channel("m"), channel("lv"), channel("q")
-    n_patches = g.op("Gather", [g.op("Shape", [s]), axis1], "n_patches", axis=0)
+    # Channels as (N, 1, P): pooling works on axis 2 and reduces axes 1 and 2, no Squeeze.
+    s, m, lv, q = "patch_s", "patch_m", "patch_lv", "patch_q"
+    g.nodes.append(helper.make_node("Split", [flat], [s, m, lv, q], name="split_channels",
+                                    axis=1))
+    n_patches = g.op("Gather", [g.op("Shape", [flat]), g.const("axis_2", np.array(
+        [2], np.int64))], "n_patches", axis=0)
     k = g.op("Max", [g.op("Div", [n_patches, g.const("topk_div", np.array([int(topk_div)],
                                                                           np.int64))]),
                      g.const("one", np.array([1], np.int64))], "k")
     g.nodes.append(helper.make_node("TopK", [s, k], ["top_s", "top_idx"], name="topk_s",
-                                    axis=1, largest=1, sorted=0))
-    g.op("ReduceMean", ["top_s"], "logit", axes=[1], keepdims=0)
+                                    axis=2, largest=1, sorted=0))
+    g.op("ReduceMean", ["top_s"], "logit", axes=[1, 2], keepdims=0)
     g.op("Sigmoid", ["logit"], "score")
-    top_m = g.op("GatherElements", [m, "top_idx"], "top_m", axis=1)
-    top_lv = g.op("GatherElements", [lv, "top_idx"], "top_lv", axis=1)
-    m_f = g.op("ReduceMean", [top_m], "log_distance", axes=[1], keepdims=0)
-    g.op("ReduceMean", [top_lv], "log_distance_var", axes=[1], keepdims=0)
+    top_m = g.op("GatherElements", [m, "top_idx"], "top_m", axis=2)
+    top_lv = g.op("GatherElements", [lv, "top_idx"], "top_lv", axis=2)
+    m_f = g.op("ReduceMean", [top_m], "log_distance", axes=[1, 2], keepdims=0)
+    g.op("ReduceMean", [top_lv], "log_distance_var", axes=[1, 2], keepdims=0)
     g.op("Relu", [g.op("Sub", [g.op("Exp", [m_f]), g.const(
         "dist_offset", np.array(DIST_OFFSET, np.float32))])], "distance_dof")
     k_q = g.op("Max", [g.op("Div", [n_patches, g.const("topk_q_div", np.array([TOPK_Q_DIV],
                                                                             np.int64))]),
                        "one"], "k_q")
     g.nodes.append(helper.make_node("TopK", [q, k_q], ["top_q", "top_q_idx"], name="topk_q",
-                                    axis=1, largest=1, sorted=0))
-    spec_logit = g.op("ReduceMean", ["top_q"], "specimen_logit", axes=[1], keepdims=0)
+                                    axis=2, largest=1, sorted=0))
+    spec_logit = g.op("ReduceMean", ["top_q"], "specimen_logit", axes=[1, 2], keepdims=0)
     g.op("Sigmoid", [g.op("Neg", [spec_logit])], "no_specimen_p")
 
     n = ["N"]
