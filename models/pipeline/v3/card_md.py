@@ -94,7 +94,14 @@ def render(card: dict[str, Any]) -> str:
         lines += ["## Signed estimate from two frames 1 DOF apart", "",
                   f"{sign['pairs']} pairs, both frames {sign['range_dof'][0]:g}–"
                   f"{sign['range_dof'][1]:g} DOF from focus on the same side: side of focus "
-                  f"right in **{sign['accuracy']:.1%}** (goal ≥ 95 %); per condition: {per}.", ""]
+                  f"right in **{sign['accuracy']:.1%}** (goal ≥ 95 %) on "
+                  f"{sign.get('frame_px', [192, 192])[0]}² px frames; per condition: {per}."]
+        big = m.get("sign_512px")
+        if big:
+            per = ", ".join(f"{k} {v:.1%}" for k, v in big["per_condition"].items())
+            lines.append(f"On 512² px frames ({big['pairs']} pairs): **{big['accuracy']:.1%}**; "
+                         f"per condition: {per}.")
+        lines.append("")
     ns = m.get("no_specimen")
     if ns:
         per = ", ".join(f"{k} {v:.1%}" for k, v in ns["per_kind"].items())
@@ -104,7 +111,13 @@ def render(card: dict[str, Any]) -> str:
                   f"{ns['sparse_false_flags_within_2_dof']:.1%} within 2 DOF of focus, "
                   f"{ns['sparse_false_flags_within_5_dof']:.1%} within 5 DOF, "
                   f"{ns['sparse_false_flags_beyond_5_dof']:.1%} beyond "
-                  "(goal: ≥ 99 % flagged at ≤ 1 % false flags).", ""]
+                  "(goal: ≥ 99 % flagged at ≤ 1 % false flags)."]
+        if "threshold_for_1pct_false_flags_within_2_dof" in ns:
+            lines.append(f"At the threshold that keeps false flags near focus at 1 % "
+                         f"({ns['threshold_for_1pct_false_flags_within_2_dof']:.3f}), "
+                         f"{ns['flagged_at_that_threshold']:.1%} of the no-specimen frames "
+                         "are flagged.")
+        lines.append("")
     real = m.get("real_defocus")
     if real:
         lines += ["## Distance estimate on the real stacks", "",
