@@ -172,3 +172,13 @@ def test_onnx_graph_matches_the_torch_head_it_was_trained_as(v3):
     np.testing.assert_allclose(served["log_distance_var"], ref["lv"], atol=1e-4)
     card = json.loads(V3.with_suffix(".json").read_text())
     assert card["parity"]["max_abs_diff"]["logit"] < 1e-3
+
+
+def test_a_model_file_is_a_scorer_name(tmp_path):
+    from autofocus.errors import UnknownNameError
+    from autofocus.scoring.registry import canonical_scorer_name
+
+    assert canonical_scorer_name(str(V3)) == str(V3)
+    assert get_scorer(str(V3), provider="cpu").model_path == V3
+    with pytest.raises(UnknownNameError, match="does not exist"):
+        get_scorer(str(tmp_path / "nope.onnx"))
