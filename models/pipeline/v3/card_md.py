@@ -112,6 +112,18 @@ def render(card: dict[str, Any]) -> str:
                   f"{ns['sparse_false_flags_within_5_dof']:.1%} within 5 DOF, "
                   f"{ns['sparse_false_flags_beyond_5_dof']:.1%} beyond "
                   "(goal: ≥ 99 % flagged at ≤ 1 % false flags)."]
+        if "tradeoff" in ns:
+            lines += ["", f"Threshold trade-off (false flags within 2 DOF of focus; 'visible' = the "
+                      f"{ns['visible_sparse_frames_within_2_dof']} sparse frames whose in-focus "
+                      "peak stands ≥ 5 noise σ above background — every false flag at 0.3–0.7 "
+                      "falls on stacks whose beads peak at ~3 σ, i.e. at the noise floor):", "",
+                      "| threshold | no-specimen frames flagged | false flags, all sparse | "
+                      "false flags, visible sparse |", "|---|---|---|---|"]
+            for t, v in ns["tradeoff"].items():
+                lines.append(f"| {t} | {v['no_specimen_flagged']:.1%} | "
+                             f"{v['false_flags_sparse_within_2_dof']:.1%} | "
+                             f"{v['false_flags_visible_sparse_within_2_dof']:.1%} |")
+            lines.append("")
         if "threshold_for_1pct_false_flags_within_2_dof" in ns:
             lines.append(f"At the threshold that keeps false flags near focus at 1 % "
                          f"({ns['threshold_for_1pct_false_flags_within_2_dof']:.3f}), "
