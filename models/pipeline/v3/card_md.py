@@ -113,7 +113,7 @@ def render(card: dict[str, Any]) -> str:
                   f"{ns['sparse_false_flags_beyond_5_dof']:.1%} beyond "
                   "(goal: ≥ 99 % flagged at ≤ 1 % false flags)."]
         if "tradeoff" in ns:
-            lines += ["", f"Threshold trade-off (false flags within 2 DOF of focus; 'visible' = the "
+            lines += ["", "Threshold trade-off (false flags within 2 DOF of focus; 'visible' = the "
                       f"{ns['visible_sparse_frames_within_2_dof']} sparse frames whose in-focus "
                       "peak stands ≥ 5 noise σ above background — every false flag at 0.3–0.7 "
                       "falls on stacks whose beads peak at ~3 σ, i.e. at the noise floor):", "",
