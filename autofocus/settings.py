@@ -9,11 +9,13 @@ variables override it.
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,11 +23,18 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the backport pydantic-settings already needs
+    import tomli as tomllib  # type: ignore[no-redef]
+
 DriverName = Literal["sim", "micromanager", "replay"]
 
 
 class SimSettings(BaseModel):
     """Options of the simulated microscope (driver `sim`)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     seed: int = Field(0, description="Random seed: specimen, true focus and noise.")
     specimen: Literal["beads", "cells", "fibres"] = "beads"
@@ -42,6 +51,13 @@ class SimSettings(BaseModel):
     )
     tilt_um: float = Field(0.0, description="Focus change across the field, µm edge to edge.")
     drift_um_per_s: float = Field(0.0, description="Focus drift in µm per second.")
+    surface_tilt_um: float = Field(
+        0.0, description="Sample height change across a 96-well plate footprint, left to "
+        "right (µm; half of it top to bottom), as seen by the XY stage."
+    )
+    surface_bow_um: float = Field(
+        0.0, description="Sample height change from the plate centre to its corners (µm)."
+    )
     backlash_um: float | None = Field(None, ge=0, description="Stage backlash in µm.")
     width_px: int = Field(256, ge=16, le=4096)
     height_px: int = Field(256, ge=16, le=4096)
@@ -54,6 +70,8 @@ class SimSettings(BaseModel):
 class MicroManagerSettings(BaseModel):
     """Options of the Micro-Manager driver (driver `micromanager`)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     port: int | None = Field(None, description="ZMQ server port of a running Micro-Manager.")
     headless_adapter_dir: Path | None = Field(
         None, description="Start Micro-Manager headless in-process with adapters from here."
@@ -62,10 +80,18 @@ class MicroManagerSettings(BaseModel):
     focus_device: str | None = Field(None, description="Z drive name; default: core focus device.")
     camera: str | None = Field(None, description="Camera device name; default: core camera.")
     timeout_s: float = Field(5.0, gt=0, description="Connection/command timeout in seconds.")
+    continuous_focus: Literal["refuse", "pause"] = Field(
+        "refuse",
+        description="A locked hardware autofocus (PFS, CRISP): refuse to move Z, or pause it "
+        "for the search and switch it back on afterwards.",
+    )
+    xy_stage: str | None = Field(None, description="XY stage for focus maps; default: core's.")
 
 
 class ReplaySettings(BaseModel):
     """Options of the replay driver (driver `replay`): a recorded z-stack served as a stage."""
+
+    model_config = ConfigDict(extra="forbid")
 
     stack: Path | None = Field(None, description="Stack folder, multi-page TIFF or CSV.")
     pattern: str | None = Field(None, description="Regex with a named group `z` for file names.")
@@ -79,6 +105,8 @@ class ReplaySettings(BaseModel):
 
 class FocusDefaults(BaseModel):
     """Defaults of a focus job; every field can be overridden per request."""
+
+    model_config = ConfigDict(extra="forbid")
 
     strategy: str = "coarse-fine"
     scorer: str = "tenengrad"
@@ -111,8 +139,57 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     queue_max: int = Field(16, ge=1, description="Queued jobs beyond which POST answers 429.")
-    max_upload_mb: float = Field(64.0, gt=0, description="Largest request body, MB.")
-    cors_origins: list[str] = Field(default_factory=list)
+    max_upload_mb: float = Field(
+        64.0, gt=0, description="Largest upload to /v1/score, MiB (larger answers 413)."
+    )
+    max_json_kb: float = Field(
+        64.0, gt=0, le=10_240, description="Largest JSON request body, KiB (larger answers 413)."
+    )
+    score_max_pixels: int = Field(
+        32 * 1024 * 1024,
+        ge=1024,
+        le=1 << 31,
+        description="Decoded pixels (all frames together) one /v1/score request may hold.",
+    )
+    z_resolution_um: float = Field(
+        0.01,
+        gt=0,
+        description="Smallest Z step the stage resolves, µm; a tolerance_um below it is refused.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Browser origins allowed to call the API (CORS)."
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host header names accepted (DNS rebinding guard); empty: loopback names "
+        "and `host`; ['*'] accepts any.",
+    )
+    max_connections: int = Field(
+        128, ge=4, le=100_000, description="Open HTTP connections; more are closed at once."
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A request's headers must arrive within this, seconds."
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="A request body stalling longer than this is dropped, seconds."
+    )
+    hardware_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Watchdog: a stage or camera call that has not returned after this fails "
+        "the job (`hardware`) and the daemon exits non-zero so systemd restarts it, seconds.",
+    )
+    resume_after_crash: bool = Field(
+        False,
+        description="Run jobs that were queued when the daemon crashed (default: mark them "
+        "`interrupted`; the stage does not move until a client asks again).",
+    )
+    retention_days: float = Field(
+        30.0, gt=0, description="Finished jobs older than this are deleted, days."
+    )
+    retention_max_jobs: int = Field(
+        10_000, ge=1, description="At most this many finished jobs are kept (oldest go first)."
+    )
     model_path: Path | None = Field(None, description="ONNX model for the `focusnet` scorer.")
     execution_provider: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
 
@@ -149,18 +226,110 @@ class Settings(BaseSettings):
 _CONFIG_PATH_OVERRIDE: str | None = None
 
 
+class ConfigError(ValueError):
+    """A configuration mistake, said in one line that names the file, the line and the key
+    (with the nearest valid key for a misspelt one)."""
+
+
 def load_settings(config_path: Path | str | None = None, **overrides: Any) -> Settings:
     """Load settings from `config_path` (TOML, optional), the environment and `overrides`.
 
     Precedence: `overrides` > `AUTOFOCUS_*` variables > TOML file > defaults.
     Raises `FileNotFoundError` for a named file that does not exist and
-    pydantic's `ValidationError` (field names and reasons) for bad values.
+    `ConfigError` (one line: file, line, key, reason, nearest valid key) for
+    malformed TOML, unknown keys and bad values.
     """
     global _CONFIG_PATH_OVERRIDE
     if config_path is not None and not Path(config_path).is_file():
         raise FileNotFoundError(f"configuration file {config_path} does not exist")
+    path = str(config_path) if config_path is not None else os.environ.get("AUTOFOCUS_CONFIG")
+    text, data = _read_toml(path)
     _CONFIG_PATH_OVERRIDE = str(config_path) if config_path is not None else None
     try:
         return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path, text, data)) from None
     finally:
         _CONFIG_PATH_OVERRIDE = None
+
+
+def _read_toml(path: str | None) -> tuple[str | None, dict[str, Any]]:
+    if not path or not Path(path).is_file():
+        return None, {}
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read as UTF-8 text ({exc})") from None
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _describe(exc: ValidationError, path: str | None, text: str | None, data: dict) -> str:
+    """One line for all of `exc`'s errors, each placed in the file where it came from."""
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = tuple(str(p) for p in err.get("loc", ()))
+        dotted = ".".join(loc)
+        in_file = path is not None and _lookup(data, loc)
+        line = _line_of(text, loc) if in_file and text is not None else None
+        where = f"{path} line {line}: " if line else (f"{path}: " if in_file else "")
+        if err.get("type") == "extra_forbidden":
+            section = f" in [{'.'.join(loc[:-1])}]" if len(loc) > 1 else ""
+            hint = _nearest(loc)
+            msg = f"unknown key {loc[-1]!r}{section}"
+            if hint:
+                msg += f" (did you mean {hint!r}?)"
+        else:
+            msg = f"{dotted}: {err.get('msg', 'invalid value')}"
+        if not in_file:
+            msg += " (from AUTOFOCUS_* variables or the command line)"
+        parts.append(where + msg)
+    return "invalid settings: " + "; ".join(parts) if not path else "; ".join(parts)
+
+
+def _lookup(data: dict, loc: tuple[str, ...]) -> bool:
+    node: Any = data
+    for key in loc:
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+_TABLE = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_.\-\"' ]+?)\s*=")
+
+
+def _line_of(text: str, loc: tuple[str, ...]) -> int | None:
+    """The 1-based line of `text` where the key at `loc` is set (tables and dotted keys)."""
+    table: tuple[str, ...] = ()
+    for n, raw in enumerate(text.splitlines(), start=1):
+        if m := _TABLE.match(raw):
+            table = tuple(p.strip().strip("\"'") for p in m.group(1).split("."))
+            if table == loc:
+                return n
+            continue
+        if m := _KEY.match(raw):
+            full = table + tuple(p.strip().strip("\"'") for p in m.group(1).split("."))
+            if loc[: len(full)] == full:
+                return n
+    return None
+
+
+def _nearest(loc: tuple[str, ...]) -> str | None:
+    """The valid key closest to the misspelt last part of `loc`, or None."""
+    model: Any = Settings
+    for key in loc[:-1]:
+        field = model.model_fields.get(key)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    names = list(model.model_fields)
+    found = difflib.get_close_matches(loc[-1], names, n=1, cutoff=0.5)
+    if found:
+        return found[0]
+    prefixed = [n for n in names if n.startswith(loc[-1]) or loc[-1].startswith(n)]
+    return prefixed[0] if prefixed else None

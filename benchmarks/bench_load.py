@@ -55,6 +55,8 @@ def start_daemon(workdir: Path, port: int, settle_s: float) -> subprocess.Popen[
         "AUTOFOCUS_FOCUS__SETTLE_S": str(settle_s),
         "AUTOFOCUS_LOG_LEVEL": "warning",
         "AUTOFOCUS_QUEUE_MAX": "64",
+        # Up to 500 pollers plus the job clients: above the default cap of 128 connections.
+        "AUTOFOCUS_MAX_CONNECTIONS": "1024",
     }
     env.pop("AUTOFOCUS_CONFIG", None)
     env.pop("AUTOFOCUS_API_TOKEN", None)

@@ -49,9 +49,12 @@ def _assert_401(secured, method, path, authorization):
     headers = {"Authorization": authorization} if authorization else {}
     mic = secured.manager.microscope
     before = len(mic.commanded_z_um)
-    r = httpx.request(
-        method, secured.url + path, headers=headers, json={} if method == "POST" else None
-    )
+    if path == "/v1/score":  # the upload is multipart (anything else is 415 before auth)
+        r = httpx.post(secured.url + path, headers=headers, files={"files": ("a.npy", b"x")})
+    else:
+        r = httpx.request(
+            method, secured.url + path, headers=headers, json={} if method == "POST" else None
+        )
     assert r.status_code == 401
     assert r.headers["content-type"] == "application/problem+json"
     assert r.headers["www-authenticate"].startswith("Bearer")

@@ -77,11 +77,19 @@ def test_range_outside_limits_is_422_and_stage_untouched(http, untouched, body):
         (b'{"range_um": NaN}', {"content-type": "application/json"}),
         (b'{"range_um": Infinity}', {"content-type": "application/json"}),
         (b"\xff\xfe\x00garbage", {"content-type": "application/json"}),
-        (b"range_um=40", {"content-type": "application/x-www-form-urlencoded"}),
     ],
 )
 def test_malformed_bodies_are_422(http, untouched, content, headers):
     _problem(http.post("/v1/focus", content=content, headers=headers), 422)
+
+
+def test_non_json_bodies_are_415(http, untouched):
+    r = http.post(
+        "/v1/focus",
+        content=b"range_um=40",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert "application/json" in _problem(r, 415)["detail"]
 
 
 @pytest.mark.parametrize(
@@ -232,16 +240,20 @@ def test_oversized_upload_is_413(http, untouched):
             b"'shape': (2,), }" + b" " * 60 + b"\n" + b"\x00" * 16,
         ),
         ("header_only.npy", _npy(np.zeros((64, 64)))[:128]),
-        (
-            "bomb.npy",
-            b"\x93NUMPY\x01\x00v\x00{'descr': '<u2', 'fortran_order': False, "
-            b"'shape': (100000, 100000), }" + b" " * 48 + b"\n",
-        ),
     ],
 )
 def test_corrupt_uploads_are_422(http, untouched, name, data):
     problem = _problem(http.post("/v1/score", files=[("files", (name, data))]), 422)
     assert name in problem["detail"]
+
+
+def test_decompression_bomb_is_413_before_decoding(http, untouched):
+    bomb = (
+        b"\x93NUMPY\x01\x00v\x00{'descr': '<u2', 'fortran_order': False, "
+        b"'shape': (100000, 100000), }" + b" " * 48 + b"\n"
+    )
+    problem = _problem(http.post("/v1/score", files=[("files", ("bomb.npy", bomb))]), 413)
+    assert "bomb.npy" in problem["detail"] and "score_max_pixels" in problem["detail"]
 
 
 def test_score_rejects_unknown_scorer_and_missing_files(http, untouched):
@@ -252,5 +264,6 @@ def test_score_rejects_unknown_scorer_and_missing_files(http, untouched):
         ),
         422,
     )
-    _problem(http.post("/v1/score"), 422)
-    _problem(http.post("/v1/score", data={"files": "not a file"}), 422)
+    _problem(http.post("/v1/score"), 415)  # not an upload at all
+    _problem(http.post("/v1/score", data={"files": "not a file"}), 415)
+    _problem(http.post("/v1/score", files={"other": ("a.npy", b"x")}), 422)  # no `files`

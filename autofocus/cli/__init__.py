@@ -12,7 +12,9 @@ import os
 from autofocus.cli.app import app
 from autofocus.logging import configure_logging
 
-_COMMAND_MODULES = ("offline", "focus", "serve", "bench", "bench_search", "calibrate")
+_COMMAND_MODULES = (
+    "offline", "focus", "serve", "bench", "bench_search", "bench_focus_map", "calibrate",
+)
 
 
 def _load_commands() -> None:

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -33,14 +34,15 @@ from autofocus.errors import AutofocusError, MicroscopeError
 from autofocus.search.focus import FocusRequest, focus
 from autofocus.search.result import FocusResult, Measurement
 from autofocus.service.microscopes import open_microscope
-from autofocus.settings import Settings, load_settings
+from autofocus.settings import ConfigError, Settings, load_settings
 
 err_console = Console(stderr=True)
 
 
 def die(message: str, code: int = 2) -> typer.Exit:
     """Print one red line on stderr and return the `typer.Exit` to raise."""
-    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    # escape: messages name TOML tables like [focus], which rich would read as markup
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -61,7 +63,7 @@ def build_settings(config: Path | None, overrides: dict[str, Any]) -> Settings:
             elif value is not None:
                 merged[key] = value
         return load_settings(config, **merged)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ConfigError) as exc:
         raise die(str(exc)) from exc
     except ValidationError as exc:
         problems = "; ".join(
@@ -72,7 +74,10 @@ def build_settings(config: Path | None, overrides: dict[str, Any]) -> Settings:
 
 @app.command("focus")
 def focus_command(
-    driver: Annotated[str, typer.Option(help="sim, micromanager or replay.")] = "sim",
+    driver: Annotated[
+        str | None,
+        typer.Option(help="sim, micromanager or replay; default: the settings' driver (sim)."),
+    ] = None,
     config: ConfigOpt = None,
     start_z_um: Annotated[
         float | None, typer.Option(help="Move here first (µm); default: stay.")

@@ -33,7 +33,9 @@ from autofocus.cli.options import (
 )
 from autofocus.logging import configure_logging
 from autofocus.service.api.security import InsecureBindError, check_bind_allowed
+from autofocus.service.microscopes import check_driver_settings
 from autofocus.settings import Settings
+from drivers.errors import ConfigurationError
 
 
 @app.command("serve")
@@ -89,7 +91,8 @@ def serve_command(
     )
     try:
         check_bind_allowed(settings)
-    except InsecureBindError as exc:
+        check_driver_settings(settings)  # e.g. Micro-Manager without Z limits: exit 2 now
+    except (InsecureBindError, ConfigurationError) as exc:
         raise die(str(exc)) from exc
     configure_logging(settings.log_format, settings.log_level)
     run_server(settings)
@@ -100,21 +103,13 @@ def run_server(settings: Settings) -> None:
 
     Raises `InsecureBindError` for a non-loopback host without a token.
     """
-    import uvicorn
-
     from autofocus.service.api import create_app
+    from autofocus.service.api.server import build_server
 
     check_bind_allowed(settings)
     # The worker thread that drives the hardware competes for the GIL with the event loop.
     # With the default 5 ms switch interval a busy loop (many polling clients) delays every
     # wake-up of the worker by up to 5 ms, which stretches focus jobs; 1 ms keeps them on time.
     sys.setswitchinterval(float(os.environ.get("AUTOFOCUS_SWITCH_INTERVAL_S", "0.001")))
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,  # structlog (configure_logging) owns the output
-        access_log=False,  # our middleware logs requests with their request ids
-        server_header=False,
-        timeout_graceful_shutdown=5,  # SSE streams would otherwise hold shutdown open
-    )
+    # Connection limits, read timeouts and the shutdown rules live in build_server.
+    build_server(create_app(settings), settings).run()

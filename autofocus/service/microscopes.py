@@ -26,13 +26,38 @@ def configured_limits(settings: Settings, default: ZLimits | None) -> ZLimits:
     hi = settings.z_max_um if settings.z_max_um is not None else (default and default.max_um)
     if lo is None or hi is None:
         raise ConfigurationError(
-            "Z limits are not configured: set z_min_um and z_max_um (AUTOFOCUS_Z_MIN_UM / "
-            "AUTOFOCUS_Z_MAX_UM) to the safe travel of your focus drive before first use"
+            "Z limits are not configured: give --z-min-um and --z-max-um on the command line "
+            "(or z_min_um / z_max_um in the TOML file, AUTOFOCUS_Z_MIN_UM / AUTOFOCUS_Z_MAX_UM "
+            "in the environment) set to the safe travel of your focus drive"
         )
     try:
         return ZLimits(float(lo), float(hi))
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from exc
+
+
+def check_driver_settings(settings: Settings) -> None:
+    """Refuse, before anything starts, settings the configured driver cannot run with.
+
+    Micro-Manager reports no Z limits, so `z_min_um` and `z_max_um` are required,
+    plus a way to reach it (`mm.port` or `mm.headless_adapter_dir`); replay needs
+    `replay.stack`. Raises `ConfigurationError` saying what to set.
+    """
+    if settings.driver == "micromanager":
+        missing = [n for n in ("z_min_um", "z_max_um") if getattr(settings, n) is None]
+        if missing:
+            raise ConfigurationError(
+                f"the micromanager driver needs Z limits: set {' and '.join(missing)} "
+                "(AUTOFOCUS_Z_MIN_UM / AUTOFOCUS_Z_MAX_UM, or --z-min-um / --z-max-um) to the "
+                "safe travel of your focus drive; Micro-Manager reports none"
+            )
+        if settings.mm.port is None and settings.mm.headless_adapter_dir is None:
+            raise ConfigurationError(
+                "the micromanager driver needs mm.port (the ZMQ server of a running "
+                "Micro-Manager) or mm.headless_adapter_dir (start it in-process)"
+            )
+    elif settings.driver == "replay" and settings.replay.stack is None:
+        raise ConfigurationError("the replay driver needs a stack: set replay.stack or --stack")
 
 
 def open_simulated(settings: Settings) -> Microscope:
@@ -54,6 +79,7 @@ def open_simulated(settings: Settings) -> Microscope:
         height_px=sim.height_px,
         noise_model=sim.noise_model,
         real_time=sim.real_time,
+        surface=_plate_surface(sim.surface_tilt_um, sim.surface_bow_um),
     )
     own = ZLimits(config.stage.z_min_um, config.stage.z_max_um)
     limits = configured_limits(settings, own)
@@ -62,6 +88,16 @@ def open_simulated(settings: Settings) -> Microscope:
         config.stage, z_min_um=limits.min_um, z_max_um=limits.max_um, start_z_um=start
     )
     return SimulatedMicroscope(dataclasses.replace(config, stage=stage), seed=sim.seed)
+
+
+def _plate_surface(tilt_um: float, bow_um: float) -> Any:
+    """A tilted and bowed 96-well plate footprint (127.76 × 85.48 mm), or flat."""
+    from drivers.sim import SampleSurface
+
+    if tilt_um == 0 and bow_um == 0:
+        return None
+    return SampleSurface.plate(width_um=127_760.0, height_um=85_480.0, tilt_um=tilt_um,
+                               bow_um=bow_um)
 
 
 def open_micromanager(settings: Settings) -> Microscope:
@@ -78,6 +114,8 @@ def open_micromanager(settings: Settings) -> Microscope:
         camera=mm.camera,
         z_limits_um=limits,
         timeout_s=mm.timeout_s,
+        continuous_focus=mm.continuous_focus,
+        xy_stage=mm.xy_stage,
     )
 
 

@@ -27,7 +27,7 @@ from autofocus.search.strategies.peakfit import (
     noise_sigma,
     top_points_fit,
 )
-from autofocus.search.strategies.sweep import grid
+from autofocus.search.strategies.sweep import grid, grid_size
 
 # The flat-curve test compares the re-measured top with coarse samples farther than
 # this many estimated half-widths from it (tails beyond that are baseline).
@@ -118,7 +118,7 @@ class CoarseFine(SearchStrategy):
     def frame_bound(self) -> int:
         """n_coarse + max_refine_frames, below the exhaustive sweep's count, ≤ max_frames."""
         space = self.space
-        n = grid(space.lo_um, space.hi_um, space.step_um, self._coarse_cap()).size
+        n = grid_size(space.lo_um, space.hi_um, space.step_um, self._coarse_cap())
         return int(min(self._refine_limit(n), space.max_frames))
 
     def _refine_limit(self, n_coarse: int) -> int:
@@ -129,7 +129,7 @@ class CoarseFine(SearchStrategy):
         batch and one more round are always allowed.
         """
         space = self.space
-        sweep = grid(space.lo_um, space.hi_um, 2.0 * space.tolerance_um, 1 << 30).size
+        sweep = grid_size(space.lo_um, space.hi_um, 2.0 * space.tolerance_um, 1 << 30)
         floor = n_coarse + self.fine_points + 2
         return int(min(n_coarse + self.max_refine_frames, max(sweep - 1, floor)))
 

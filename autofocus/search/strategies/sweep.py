@@ -25,14 +25,24 @@ from autofocus.search.strategies.peakfit import (
 FIT_KINDS = ("parabola", "gaussian", "model", "argmax")
 
 
+def grid_size(lo_um: float, hi_um: float, step_um: float, max_points: int) -> int:
+    """How many points `grid(lo_um, hi_um, step_um, max_points)` has, without building it.
+
+    Counting never allocates, so a tiny `step_um` costs nothing here (the grid
+    itself is capped at `max_points`).
+    """
+    ratio = (hi_um - lo_um) / step_um - 1e-9
+    if not math.isfinite(ratio) or ratio >= max_points:
+        return max(3, max_points)
+    return max(3, min(int(math.ceil(ratio)) + 1, max_points))
+
+
 def grid(lo_um: float, hi_um: float, step_um: float, max_points: int) -> np.ndarray:
     """Evenly spaced positions from `lo_um` to `hi_um` inclusive, spacing ≤ `step_um`.
 
     At least 3 points; at most `max_points` (the spacing then widens).
     """
-    n = int(math.ceil((hi_um - lo_um) / step_um - 1e-9)) + 1
-    n = max(3, min(n, max_points))
-    return np.linspace(lo_um, hi_um, n)
+    return np.linspace(lo_um, hi_um, grid_size(lo_um, hi_um, step_um, max_points))
 
 
 class Sweep(SearchStrategy):
@@ -80,7 +90,7 @@ class Sweep(SearchStrategy):
     def frame_bound(self) -> int:
         """Frames of the single sweep batch."""
         space = self.space
-        return int(grid(space.lo_um, space.hi_um, self.step_um, space.max_frames).size)
+        return grid_size(space.lo_um, space.hi_um, self.step_um, space.max_frames)
 
     def _search(self) -> Search:
         lo, hi = self.space.lo_um, self.space.hi_um

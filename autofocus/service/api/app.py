@@ -18,13 +18,16 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 import autofocus
+from autofocus.service.api.guards import BrowserGuardMiddleware, allowed_host_names
 from autofocus.service.api.middleware import RequestContextMiddleware
 from autofocus.service.api.problems import install_problem_handlers
 from autofocus.service.api.routes_jobs import router as jobs_router
+from autofocus.service.api.routes_maps import router as maps_router
 from autofocus.service.api.routes_score import router as score_router
 from autofocus.service.api.routes_system import protected as protected_router
 from autofocus.service.api.routes_system import router as system_router
 from autofocus.service.api.routes_system import v1 as system_v1_router
+from autofocus.service.api.security import AuthThrottle
 from autofocus.service.jobs.events import EventBroker
 from autofocus.service.jobs.manager import JobManager, MicroscopeFactory
 from autofocus.service.jobs.store import JobStore
@@ -86,8 +89,10 @@ def create_app(settings: Settings, *, open_microscope: MicroscopeFactory | None 
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.broker = broker
+    app.state.auth_throttle = AuthThrottle()
     install_problem_handlers(app)
     app.include_router(jobs_router)
+    app.include_router(maps_router)
     app.include_router(score_router)
     app.include_router(system_v1_router)
     app.include_router(system_router)
@@ -100,9 +105,16 @@ def create_app(settings: Settings, *, open_microscope: MicroscopeFactory | None 
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
             expose_headers=["Location", "X-Request-ID"],
         )
+    # Outermost last: request ids and logs wrap the browser guard, which wraps CORS.
+    app.add_middleware(
+        BrowserGuardMiddleware,
+        allowed_hosts=allowed_host_names(settings),
+        cors_origins=list(settings.cors_origins),
+    )
     app.add_middleware(
         RequestContextMiddleware,
-        max_body_bytes=int(settings.max_upload_mb * 1024 * 1024),
+        max_upload_bytes=int(settings.max_upload_mb * 1024 * 1024),
+        max_json_bytes=int(settings.max_json_kb * 1024),
         metrics=metrics,
     )
     return app

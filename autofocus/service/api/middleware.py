@@ -27,13 +27,29 @@ _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
 
 
-class RequestContextMiddleware:
-    """Assign `X-Request-ID`, enforce `max_body_bytes`, count and log every request."""
+UPLOAD_PATHS = frozenset({"/v1/score"})
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics) -> None:
+
+class RequestContextMiddleware:
+    """Assign `X-Request-ID`, enforce the body limits, count and log every request.
+
+    Uploads (`UPLOAD_PATHS`) may carry up to `max_upload_bytes`; every other
+    request (JSON) at most `max_json_bytes`, so a huge JSON document is refused
+    before it is parsed (memory, event-loop time).
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, max_upload_bytes: int, max_json_bytes: int, metrics: Metrics
+    ) -> None:
         self.app = app
-        self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes
+        self.max_json_bytes = max_json_bytes
         self.metrics = metrics
+
+    def _limit(self, scope: Scope) -> tuple[int, str]:
+        if scope.get("path", "") in UPLOAD_PATHS:
+            return self.max_upload_bytes, "max_upload_mb"
+        return self.max_json_bytes, "max_json_kb"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,11 +74,14 @@ class RequestContextMiddleware:
 
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
+            limit, setting = self._limit(scope)
             length = _content_length(headers)
-            if length is not None and length > self.max_body_bytes:
-                await self._reject_too_large(scope, receive, send_wrapper, length, request_id)
+            if length is not None and length > limit:
+                await self._reject_too_large(
+                    scope, receive, send_wrapper, length, request_id, limit, setting
+                )
                 return
-            await self.app(scope, self._limited(receive), send_wrapper)
+            await self.app(scope, self._limited(receive, limit, setting), send_wrapper)
         finally:
             status = status_holder["status"]
             elapsed_ms = (time.perf_counter() - t0) * 1000.0
@@ -78,9 +97,8 @@ class RequestContextMiddleware:
             )
             structlog.contextvars.unbind_contextvars("request_id")
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _limited(self, receive: Receive, limit: int, setting: str) -> Receive:
         seen = 0
-        limit = self.max_body_bytes
 
         async def wrapped() -> Message:
             nonlocal seen
@@ -88,15 +106,22 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise PayloadTooLarge(_too_large_text(limit))
+                    raise PayloadTooLarge(_too_large_text(limit, setting))
             return message
 
         return wrapped
 
     async def _reject_too_large(
-        self, scope: Scope, receive: Receive, send: Send, length: int, request_id: str
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        length: int,
+        request_id: str,
+        limit: int,
+        setting: str,
     ) -> None:
-        if length <= self.max_body_bytes + _DRAIN_LIMIT_BYTES:
+        if length <= limit + _DRAIN_LIMIT_BYTES:
             more = True
             while more:
                 message = await receive()
@@ -108,7 +133,7 @@ class RequestContextMiddleware:
                 "type": "urn:autofocus:problem:http-413",
                 "title": "Request body too large",
                 "status": 413,
-                "detail": _too_large_text(self.max_body_bytes),
+                "detail": _too_large_text(limit, setting),
                 "instance": scope.get("path", ""),
                 "request_id": request_id,
             }
@@ -133,5 +158,15 @@ def _content_length(headers: dict[str, str]) -> int | None:
         return None
 
 
-def _too_large_text(limit: int) -> str:
-    return f"the request body exceeds the limit of {limit / 1e6:g} MB (max_upload_mb)"
+def _too_large_text(limit: int, setting: str) -> str:
+    return f"the request body exceeds the limit of {format_bytes(limit)} ({setting})"
+
+
+def format_bytes(n: int) -> str:
+    """`n` bytes in binary units as people write them: 512 B, 64 KiB, 1.5 MiB, 64 MiB."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.4g} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")

@@ -9,6 +9,9 @@ nothing about internals (the traceback goes to the log).
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from typing import Any
 
 import structlog
@@ -25,6 +28,7 @@ from autofocus.errors import (
     ModelError,
     UnknownNameError,
 )
+from autofocus.service.api.images import DecodeOutOfMemory, PixelBudgetExceeded
 from autofocus.service.jobs.manager import (
     IdempotencyConflict,
     InvalidRequest,
@@ -50,6 +54,14 @@ class Unauthorized(Exception):
     """Missing or wrong bearer token (HTTP 401)."""
 
 
+class TooManyAuthFailures(Exception):
+    """A client failed authentication too often; it must wait `retry_after_s` (HTTP 429)."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class PayloadTooLarge(StarletteHTTPException):
     """The request body exceeds `max_upload_mb` (HTTP 413)."""
 
@@ -60,10 +72,13 @@ class PayloadTooLarge(StarletteHTTPException):
 # (exception type, status, problem slug, title). Checked in order: put subclasses first.
 ERROR_MAP: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (Unauthorized, 401, "unauthorized", "Authentication required"),
+    (TooManyAuthFailures, 429, "too-many-auth-failures", "Too many authentication failures"),
     (JobNotFound, 404, "job-not-found", "Job not found"),
     (QueueFull, 429, "queue-full", "Job queue full"),
     (IdempotencyConflict, 422, "idempotency-key-reused", "Idempotency key reused"),
     (NotReady, 503, "not-ready", "Microscope not ready"),
+    (PixelBudgetExceeded, 413, "too-many-pixels", "Too many pixels"),
+    (DecodeOutOfMemory, 503, "out-of-memory", "Out of memory"),
     (LimitError, 422, "outside-z-limits", "Outside the Z limits"),
     (UnknownNameError, 422, "unknown-name", "Unknown name"),
     (ImageError, 422, "unusable-image", "Unusable image"),
@@ -82,11 +97,47 @@ _HTTP_TITLES = {
     406: "Not acceptable",
     413: "Request body too large",
     415: "Unsupported media type",
+    421: "Host not allowed",
     422: "Invalid request",
     429: "Too many requests",
     500: "Internal server error",
     503: "Service unavailable",
 }
+
+
+async def send_problem(
+    scope: Any,
+    send: Any,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Send a problem+json answer straight from ASGI middleware (no route involved)."""
+    body: dict[str, Any] = {
+        "type": _TYPE_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": scope.get("path", ""),
+    }
+    request_id = scope.get("state", {}).get("request_id")
+    if request_id:
+        body["request_id"] = request_id
+    data = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                (b"content-length", str(len(data)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
 
 
 def problem_response(
@@ -135,7 +186,8 @@ async def handle_exception(request: Request, exc: Exception) -> ProblemResponse:
             if status == 401:
                 headers["WWW-Authenticate"] = 'Bearer realm="autofocus"'
             if status in (429, 503):
-                headers["Retry-After"] = "1"
+                retry_s = getattr(exc, "retry_after_s", 1.0)
+                headers["Retry-After"] = str(max(1, math.ceil(retry_s)))
             return problem_response(
                 request,
                 status,
@@ -148,13 +200,18 @@ async def handle_exception(request: Request, exc: Exception) -> ProblemResponse:
     if isinstance(exc, StarletteHTTPException):
         slug = "http-" + str(exc.status_code)
         title = _HTTP_TITLES.get(exc.status_code, "HTTP error")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the first route that matched the path; a path served by
+            # several routes (GET and DELETE /v1/jobs/{id}) allows all their methods.
+            headers["Allow"] = ", ".join(_allowed_methods(request)) or headers.get("Allow", "")
         return problem_response(
             request,
             exc.status_code,
             slug,
             title,
             str(exc.detail) if exc.detail is not None else title,
-            headers=dict(exc.headers or {}),
+            headers=headers,
         )
     log.error("http.internal_error", error=str(exc), error_type=type(exc).__name__, exc_info=exc)
     return problem_response(
@@ -164,6 +221,23 @@ async def handle_exception(request: Request, exc: Exception) -> ProblemResponse:
         "Internal server error",
         "the autofocus service hit an unexpected error; the log has the details",
     )
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path, read from the OpenAPI paths
+    (stable across FastAPI versions, unlike its internal route objects)."""
+    path = request.url.path
+    methods: set[str] = set()
+    for template, item in request.app.openapi().get("paths", {}).items():
+        pattern = "^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, path):
+            methods |= {m.upper() for m in item if m.upper() in _METHOD_ORDER}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods, key=_METHOD_ORDER.index)
+
+
+_METHOD_ORDER = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def install_problem_handlers(app: FastAPI) -> None:

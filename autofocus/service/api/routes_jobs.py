@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -41,14 +42,32 @@ def _job_response(job: Job, *, location: bool = False) -> JSONResponse:
     return JSONResponse(job.to_dict(), status_code=status, headers=headers)
 
 
+# OpenAPI links from a submitted job to what can be done with it (clients and the
+# stateful fuzz test follow them).
+_JOB_LINKS = {
+    name: {"operationId": op, "parameters": {"job_id": "$response.body#/id"}}
+    for name, op in (
+        ("GetJob", "getJob"),
+        ("CancelJob", "cancelJob"),
+        ("JobEvents", "jobEvents"),
+        ("JobCurve", "jobCurve"),
+    )
+}
+
+# Event and cursor numbers are SQLite integers: plain ASCII digits, at most 18 of them.
+_SEQ_NUMBER = re.compile(r"[0-9]{1,18}")
+
+
 @router.post(
     "/focus",
     status_code=202,
     response_model=JobOut,
     summary="Start a focus job",
+    operation_id="postFocus",
     responses={
         200: {"model": JobOut, "description": "The job ended within `wait` seconds."},
-        **problem(400, 401, 413, 422, 429, 503),
+        202: {"description": "The job is queued or running.", "links": _JOB_LINKS},
+        **problem(400, 401, 403, 413, 415, 421, 422, 429, 503),
     },
 )
 async def post_focus(
@@ -81,6 +100,7 @@ async def post_focus(
     "/jobs/{job_id}",
     response_model=JobOut,
     summary="Read a job",
+    operation_id="getJob",
     responses={
         202: {"model": JobOut, "description": "Job not finished."},
         **problem(401, 404, 422),
@@ -94,7 +114,13 @@ async def get_job(request: Request, job_id: JobId, wait: WaitQuery = None) -> Re
     return _job_response(job)
 
 
-@router.get("/jobs", response_model=JobList, summary="List jobs", responses=problem(401, 422))
+@router.get(
+    "/jobs",
+    response_model=JobList,
+    summary="List jobs",
+    operation_id="listJobs",
+    responses=problem(401, 422),
+)
 async def list_jobs(
     request: Request,
     state: Annotated[
@@ -109,7 +135,7 @@ async def list_jobs(
     """Jobs newest first (each without its curve: read the job for that), paged by cursor."""
     before: int | None = None
     if cursor is not None:
-        if not cursor.isdigit():
+        if not _SEQ_NUMBER.fullmatch(cursor):
             raise InvalidRequest(f"cursor {cursor!r} is not one this service handed out")
         before = int(cursor)
     jobs = _manager(request).store.list(
@@ -125,9 +151,10 @@ async def list_jobs(
     "/jobs/{job_id}",
     response_model=JobOut,
     summary="Cancel a job",
+    operation_id="cancelJob",
     responses={
         202: {"model": JobOut, "description": "Cancel pending."},
-        **problem(401, 404, 422),
+        **problem(401, 403, 404, 421, 422),
     },
 )
 async def cancel_job(request: Request, job_id: JobId, wait: WaitQuery = None) -> Response:
@@ -144,6 +171,7 @@ async def cancel_job(request: Request, job_id: JobId, wait: WaitQuery = None) ->
 @router.get(
     "/jobs/{job_id}/events",
     summary="Stream job events (SSE)",
+    operation_id="jobEvents",
     response_class=StreamingResponse,
     responses={
         200: {
@@ -163,7 +191,14 @@ async def job_events(
     final state. Works for finished jobs by replaying."""
     manager = _manager(request)
     manager.get(job_id)  # 404 before the stream starts
-    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    after = 0
+    if last_event_id:
+        if not _SEQ_NUMBER.fullmatch(last_event_id):
+            raise InvalidRequest(
+                f"Last-Event-ID {last_event_id!r} is not the id of an event this stream sent "
+                "(a decimal number)"
+            )
+        after = int(last_event_id)
     return StreamingResponse(
         _event_stream(manager, job_id, after),
         media_type="text/event-stream",
@@ -218,6 +253,7 @@ def _sse(event: StoredEvent) -> str:
 @router.get(
     "/jobs/{job_id}/curve.png",
     summary="Plot the focus curve",
+    operation_id="jobCurve",
     response_class=Response,
     responses={
         200: {"content": {"image/png": {}}, "description": "PNG image."},

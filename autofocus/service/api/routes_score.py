@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from autofocus.errors import ImageError
-from autofocus.service.api.images import decode_frames
+from autofocus.service.api.images import MAX_FRAME_PIXELS, check_budget, decode_frames
 from autofocus.service.api.schemas import ScoreOut, problem
 from autofocus.service.api.security import require_token
 from autofocus.service.jobs.manager import InvalidRequest, JobManager
@@ -27,7 +27,7 @@ MAX_FRAMES = 1024
     "/score",
     response_model=ScoreOut,
     summary="Score uploaded frames",
-    responses=problem(400, 401, 413, 422),
+    responses=problem(400, 401, 403, 413, 415, 421, 422, 503),
 )
 async def score_frames(
     request: Request,
@@ -50,15 +50,18 @@ async def score_frames(
         await run_in_threadpool(manager.scorer, name), manager.metrics, source="upload"
     )
     uploads = [(f.filename or f"file{i}", await f.read()) for i, f in enumerate(files)]
-    return await run_in_threadpool(_score, scorer_obj, uploads)
+    budget = manager.settings.score_max_pixels
+    return await run_in_threadpool(_score, scorer_obj, uploads, budget)
 
 
-def _score(scorer: JobScorer, uploads: list[tuple[str, bytes]]) -> ScoreOut:
+def _score(scorer: JobScorer, uploads: list[tuple[str, bytes]], budget: int) -> ScoreOut:
     t0 = time.perf_counter()
+    # Headers first: a request over its pixel budget is refused before anything is decoded.
+    check_budget(uploads, budget)
     labels: list[tuple[str, int]] = []
     frames: list[np.ndarray] = []
     for filename, data in uploads:
-        decoded = decode_frames(data, filename)
+        decoded = decode_frames(data, filename, max_pixels=min(MAX_FRAME_PIXELS, budget))
         frames.extend(decoded)
         labels.extend((filename, i) for i in range(len(decoded)))
         if len(frames) > MAX_FRAMES:

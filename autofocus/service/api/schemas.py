@@ -7,13 +7,25 @@ belong, NaN and infinities are refused with 422.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 JobStateName = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
 
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+def _whole_float_to_int(value: Any) -> Any:
+    # JSON has one number type: many clients (JavaScript, some JSON encoders) write 30 as
+    # 30.0. A whole float is that integer; 30.5, "30" and true stay refused (strict mode).
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+WholeInt = Annotated[int, BeforeValidator(_whole_float_to_int)]
+"""An integer field that also accepts a whole JSON float (3.0) but not 3.5, "3" or true."""
 
 
 class Roi(BaseModel):
@@ -21,10 +33,10 @@ class Roi(BaseModel):
 
     model_config = _STRICT
 
-    x_px: int = Field(ge=0, le=100_000)
-    y_px: int = Field(ge=0, le=100_000)
-    width_px: int = Field(ge=8, le=100_000)
-    height_px: int = Field(ge=8, le=100_000)
+    x_px: WholeInt = Field(ge=0, le=100_000)
+    y_px: WholeInt = Field(ge=0, le=100_000)
+    width_px: WholeInt = Field(ge=8, le=100_000)
+    height_px: WholeInt = Field(ge=8, le=100_000)
 
 
 class FocusBody(BaseModel):
@@ -54,7 +66,7 @@ class FocusBody(BaseModel):
         None, gt=0, le=60_000, description="Exposure for this job, ms (restored afterwards)."
     )
     roi: Roi | None = Field(None, description="Score only this region of the frame.")
-    max_frames: int | None = Field(None, ge=3, le=10_000, description="Frame budget.")
+    max_frames: WholeInt | None = Field(None, ge=3, le=10_000, description="Frame budget.")
     timeout_s: float | None = Field(None, gt=0, le=3600, description="Give up after, seconds.")
     on_failure: Literal["return", "stay"] | None = Field(
         None, description="`return` the stage to its start on failure (default) or `stay`."
@@ -79,6 +91,11 @@ class JobOut(BaseModel):
     progress: Progress
     result: dict[str, Any] | None
     error: str | None = Field(description="Why the job did not succeed, in plain words.")
+    error_code: str | None = Field(
+        None,
+        description="Stable reason code when the job did not succeed: `hardware` (a stage or "
+        "camera call did not answer, see the watchdog), `timeout`, `cancelled`, ...",
+    )
     created_at: str
     started_at: str | None
     finished_at: str | None
@@ -151,7 +168,11 @@ def problem(*codes: int) -> dict[int | str, dict[str, Any]]:
         401: "Missing or wrong bearer token.",
         404: "No such job.",
         409: "Conflict.",
-        413: "Request body too large.",
+        403: "Cross-origin request refused (browser pages: own origin or `cors_origins`).",
+        413: "Request body too large (JSON `max_json_kb`, uploads `max_upload_mb`, "
+        "decoded pixels `score_max_pixels`).",
+        415: "The body is not `application/json` (uploads: `multipart/form-data`).",
+        421: "The Host header is not an allowed name (`allowed_hosts`).",
         422: "Invalid request (validation, unknown name, outside the Z limits, bad image).",
         429: "The job queue is full; retry later.",
         503: "The microscope is not ready.",

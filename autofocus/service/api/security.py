@@ -1,14 +1,19 @@
-"""Bearer-token authentication and the rule that a daemon off loopback needs a token."""
+"""Bearer-token authentication, its per-client back-off, and the rule that a daemon off
+loopback needs a token."""
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import math
+import threading
+import time
+from collections import OrderedDict
 
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from autofocus.service.api.problems import Unauthorized
+from autofocus.service.api.problems import TooManyAuthFailures, Unauthorized
 from autofocus.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <api_token>`")
@@ -43,6 +48,60 @@ def token_matches(expected: str, given: str) -> bool:
     return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8"))
 
 
+class AuthThrottle:
+    """Per-client back-off on authentication failures (guessing the token).
+
+    A failure is a wrong bearer token (a missing header is not a guess). A
+    client (by address) may fail `free_failures` times within `window_s`;
+    every further failure locks it out for twice as long as the one before
+    (1 s, 2 s, 4 s, … at most `max_lock_s`), during which it is answered 429
+    with `Retry-After`, even with the right token. A success clears its record.
+    At most `max_clients` addresses are remembered (the oldest are forgotten).
+    """
+
+    def __init__(
+        self,
+        *,
+        free_failures: int = 10,
+        window_s: float = 60.0,
+        max_lock_s: float = 60.0,
+        max_clients: int = 10_000,
+    ) -> None:
+        self.free_failures = free_failures
+        self.window_s = window_s
+        self.max_lock_s = max_lock_s
+        self.max_clients = max_clients
+        self._clients: OrderedDict[str, list[float]] = OrderedDict()  # [failures, first, until]
+        self._lock = threading.Lock()
+
+    def locked_for_s(self, client: str, now_s: float | None = None) -> float:
+        """Seconds `client` must still wait (0 when it may try)."""
+        now = time.monotonic() if now_s is None else now_s
+        with self._lock:
+            entry = self._clients.get(client)
+            return max(0.0, entry[2] - now) if entry else 0.0
+
+    def failure(self, client: str, now_s: float | None = None) -> None:
+        """Count a failed attempt of `client` (and lock it out past the free ones)."""
+        now = time.monotonic() if now_s is None else now_s
+        with self._lock:
+            entry = self._clients.pop(client, None)
+            if entry is None or now - entry[1] > self.window_s and entry[2] <= now:
+                entry = [0.0, now, 0.0]
+            entry[0] += 1
+            excess = entry[0] - self.free_failures
+            if excess > 0:
+                entry[2] = now + min(2.0 ** (excess - 1), self.max_lock_s)
+            self._clients[client] = entry
+            while len(self._clients) > self.max_clients:
+                self._clients.popitem(last=False)
+
+    def success(self, client: str) -> None:
+        """Forget the failures of `client`."""
+        with self._lock:
+            self._clients.pop(client, None)
+
+
 async def require_token(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Security(_bearer),
@@ -51,7 +110,19 @@ async def require_token(
     expected: str | None = request.app.state.settings.api_token
     if not expected:
         return
+    throttle: AuthThrottle = request.app.state.auth_throttle
+    client = request.client.host if request.client else "unknown"
+    wait_s = throttle.locked_for_s(client)
+    if wait_s > 0:
+        raise TooManyAuthFailures(
+            f"too many failed authentication attempts from {client}; try again in "
+            f"{math.ceil(wait_s)} s",
+            retry_after_s=wait_s,
+        )
     if credentials is None or credentials.scheme.lower() != "bearer":
+        # No token at all is not a guess: it does not count towards the back-off.
         raise Unauthorized("this endpoint needs an `Authorization: Bearer <token>` header")
     if not token_matches(expected, credentials.credentials):
+        throttle.failure(client)
         raise Unauthorized("the bearer token is not valid")
+    throttle.success(client)

@@ -15,11 +15,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
+import os
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from typing import Any
 
 import structlog
@@ -28,8 +31,10 @@ from autofocus.errors import UnknownNameError
 from autofocus.scoring.base import Scorer
 from autofocus.scoring.registry import canonical_scorer_name, get_scorer, is_model_path
 from autofocus.service.jobs.events import EventBroker
+from autofocus.service.jobs.hardware import HardwareWatch
 from autofocus.service.jobs.models import Job, JobState
 from autofocus.service.jobs.store import JobStore, StoredEvent
+from autofocus.service.jobs.watchdog import Watchdog
 from autofocus.service.jobs.worker import MicroscopeSnapshot, RunningJob, Worker
 from autofocus.service.metrics import Metrics
 from autofocus.settings import Settings
@@ -93,6 +98,7 @@ class JobManager:
         metrics: Metrics,
         *,
         open_microscope: MicroscopeFactory | None = None,
+        exit_process: Callable[[int], None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -100,6 +106,10 @@ class JobManager:
         self.metrics = metrics
         self._open_microscope = open_microscope
         self._queue: deque[str] = deque()
+        # Hardware tasks other than focus jobs (focus maps), run by the worker between jobs.
+        self._tasks: deque[tuple[Callable[[Microscope, threading.Event], Any], Future[Any]]] = (
+            deque()
+        )
         self._cancels: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -112,36 +122,93 @@ class JobManager:
         self.microscope: Microscope | None = None
         self.snapshot = MicroscopeSnapshot(driver=settings.driver)
         self.started_s = time.time()
+        self.hardware_watch = HardwareWatch(settings.hardware_timeout_s)
+        self.watchdog = Watchdog(self, exit_process=exit_process)
+        # Set by the watchdog when the hardware stopped answering: /readyz says it, nothing
+        # new is accepted, and the process exits so systemd starts a fresh one.
+        self.watchdog_reason: str | None = None
+        self._last_purge_s = float("-inf")  # monotonic time of the last retention purge
 
     # -------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
-        """Recover after a crash (running → interrupted), re-queue queued jobs, start the worker."""
+        """Recover after a crash, re-queue queued jobs, start the worker and the watchdog.
+
+        A job left running by a dead process becomes `interrupted` with the Z position
+        the stage was last commanded to. After an unclean stop (crash, SIGKILL, out of
+        memory, watchdog exit) queued jobs become `interrupted` too, so the stage does
+        not move until a client asks again, unless `resume_after_crash` is set; after a
+        clean stop they run.
+        """
+        crashed = self.store.mark_service_started(os.getpid())
         for job, event in self.store.recover_after_crash():
             log.warning("job.interrupted", job_id=job.id, error=job.error)
             self.broker.publish(event)
+        if crashed and not self.settings.resume_after_crash:
+            for job, event in self.store.interrupt_queued():
+                log.warning("job.interrupted", job_id=job.id, when="queued")
+                self.broker.publish(event)
         with self._lock:
             for job_id in self.store.queued_ids():
                 self._queue.append(job_id)
                 self._cancels[job_id] = threading.Event()
         if self._queue:
             log.info("jobs.requeued", count=len(self._queue))
+        self.purge_old_jobs()
         self._worker = Worker(self)
         self._thread = threading.Thread(target=self._worker.main, name="microscope-worker")
         self._thread.daemon = True
         self._thread.start()
+        self.watchdog.start()
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop the worker: cancel the running job (the stage returns), keep queued jobs."""
+    PURGE_INTERVAL_S = 3600.0
+
+    def purge_old_jobs(self) -> int:
+        """Apply the retention settings now (finished jobs past `retention_days` or beyond
+        `retention_max_jobs`); return how many jobs were deleted."""
+        self._last_purge_s = time.monotonic()
+        try:
+            n = self.store.purge(
+                max_age_s=self.settings.retention_days * 86400.0,
+                max_jobs=self.settings.retention_max_jobs,
+            )
+        except Exception as exc:  # noqa: BLE001 - retention must never stop the service
+            log.warning("jobs.purge_failed", error=str(exc))
+            return 0
+        if n:
+            log.info("jobs.purged", count=n)
+        return n
+
+    def maybe_purge(self) -> None:
+        """Purge when the last purge is `PURGE_INTERVAL_S` old (called by the idle worker)."""
+        if time.monotonic() - self._last_purge_s >= self.PURGE_INTERVAL_S:
+            self.purge_old_jobs()
+
+    def begin_shutdown(self) -> None:
+        """Stop taking jobs and cancel the running one (its stage returns); returns at once.
+
+        Called as soon as a shutdown signal arrives, before open HTTP streams are
+        drained, so a watcher cannot keep the job (or the next one) running.
+        """
+        if not self._stopping.is_set():
+            log.info("service.stopping", running_job=self.current_job_id)
         self._stopping.set()
         with self._lock:
             if self._current is not None:
                 self._current.cancel.set()
             self._wake.notify_all()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop the worker: cancel the running job (the stage returns), keep queued jobs."""
+        self.begin_shutdown()
         if self._thread is not None:
             self._thread.join(timeout_s)
             if self._thread.is_alive():
                 log.error("worker.stop_timeout", timeout_s=timeout_s)
+                return  # not a clean stop: the next start treats it as a crash
+        self.watchdog.stop()
+        if self.watchdog_reason is None:
+            self.store.mark_service_stopped()
 
     @property
     def ready(self) -> bool:
@@ -151,7 +218,18 @@ class JobManager:
             and self._thread is not None
             and self._thread.is_alive()
             and not self._stopping.is_set()
+            and self.watchdog_reason is None
         )
+
+    @property
+    def z_resolution_um(self) -> float:
+        """The finest tolerance a request may ask for: the configured `z_resolution_um` or
+        the driver's own step, whichever is coarser (µm)."""
+        driver_step = getattr(self.microscope, "z_resolution_um", None)
+        floor = float(self.settings.z_resolution_um)
+        if isinstance(driver_step, int | float) and math.isfinite(driver_step):
+            floor = max(floor, float(driver_step))
+        return floor
 
     @property
     def worker_alive(self) -> bool:
@@ -191,7 +269,12 @@ class JobManager:
                             f"the Idempotency-Key {idempotency_key!r} was already used for a "
                             "different request"
                         )
-                    return job, False
+                    if job.state is not JobState.INTERRUPTED:
+                        return job, False
+                    # Asked again after a crash interrupted it: a new job takes the key
+                    # (validated below; the old one keeps its record without the key).
+                    self.resolve(fields)  # an invalid request must not take the key away
+                    self.store.release_idempotency_key(job.id)
             request = self.resolve(fields)
             if len(self._queue) >= self.settings.queue_max:
                 raise QueueFull(
@@ -255,6 +338,7 @@ class JobManager:
         req["scorer"] = canonical_scorer_name(str(req["scorer"]))
         snap = self.snapshot
         assert snap.z_limits_um is not None and snap.z_um is not None
+        _check_tolerance(req["tolerance_um"], self.z_resolution_um)
         focus_request = FocusRequest(
             scorer=req["scorer"],
             strategy=req["strategy"],
@@ -329,6 +413,8 @@ class JobManager:
             return self.get(job_id)
 
     def not_ready_reason(self) -> str:
+        if self.watchdog_reason:
+            return self.watchdog_reason
         if self.snapshot.error:
             return self.snapshot.error
         if self._stopping.is_set():
@@ -372,9 +458,25 @@ class JobManager:
 
     # ----------------------------------------------------------------- queue
 
+    def run_on_worker(self, fn: Callable[[Microscope, threading.Event], Any]) -> Future[Any]:
+        """Run `fn(microscope, cancel)` on the worker thread (the hardware's owner) between
+        jobs; the returned future holds its result or exception. `cancel` is set when the
+        service stops. Raises `NotReady` when the microscope is not open."""
+        if not self.ready:
+            raise NotReady(self.not_ready_reason())
+        future: Future[Any] = Future()
+        with self._lock:
+            self._tasks.append((fn, future))
+            self._wake.notify_all()
+        return future
+
+    def _next_task(self) -> tuple[Callable[[Microscope, threading.Event], Any], Future[Any]] | None:
+        with self._lock:
+            return self._tasks.popleft() if self._tasks else None
+
     def _next_job(self, timeout_s: float) -> str | None:
         with self._lock:
-            if not self._queue:
+            if not self._queue and not self._tasks:
                 self._wake.wait(timeout_s)
             if not self._queue or self._stopping.is_set():
                 return None
@@ -386,6 +488,20 @@ class JobManager:
 def _fingerprint(fields: Mapping[str, Any]) -> str:
     canon = json.dumps(dict(fields), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canon.encode()).hexdigest()
+
+
+def _check_tolerance(tolerance_um: Any, floor_um: float) -> None:
+    # A tolerance finer than the stage resolves cannot be met, and a tiny one makes every
+    # "range / tolerance" count in the search astronomically large (memory, overflow).
+    try:
+        tol = float(tolerance_um)
+    except (TypeError, ValueError):
+        raise InvalidRequest(f"tolerance_um must be a number, got {tolerance_um!r}") from None
+    if not math.isfinite(tol) or tol < floor_um:
+        raise InvalidRequest(
+            f"tolerance_um ({tol:g} µm) is below what the Z stage can resolve "
+            f"(z_resolution_um = {floor_um:g} µm); ask for {floor_um:g} µm or more"
+        )
 
 
 def _check_roi(roi: Mapping[str, int], camera: CameraInfo | None) -> None:

@@ -42,7 +42,8 @@ class Job:
     starts"). `progress` holds `frames` (measurements so far), `max_frames`,
     `last_z_um`, `last_score` and `start_z_um`. `result` is
     `FocusResult.to_dict()` once the engine ran; `error` is one plain sentence
-    when the job did not succeed.
+    when the job did not succeed and `error_code` its stable reason code
+    (`hardware`, `timeout`, `cancelled`, ...) where one is known.
     """
 
     id: str
@@ -57,6 +58,7 @@ class Job:
     finished_s: float | None = None
     idempotency_key: str | None = None
     cancel_requested: bool = False
+    error_code: str | None = None
 
     def to_dict(self, *, include_curve: bool = True) -> dict[str, Any]:
         """JSON-ready view served by the API; `include_curve=False` drops the bulky curve."""
@@ -70,6 +72,7 @@ class Job:
             "progress": self.progress,
             "result": result,
             "error": self.error,
+            "error_code": self.error_code,
             "created_at": iso_utc(self.created_s),
             "started_at": iso_utc(self.started_s),
             "finished_at": iso_utc(self.finished_s),

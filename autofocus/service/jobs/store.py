@@ -7,6 +7,11 @@ killed process (SIGKILL); only a power cut may lose the last commits.
 
 One connection guarded by a lock: the worker thread writes, the event loop
 reads; every call is a short transaction.
+
+Besides jobs and events the file holds two one-row tables: `stage` (the Z
+position last commanded, written *before* the command is sent, so an
+interrupted job reports it exactly) and `service` (whether the daemon that
+last used the file stopped cleanly, so a restart can tell a crash).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 
 from autofocus.service.jobs.models import Job, JobState, to_jsonable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: jobs.error_code, the stage and service tables, jobs_finished index
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -38,9 +43,25 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_s REAL,
     idempotency_key TEXT UNIQUE,
     fingerprint TEXT,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    error_code TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, seq);
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_s);
+CREATE TABLE IF NOT EXISTS stage (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    commanded_z_um REAL,
+    job_id TEXT,
+    moves INTEGER NOT NULL DEFAULT 0,
+    at_s REAL
+);
+CREATE TABLE IF NOT EXISTS service (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    running INTEGER NOT NULL DEFAULT 0,
+    pid INTEGER,
+    started_s REAL,
+    stopped_s REAL
+);
 CREATE TABLE IF NOT EXISTS events (
     job_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -91,7 +112,12 @@ class JobStore:
                     f"{self.path} was written by a newer autofocus (schema {version}); "
                     f"this one knows schema {SCHEMA_VERSION}"
                 )
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
+            if columns and "error_code" not in columns:  # a schema-1 file: upgrade in place
+                self._db.execute("ALTER TABLE jobs ADD COLUMN error_code TEXT")
             self._db.executescript(_SCHEMA)
+            self._db.execute("INSERT OR IGNORE INTO stage (id, moves) VALUES (1, 0)")
+            self._db.execute("INSERT OR IGNORE INTO service (id, running) VALUES (1, 0)")
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -164,28 +190,115 @@ class JobStore:
         error: str | None,
         progress: dict[str, Any] | None = None,
         finished_s: float | None = None,
-    ) -> StoredEvent:
-        """Put a job in a terminal `state` with its result and error; return the event."""
+        error_code: str | None = None,
+    ) -> StoredEvent | None:
+        """Put a job in a terminal `state` with its result, error and reason code; return the
+        event. A job that has already ended is left as it is (None is returned): the
+        watchdog and a worker coming back from a hung call may both try to end it."""
         if not state.terminal:
             raise ValueError(f"finish() needs a terminal state, got {state.value}")
         finished = time.time() if finished_s is None else finished_s
+        live = (JobState.QUEUED.value, JobState.RUNNING.value)
         with self._lock, self._tx():
             if progress is None:
-                self._db.execute(
-                    "UPDATE jobs SET state=?, result=?, error=?, finished_s=? WHERE id=?",
-                    (state.value, _opt_dumps(result), error, finished, job_id),
+                cur = self._db.execute(
+                    "UPDATE jobs SET state=?, result=?, error=?, finished_s=?, error_code=?"
+                    " WHERE id=? AND state IN (?, ?)",
+                    (state.value, _opt_dumps(result), error, finished, error_code, job_id, *live),
                 )
             else:
-                self._db.execute(
-                    "UPDATE jobs SET state=?, result=?, error=?, finished_s=?, progress=?"
-                    " WHERE id=?",
-                    (state.value, _opt_dumps(result), error, finished, _dumps(progress), job_id),
+                cur = self._db.execute(
+                    "UPDATE jobs SET state=?, result=?, error=?, finished_s=?, progress=?,"
+                    " error_code=? WHERE id=? AND state IN (?, ?)",
+                    (
+                        state.value,
+                        _opt_dumps(result),
+                        error,
+                        finished,
+                        _dumps(progress),
+                        error_code,
+                        job_id,
+                        *live,
+                    ),
                 )
+            if cur.rowcount == 0:
+                return None
             data: dict[str, Any] = {"state": state.value, "at_s": finished, "error": error}
+            if error_code is not None:
+                data["error_code"] = error_code
             if result is not None:
                 data["best_z_um"] = result.get("best_z_um")
                 data["success"] = result.get("success")
             return self._append_event(job_id, "state", data)
+
+    def record_command(self, job_id: str | None, z_um: float) -> int:
+        """Make the Z position about to be commanded durable; return the job's move count.
+
+        Called before every move is sent, so after a crash the position the stage
+        was last told to go to is known exactly (`last_command`).
+        """
+        now = time.time()
+        with self._lock, self._tx():
+            self._db.execute(
+                "UPDATE stage SET commanded_z_um=?, at_s=?,"
+                " moves=CASE WHEN job_id IS ? THEN moves + 1 ELSE 1 END, job_id=? WHERE id=1",
+                (float(z_um), now, job_id, job_id),
+            )
+            return int(self._db.execute("SELECT moves FROM stage WHERE id=1").fetchone()[0])
+
+    def last_command(self) -> tuple[float | None, str | None, int]:
+        """(z_um, job_id, moves of that job) of the last commanded Z position."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT commanded_z_um, job_id, moves FROM stage WHERE id=1"
+            ).fetchone()
+        return row["commanded_z_um"], row["job_id"], int(row["moves"])
+
+    def mark_service_started(self, pid: int) -> bool:
+        """Note that a daemon uses the file now; return True when the previous one did not
+        stop cleanly (it crashed, was killed or the watchdog made it exit)."""
+        with self._lock, self._tx():
+            crashed = bool(self._db.execute("SELECT running FROM service WHERE id=1").fetchone()[0])
+            self._db.execute(
+                "UPDATE service SET running=1, pid=?, started_s=? WHERE id=1", (pid, time.time())
+            )
+        return crashed
+
+    def mark_service_stopped(self) -> None:
+        """Note a clean stop (queued jobs may run after the next start)."""
+        with self._lock, self._tx():
+            self._db.execute("UPDATE service SET running=0, stopped_s=? WHERE id=1", (time.time(),))
+
+    def release_idempotency_key(self, job_id: str) -> None:
+        """Detach the idempotency key from `job_id` so a new job can be created with it."""
+        with self._lock, self._tx():
+            self._db.execute("UPDATE jobs SET idempotency_key=NULL WHERE id=?", (job_id,))
+
+    def interrupt_queued(self) -> list[tuple[Job, StoredEvent]]:
+        """After a crash: mark every queued job `interrupted` (not started, stage not moved)."""
+        error = (
+            "the autofocus service stopped unexpectedly before this job started; it was not "
+            "started and the stage was not moved. Submit it again to run it (the same "
+            "Idempotency-Key is accepted)"
+        )
+        out: list[tuple[Job, StoredEvent]] = []
+        now = time.time()
+        with self._lock, self._tx():
+            rows = self._db.execute(
+                "SELECT id FROM jobs WHERE state=? ORDER BY seq", (JobState.QUEUED.value,)
+            ).fetchall()
+            for row in rows:
+                self._db.execute(
+                    "UPDATE jobs SET state=?, error=?, finished_s=? WHERE id=?",
+                    (JobState.INTERRUPTED.value, error, now, row["id"]),
+                )
+                event = self._append_event(
+                    row["id"], "state", {"state": "interrupted", "at_s": now, "error": error}
+                )
+                job = self._get(row["id"])
+                assert job is not None
+                out.append((job, event))
+        return out
 
     def set_cancel_requested(self, job_id: str) -> None:
         """Remember that a cancel was asked for (shown in the job)."""
@@ -204,16 +317,30 @@ class JobStore:
             rows = self._db.execute(
                 "SELECT * FROM jobs WHERE state=? ORDER BY seq", (JobState.RUNNING.value,)
             ).fetchall()
+            stage = self._db.execute(
+                "SELECT commanded_z_um, job_id, moves FROM stage WHERE id=1"
+            ).fetchone()
             for row in rows:
                 job = _row_to_job(row)
-                last_z = job.progress.get("last_z_um")
-                if last_z is None:
-                    last_z = job.progress.get("start_z_um")
-                where = (
-                    f"; the last known stage position was z={last_z:.3f} µm"
-                    if isinstance(last_z, int | float)
-                    else "; the stage position is unknown"
-                )
+                moves = 0
+                if stage is not None and stage["job_id"] == job.id:
+                    last_z, moves = stage["commanded_z_um"], int(stage["moves"])
+                    where = (
+                        f"; the stage was last commanded to z={last_z:.3f} µm (it may have "
+                        "stopped on its way there)"
+                    )
+                else:
+                    # Every move is recorded before it is sent, so this job had not moved
+                    # the stage yet (or the file predates the record: then the last
+                    # position the job measured is the best there is).
+                    last_z = job.progress.get("last_z_um")
+                    if last_z is None:
+                        last_z = job.progress.get("start_z_um")
+                    where = (
+                        f"; the last stage position it recorded was z={last_z:.3f} µm"
+                        if isinstance(last_z, int | float)
+                        else "; the stage position is unknown"
+                    )
                 error = (
                     "the autofocus service stopped while this job was running"
                     + where
@@ -221,6 +348,7 @@ class JobStore:
                 )
                 progress = dict(job.progress)
                 progress["interrupted_z_um"] = last_z
+                progress["commanded_moves"] = moves
                 self._db.execute(
                     "UPDATE jobs SET state=?, error=?, finished_s=?, progress=? WHERE id=?",
                     (JobState.INTERRUPTED.value, error, now, _dumps(progress), job.id),
@@ -234,6 +362,46 @@ class JobStore:
                 assert updated is not None
                 out.append((updated, event))
         return out
+
+    def purge(
+        self,
+        *,
+        max_age_s: float,
+        max_jobs: int,
+        now_s: float | None = None,
+        batch: int = 500,
+    ) -> int:
+        """Delete finished jobs older than `max_age_s` and beyond the newest `max_jobs`
+        finished ones, with their events and idempotency keys; return how many went.
+
+        Queued and running jobs are never deleted (only finished jobs have
+        `finished_s`). Works through the `jobs_finished` index in short
+        transactions of at most `batch` jobs, so readers are never held up long.
+        """
+        now = time.time() if now_s is None else now_s
+        by_age = (
+            "SELECT id FROM jobs WHERE finished_s < ? ORDER BY finished_s LIMIT ?",
+            (now - max_age_s, batch),
+        )
+        # Beyond the newest `max_jobs` finished jobs (ties on time broken by submission order).
+        by_count = (
+            "SELECT id FROM jobs WHERE finished_s IS NOT NULL"
+            " ORDER BY finished_s DESC, seq DESC LIMIT ? OFFSET ?",
+            (batch, max(0, int(max_jobs))),
+        )
+        purged = 0
+        for query, args in (by_age, by_count):
+            while True:
+                with self._lock, self._tx():
+                    ids = [r[0] for r in self._db.execute(query, args)]
+                    if ids:
+                        marks = ",".join("?" * len(ids))
+                        self._db.execute(f"DELETE FROM events WHERE job_id IN ({marks})", ids)
+                        self._db.execute(f"DELETE FROM jobs WHERE id IN ({marks})", ids)
+                purged += len(ids)
+                if len(ids) < batch:
+                    break
+        return purged
 
     # ------------------------------------------------------------------- reads
 
@@ -346,4 +514,5 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         finished_s=row["finished_s"],
         idempotency_key=row["idempotency_key"],
         cancel_requested=bool(row["cancel_requested"]),
+        error_code=row["error_code"],
     )

@@ -22,6 +22,7 @@ import structlog
 from autofocus.errors import AutofocusError, ImageError, MicroscopeError
 from autofocus.scoring.base import Scorer
 from autofocus.search.result import Measurement
+from autofocus.service.jobs.hardware import GuardedMicroscope
 from autofocus.service.jobs.models import JobState
 from autofocus.service.metrics import Metrics
 from drivers.base import CameraInfo, ZLimits
@@ -124,9 +125,14 @@ class JobScorer:
 
 @dataclass
 class RunningJob:
+    """The job the worker runs now: its cancel flag, live progress, when it was taken
+    (`started_s`, monotonic seconds) and its own time limit (`timeout_s`, once known)."""
+
     job_id: str
     cancel: threading.Event
     progress: dict[str, Any] = field(default_factory=dict)
+    started_s: float = field(default_factory=time.monotonic)
+    timeout_s: float | None = None
 
 
 class Worker:
@@ -144,7 +150,12 @@ class Worker:
             opener = self.m._open_microscope
             if opener is None:
                 from autofocus.service.microscopes import open_microscope as opener
-            self.m.microscope = opener(self.m.settings)
+            watch = self.m.hardware_watch
+            with watch.call("open", "the microscope", "opening it", deadline_s=watch_open_s(
+                self.m.settings.hardware_timeout_s
+            )):
+                raw = opener(self.m.settings)
+            self.m.microscope = GuardedMicroscope(raw, watch, on_command=self._record_command)
             self._refresh_snapshot(full=True)
             self.m._ready.set()
             log.info("microscope.open", driver=self.m.settings.driver, **self._snapshot_log())
@@ -158,9 +169,11 @@ class Worker:
             log.warning("scorer.load_failed", scorer=self.m.settings.focus.scorer, error=str(exc))
         try:
             while not self.m._stopping.is_set():
+                self._run_tasks()
                 job_id = self.m._next_job(timeout_s=1.0)
                 if job_id is None:
                     self._refresh_snapshot()
+                    self.m.maybe_purge()
                     continue
                 structlog.contextvars.bind_contextvars(job_id=job_id)
                 try:
@@ -180,6 +193,28 @@ class Worker:
             except Exception as exc:  # noqa: BLE001
                 log.warning("microscope.close_failed", error=str(exc))
 
+    def _run_tasks(self) -> None:
+        """Run the hardware tasks queued with `JobManager.run_on_worker` (focus maps)."""
+        while (task := self.m._next_task()) is not None:
+            fn, future = task
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(self.m.microscope, self.m._stopping))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
+                future.set_exception(exc)
+            finally:
+                self._refresh_snapshot()
+
+    def _record_command(self, z_um: float) -> None:
+        # Durable before the move is sent: a crash right after still reports this z.
+        running = self.m._current
+        job_id = running.job_id if running is not None else None
+        moves = self.m.store.record_command(job_id, z_um)
+        if running is not None:
+            running.progress["commanded_z_um"] = z_um
+            running.progress["commanded_moves"] = moves
+
     def _run(self, job_id: str) -> None:
         from autofocus.search.focus import FocusRequest, focus
 
@@ -198,6 +233,7 @@ class Worker:
             return
         mic = self.m.microscope
         req = job.request
+        running.timeout_s = req.get("timeout_s")
         d = self.m.settings.focus
         start_z = float(mic.z_um)
         progress: dict[str, Any] = dict(job.progress)
@@ -263,7 +299,8 @@ class Worker:
         else:
             state, error = JobState.FAILED, result.reason or "the focus search failed"
         progress["final_z_um"] = result.final_z_um
-        self._finish(job_id, state, result_dict, error, progress, t0)
+        code = None if state is JobState.SUCCEEDED else reason_code(result, result_dict)
+        self._finish(job_id, state, result_dict, error, progress, t0, error_code=code)
 
     def _finish(
         self,
@@ -273,8 +310,15 @@ class Worker:
         error: str | None,
         progress: dict[str, Any] | None = None,
         t0: float | None = None,
+        *,
+        error_code: str | None = None,
     ) -> None:
-        event = self.m.store.finish(job_id, state, result=result, error=error, progress=progress)
+        event = self.m.store.finish(
+            job_id, state, result=result, error=error, progress=progress, error_code=error_code
+        )
+        if event is None:  # already ended (the watchdog failed it while the call hung)
+            log.warning("job.finished_twice", state=state.value, error=error)
+            return
         self.m.metrics.jobs_finished_total.inc(labels={"state": state.value})
         if t0 is not None:
             elapsed_s = time.perf_counter() - t0
@@ -334,6 +378,33 @@ class Worker:
             "z_max_um": s.z_limits_um.max_um if s.z_limits_um else None,
         }
 
+
+
+def watch_open_s(hardware_timeout_s: float) -> float:
+    """How long opening the microscope may take before the watchdog trips: loading a
+    Micro-Manager configuration legitimately takes longer than one call (seconds)."""
+    return max(60.0, 2.0 * float(hardware_timeout_s))
+
+
+_HARDWARE_ERRORS = frozenset(
+    {"MicroscopeError", "StageError", "CameraError", "DeviceTimeout", "ConfigurationError"}
+)
+
+
+def reason_code(result: Any, result_dict: dict[str, Any]) -> str | None:
+    """The stable reason code of a job that did not succeed: the search's own code when it
+    gives one, else `cancelled`, `timeout` or `hardware` from the kind of failure."""
+    code = getattr(result, "reason_code", None) or result_dict.get("reason_code")
+    if code:
+        return str(getattr(code, "value", code))
+    if getattr(result, "cancelled", False):
+        return "cancelled"
+    error_type = result_dict.get("error_type") or getattr(result, "error_type", None)
+    if error_type == "FocusTimeout":
+        return "timeout"
+    if error_type in _HARDWARE_ERRORS:
+        return "hardware"
+    return None
 
 
 def _sentence(exc: BaseException) -> str:
