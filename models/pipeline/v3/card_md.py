@@ -102,6 +102,12 @@ def render(card: dict[str, Any]) -> str:
             lines.append(f"On 512² px frames ({big['pairs']} pairs): **{big['accuracy']:.1%}**; "
                          f"per condition: {per}.")
         lines.append("")
+    sim = m.get("sim_microscope_two_frames")
+    if sim:
+        lines += [f"On the simulated microscope ({sim['setup']}; {sim['trials']} trials), two "
+                  f"frames 1 DOF apart put `focus_z_um` on the right side in "
+                  f"{sim['side_right']:.0%} of trials, median |error| "
+                  f"{sim['median_abs_focus_error_dof']:.2f} DOF.", ""]
     ns = m.get("no_specimen")
     if ns:
         per = ", ".join(f"{k} {v:.1%}" for k, v in ns["per_kind"].items())

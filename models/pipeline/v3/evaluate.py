@@ -128,6 +128,39 @@ def no_specimen(scorer: Any, n_frames: int = 600, n_sparse: int = 40) -> dict[st
             "threshold": 0.5}
 
 
+def sim_microscope_two_frames(scorer: Any, seeds: int = 12) -> dict[str, Any]:
+    """The search's first step on the simulated microscope: two frames 1 DOF apart.
+
+    Cells (fluorescence and brightfield presets, seeds 0…), start 2–6 DOF from focus on
+    a random side; reports how often `focus_z_um` is on the right side and the median
+    |focus_z_um − true focus| in DOF.
+    """
+    from drivers.sim import SimConfig, SimulatedMicroscope
+
+    right, errors = [], []
+    for seed in range(seeds):
+        for modality in ("fluorescence", "brightfield"):
+            mic = SimulatedMicroscope(SimConfig.preset("cells", modality, focus_z_um=0.0),
+                                      seed=seed)
+            try:
+                dof, focus = mic.optics.depth_of_field_um, mic.true_focus_z_um()
+                rng = np.random.default_rng(seed)
+                start = focus + rng.choice([-1, 1]) * rng.uniform(2, 6) * dof
+                frames = []
+                for z in (start, start + dof):
+                    mic.move_z(float(z))
+                    frames.append(mic.snap())
+            finally:
+                mic.close()
+            est = scorer.estimate(frames, [start, start + dof], dof_um=dof)
+            mid = start + dof / 2
+            right.append(bool(np.sign(est.focus_z_um - mid) == np.sign(focus - mid)))
+            errors.append(abs(est.focus_z_um - focus) / dof)
+    return {"trials": len(right), "side_right": float(np.mean(right)),
+            "median_abs_focus_error_dof": float(np.median(errors)),
+            "setup": "cells presets (fluorescence, brightfield), start 2–6 DOF from focus"}
+
+
 def _peak_snr(frame: np.ndarray) -> float:
     """In-focus peak above background in noise σ (neighbour-difference MAD estimate)."""
     f = np.asarray(frame, np.float64)
@@ -164,7 +197,8 @@ def evaluate(model_path: Path, real_dir: Path | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     out: dict[str, Any] = {"synthetic": synthetic(scorer), "sign": sign_accuracy(scorer),
                            "sign_512px": sign_accuracy(scorer, n_stacks=10, shape=(512, 512)),
-                           "no_specimen": no_specimen(scorer)}
+                           "no_specimen": no_specimen(scorer),
+                           "sim_microscope_two_frames": sim_microscope_two_frames(scorer)}
     if real_dir is not None and (real_dir / "manifest.csv").is_file():
         out["real_defocus"] = real(scorer, real_dir)
     out["eval_s"] = round(time.perf_counter() - t0, 1)
