@@ -2,9 +2,12 @@
 
 Classical measures and the learned (ONNX) focus model both go through this
 module, so a model trained on `prepare(frame)` sees at serving time exactly the
-pixels it saw in training. Bump `PREPROCESS_VERSION` whenever the output of
-`prepare` changes for the same input: model cards record it and a model built
-for another version is refused.
+pixels it saw in training. Two versions exist, each a fixed definition recorded
+in model cards: "1" = `prepare` (percentile-normalised; focusnet-v1/v2) and
+"2" = `prepare_raw` (grey in camera units, no normalisation; focusnet-v3, which
+normalises inside its graph so absolute contrast survives). Bump a version
+whenever its function's output changes for the same input; a model card naming
+a version this module does not define is refused.
 
 Conventions:
 
