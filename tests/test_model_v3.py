@@ -182,3 +182,21 @@ def test_a_model_file_is_a_scorer_name(tmp_path):
     assert get_scorer(str(V3), provider="cpu").model_path == V3
     with pytest.raises(UnknownNameError, match="does not exist"):
         get_scorer(str(tmp_path / "nope.onnx"))
+
+
+def test_build_pipeline_end_to_end_on_a_tiny_set(tmp_path):
+    """Render → train → pair head → export with parity → the file serves as a v3 scorer."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from models.pipeline.v3.build import main
+
+    assert main(["--stacks", "8", "--blank", "40", "--epochs", "2", "--no-eval",
+                 "--out", str(tmp_path)]) == 0
+    path = tmp_path / "focusnet-v3.onnx"
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["parity"]["max_abs_diff"]["logit"] < 1e-3
+    assert card["pair_head"]["train_pairs"] > 0
+    scorer = get_scorer(str(path), provider="cpu")
+    assert isinstance(scorer, OnnxDefocusScorer)
+    est = scorer.estimate([np.full((64, 64), 100, np.uint16)] * 2, [0.0, 1.0], dof_um=1.0)
+    assert est.focus_z_um is not None

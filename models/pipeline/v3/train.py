@@ -189,8 +189,9 @@ def fit_head(stacks: Sequence[FeatureStack], blank_features: np.ndarray,
         if log and (epoch % 5 == 0 or epoch == config.epochs - 1):
             print(f"  epoch {epoch:3d} loss {total_epoch / steps:.4f} "
                   f"(mse {float(mse.detach()):.4f} "
-                  f"rank {float(rank):.3f} nll {float(nll):.3f} drank {float(drank):.3f} "
-                  f"bce {float(bce):.4f})", flush=True)
+                  f"rank {float(rank.detach()):.3f} nll {float(nll.detach()):.3f} "
+                  f"drank {float(drank.detach()):.3f} bce {float(bce.detach()):.4f})",
+                  flush=True)
     history["train_s"] = time.perf_counter() - t0
     head.eval()
     return head, history
