@@ -17,20 +17,21 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from autofocus.cli.app import app
-from autofocus.errors import AutofocusError
+from autofocus.cli.help import AutofocusCommand, AutofocusGroup
+
+if TYPE_CHECKING:
+    import numpy as np
 
 bench_app = typer.Typer(
-    help="Benchmarks: scoring speed (`score`) and other measurements.",
+    cls=AutofocusGroup,
+    help="Benchmarks: search strategies side by side (`search`), scoring speed (`score`).",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(bench_app, name="bench")
 
@@ -38,12 +39,17 @@ EXIT_ERROR = 2
 
 
 def _fail(message: str) -> None:
+    from rich.console import Console
+    from rich.text import Text
+
     Console(file=sys.stderr, soft_wrap=True).print(Text(f"error: {message}", style="bold red"))
     raise typer.Exit(EXIT_ERROR)
 
 
 def bench_frames(n: int, size_px: int, *, seed: int = 0) -> list[np.ndarray]:
     """`n` distinct uint16 frames (size_px²) of simulated cells at a spread of defocus."""
+    import numpy as np
+
     from drivers.sim import SimConfig, SimulatedMicroscope
 
     cfg = SimConfig.preset("cells", "fluorescence", width_px=size_px, height_px=size_px,
@@ -133,7 +139,7 @@ def run_score_bench(
     }
 
 
-@bench_app.command("score")
+@bench_app.command("score", cls=AutofocusCommand)
 def bench_score(
     scorer: Annotated[str, typer.Option("--scorer", "-s", help="Scorer to time.")] = "focusnet",
     batch: Annotated[
@@ -160,6 +166,7 @@ def bench_score(
     if any(b < 1 for b in sizes):
         _fail("batch sizes must be ≥ 1")
     options: dict[str, Any] = {}
+    from autofocus.errors import AutofocusError
     from autofocus.scoring.registry import canonical_scorer_name
 
     try:
@@ -188,6 +195,9 @@ def bench_score(
 
 
 def _print_report(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console(file=sys.stdout)
     if not console.is_terminal:
         console = Console(file=sys.stdout, width=160)

@@ -7,15 +7,12 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from autofocus.bench.search import default_contenders, make_trials, run_benchmark
 from autofocus.cli.bench import bench_app
+from autofocus.cli.help import AutofocusCommand
 
 
-@bench_app.command("search")
+@bench_app.command("search", cls=AutofocusCommand)
 def bench_search(
     per_case: Annotated[
         int, typer.Option(help="Trials per specimen × modality × photon level.")
@@ -41,6 +38,17 @@ def bench_search(
     Success means |physical stage position after parking − true focus| ≤ DOF/4.
     Reports success rate, frames and hardware time (virtual clock) per strategy.
     """
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from autofocus.bench.search import default_contenders, make_trials, run_benchmark
+
     trials = make_trials(
         per_case,
         range_um=range_um,
@@ -82,6 +90,9 @@ def bench_search(
 
 
 def _print_table(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(
         title=f"search benchmark: {report['trials']} simulated trials, range "
         f"{report['range_um']:g} µm, scorer {report['scorer']}, DOF {report['dof_um']:.2f} µm"

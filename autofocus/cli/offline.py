@@ -11,16 +11,18 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
 
 from autofocus.cli.app import app
-from autofocus.errors import AutofocusError
+from autofocus.cli.help import AutofocusCommand
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+    from rich.text import Text
 
 DEFAULT_EVAL_SCORERS = ("tenengrad", "vol", "nvar", "brenner")
 
@@ -28,6 +30,8 @@ EXIT_ERROR = 2
 
 
 def _stdout() -> Console:
+    from rich.console import Console
+
     # Built per call (not at import) so test runners that swap sys.stdout are honoured.
     console = Console(file=sys.stdout)
     if not console.is_terminal:
@@ -37,6 +41,8 @@ def _stdout() -> Console:
 
 
 def _stderr() -> Console:
+    from rich.console import Console
+
     return Console(file=sys.stderr, soft_wrap=True)
 
 
@@ -47,13 +53,18 @@ def _errors_to_exit() -> Iterator[None]:
         yield
     except typer.Exit:
         raise
-    except (AutofocusError, OSError, ValueError) as exc:
-        _fail(str(exc) or type(exc).__name__)
-    except Exception as exc:  # a bug: still one line, but say it is internal
+    except Exception as exc:
+        from autofocus.errors import AutofocusError
+
+        if isinstance(exc, AutofocusError | OSError | ValueError):
+            _fail(str(exc) or type(exc).__name__)
+        # A bug: still one line, but say it is internal.
         _fail(f"internal error ({type(exc).__name__}): {exc}")
 
 
 def _fail(message: str) -> None:
+    from rich.text import Text
+
     _stderr().print(Text(f"error: {message}", style="bold red"))
     raise typer.Exit(EXIT_ERROR)
 
@@ -72,12 +83,14 @@ def _num(x: float | None) -> str:
 
 
 def _yes_no(flag: bool | None) -> Text:
+    from rich.text import Text
+
     if flag is None:
         return Text("–", style="dim")
     return Text("yes", style="green") if flag else Text("no", style="red")
 
 
-@app.command("stack")
+@app.command("stack", cls=AutofocusCommand)
 def stack_command(
     path: Annotated[
         Path,
@@ -104,6 +117,9 @@ def stack_command(
     ] = None,
 ) -> None:
     """Score every plane of one z-stack and report the sharpest plane."""
+    from rich.table import Table
+    from rich.text import Text
+
     from autofocus.stacks.evaluation import score_stack
 
     with _errors_to_exit():
@@ -156,6 +172,8 @@ def _progress_printer(progress: Progress) -> Callable[[str, int, int], None]:
 
 
 def _eval_tables(result: dict[str, Any]) -> list[Table]:
+    from rich.table import Table
+
     tables = []
     for name, summary in result["scorers"].items():
         table = Table(title=f"scorer {name} (z, error and tolerance in µm)")
@@ -207,7 +225,7 @@ def _eval_tables(result: dict[str, Any]) -> list[Table]:
     return tables
 
 
-@app.command("eval")
+@app.command("eval", cls=AutofocusCommand)
 def eval_command(
     directory: Annotated[
         Path,
@@ -249,6 +267,8 @@ def eval_command(
     With `--search`, run each strategy on every labelled stack through the
     replay driver instead, next to the exhaustive best-plane result.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from autofocus.stacks.evaluation import evaluate_corpus
 
     names = list(scorer) if scorer else list(DEFAULT_EVAL_SCORERS)

@@ -11,13 +11,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from autofocus.cli.app import app
 from autofocus.cli.focus import build_settings, die
+from autofocus.cli.help import AutofocusCommand
 from autofocus.cli.options import (
+    PANEL_SIM,
+    PANEL_STAGE,
     ConfigOpt,
     MmCameraOpt,
     MmConfigOpt,
@@ -31,18 +34,20 @@ from autofocus.cli.options import (
     ZStepOpt,
     hardware_overrides,
 )
-from autofocus.logging import configure_logging
-from autofocus.service.api.security import InsecureBindError, check_bind_allowed
-from autofocus.settings import Settings
+
+if TYPE_CHECKING:
+    from autofocus.settings import Settings
 
 
-@app.command("serve")
+@app.command("serve", cls=AutofocusCommand)
 def serve_command(
     config: ConfigOpt = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on (127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port (8765).")] = None,
     driver: Annotated[
-        str | None, typer.Option(help="Microscope driver: sim, micromanager or replay.")
+        str | None,
+        typer.Option(help="Microscope: sim (simulated), micromanager or replay (a recorded "
+                     "z-stack).  [default: {default:driver}]", rich_help_panel=PANEL_STAGE),
     ] = None,
     database_path: Annotated[
         Path | None, typer.Option("--database", help="SQLite job database file.")
@@ -53,7 +58,9 @@ def serve_command(
         bool | None,
         typer.Option(
             "--real-time/--virtual-time",
-            help="Simulated microscope: spend hardware time for real (demo) or not.",
+            help="Spend hardware time for real (a demo) or on a virtual clock.  "
+            "[default: virtual]",
+            rich_help_panel=PANEL_SIM,
         ),
     ] = None,
     z_min_um: ZMinOpt = None,
@@ -69,6 +76,9 @@ def serve_command(
 ) -> None:
     """Serve the autofocus HTTP API (v1) until interrupted (SIGINT/SIGTERM stop it cleanly:
     a running job is cancelled and returns the stage; queued jobs wait for the next start)."""
+    from autofocus.logging import configure_logging
+    from autofocus.service.api.security import InsecureBindError, check_bind_allowed
+
     settings = build_settings(
         config,
         {
@@ -103,6 +113,7 @@ def run_server(settings: Settings) -> None:
     import uvicorn
 
     from autofocus.service.api import create_app
+    from autofocus.service.api.security import check_bind_allowed
 
     check_bind_allowed(settings)
     # The worker thread that drives the hardware competes for the GIL with the event loop.
