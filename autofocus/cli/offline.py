@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from autofocus.cli.app import app
-from autofocus.cli.help import AutofocusCommand
+from autofocus.cli.help import AutofocusCommand, listing
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -96,11 +96,15 @@ def stack_command(
         Path,
         typer.Argument(
             help="A folder of <name>_z<um>.tif|png|jpg planes, a multi-page (OME-)TIFF, "
-            "or a CSV with image_path,z_um[,focus_score]."
+            "or a CSV with image_path,z_um[,focus_score].",
+            metavar="STACK",
+            show_default=False,
         ),
     ],
     scorer: Annotated[
-        str, typer.Option("--scorer", "-s", help="Focus scorer name (see `autofocus eval`).")
+        str,
+        typer.Option("--scorer", "-s", metavar="NAME",
+                     help="Focus scorer (`autofocus eval --help` lists them)."),
     ] = "tenengrad",
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
     pattern: Annotated[
@@ -113,10 +117,14 @@ def stack_command(
     ] = None,
     z_step_um: Annotated[
         float | None,
-        typer.Option("--z-step-um", help="Plane spacing (µm) of a multi-page TIFF."),
+        typer.Option("--z-step-um", help="Plane spacing (µm) of a multi-page TIFF that does "
+                     "not record it."),
     ] = None,
 ) -> None:
-    """Score every plane of one z-stack and report the sharpest plane."""
+    """Score every plane of one z-stack and report the sharpest plane.
+
+    To judge scorers against labels on several stacks, use `autofocus eval`.
+    """
     from rich.table import Table
     from rich.text import Text
 
@@ -225,13 +233,15 @@ def _eval_tables(result: dict[str, Any]) -> list[Table]:
     return tables
 
 
-@app.command("eval", cls=AutofocusCommand)
+@app.command("eval", cls=listing("scorers", "strategies"))
 def eval_command(
     directory: Annotated[
         Path,
         typer.Argument(
             help="Corpus folder: a manifest.csv with labels (stack,path,z_um,best_z_um,"
-            "tolerance_um,label,...) or sub-folders of z-named images."
+            "tolerance_um,label,...) or sub-folders of z-named images.",
+            metavar="CORPUS",
+            show_default=False,
         ),
     ],
     scorer: Annotated[
@@ -239,9 +249,10 @@ def eval_command(
         typer.Option(
             "--scorer",
             "-s",
-            help="Scorer to evaluate (repeatable). Default: "
-            + ", ".join(DEFAULT_EVAL_SCORERS)
-            + ".",
+            metavar="NAME",
+            help="Scorer to evaluate (repeatable; listed below); with --search only the "
+            "first is used.  [default: " + ", ".join(DEFAULT_EVAL_SCORERS) + "; with "
+            "--search: tenengrad]",
         ),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
@@ -255,17 +266,29 @@ def eval_command(
     ] = False,
     strategy: Annotated[
         list[str] | None,
-        typer.Option("--strategy", help="Strategy for --search (repeatable; default all)."),
+        typer.Option(
+            "--strategy",
+            metavar="NAME",
+            help="Strategy run by --search (repeatable; listed below).  "
+            "[default: {default:focus.strategy}]",
+        ),
     ] = None,
     window: Annotated[
         list[str] | None,
-        typer.Option("--window", help="--search interval: full, low or high (repeatable)."),
+        typer.Option(
+            "--window",
+            metavar="WINDOW",
+            help="Interval searched by --search: full, low or high (repeatable).  "
+            "[default: full]",
+        ),
     ] = None,
 ) -> None:
-    """Evaluate focus scorers on a corpus of labelled z-stacks: chosen plane vs. label.
+    """Judge scorers (or with --search, strategies) on labelled z-stacks.
 
-    With `--search`, run each strategy on every labelled stack through the
-    replay driver instead, next to the exhaustive best-plane result.
+    Each scorer scores every plane of every stack; its sharpest plane is
+    compared with the stack's label. With `--search`, each strategy runs on
+    every labelled stack through the replay driver instead, from the bottom,
+    middle and top, next to the exhaustive best-plane result.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -305,12 +328,13 @@ def _eval_search(
     json_output: bool,
 ) -> None:
     """`autofocus eval --search`: strategies through the replay driver on every stack."""
+    from autofocus.settings import FocusDefaults
     from autofocus.stacks.search_eval import evaluate_search, render_search_table
 
     with _errors_to_exit():
         report = evaluate_search(
             directory,
-            strategies or None,
+            strategies or [FocusDefaults().strategy],  # what the help says the default is
             scorer=scorer,
             windows=tuple(windows or ["full"]),
         )
