@@ -47,7 +47,8 @@ def fitted_table(
     while True:
         table = _build(title, [columns[i] for i in keep], [[r[i] for i in keep] for r in rows],
                        row_styles)
-        width = console.measure(table).maximum
+        # Measured unconstrained: rich clamps a measurement to the console's width.
+        width = console.measure(table, options=console.options.update_width(100_000)).maximum
         droppable = [i for i in keep if columns[i].priority > 0]
         if width <= console.width or not droppable:
             return table, dropped
@@ -66,11 +67,26 @@ def _build(
     from rich.table import Table
 
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
-    for col in columns:
-        table.add_column(col.header, justify=col.justify, no_wrap=True, overflow="ignore")
+    for j, col in enumerate(columns):
+        # Identifiers get their full width up front, so rich never shrinks them.
+        min_width = (
+            max([len(col.header), *(_cell_len(row[j]) for row in rows)])
+            if col.priority == 0 else None
+        )
+        table.add_column(col.header, justify=col.justify, no_wrap=True, min_width=min_width)
     for i, row in enumerate(rows):
         table.add_row(*row, style=row_styles[i] if row_styles else None)
     return table
+
+
+def _cell_len(cell: object) -> int:
+    from rich.text import Text
+
+    if isinstance(cell, Text):
+        return cell.cell_len
+    from rich.cells import cell_len
+
+    return cell_len(str(cell))
 
 
 def dropped_note(dropped: Sequence[str], console: Console) -> str | None:
