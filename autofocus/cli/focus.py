@@ -152,6 +152,11 @@ def focus_command(
         bool, typer.Option("--json", help="Print the result as JSON.",
                            rich_help_panel=PANEL_OUTPUT),
     ] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Also draw the focus curve to this PNG file (as the daemon's "
+                     "curve.png).", rich_help_panel=PANEL_OUTPUT),
+    ] = None,
     # simulated microscope
     seed: Annotated[
         int | None,
@@ -259,6 +264,8 @@ def focus_command(
     )
     if request.on_failure not in ("return", "stay"):
         raise die(f"--on-failure must be 'return' or 'stay', got {request.on_failure!r}")
+    if plot is not None and not plot.parent.resolve().is_dir():
+        raise die(f"--plot: no such folder {plot.parent}")
     try:
         microscope = open_microscope(settings)
     except (MicroscopeError, AutofocusError, ValueError) as exc:
@@ -276,11 +283,50 @@ def focus_command(
         raise die(str(exc)) from exc
     finally:
         microscope.close()
+    if plot is not None:
+        try:
+            write_plot(plot, report)
+        except OSError as exc:
+            raise die(f"could not write the plot to {plot}: {exc}") from exc
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
         _print_summary(report)
+        if plot is not None:
+            from rich.console import Console
+            from rich.text import Text
+
+            Console(stderr=True).print(Text(f"focus curve written to {plot}", style="dim"))
     raise typer.Exit(0 if result.success else 1)
+
+
+def write_plot(path: Path, report: dict[str, Any]) -> None:
+    """Draw the focus curve of a `focus` report (`_report`) to the PNG file `path`.
+
+    The same picture as the daemon's `GET /v1/jobs/{id}/curve.png`; a failed or
+    cancelled run carries its reason on the picture and as PNG text metadata.
+    Raises `OSError` when the file cannot be written.
+    """
+    from autofocus.service.api.plot import curve_png
+
+    if report["success"]:
+        state = "succeeded"
+    elif report.get("error_type") == "Cancelled":
+        state = "cancelled"
+    else:
+        state = "failed"
+    png = curve_png(
+        [(p["z_um"], p["score"]) for p in report["curve"]],
+        fit=report.get("fit"),
+        best_z_um=report["best_z_um"] if report["success"] else None,
+        start_z_um=report.get("start_z_um"),
+        title=f"{report['driver']} · {report['strategy']} / {report['scorer']}",
+        state=state,
+        reason=report.get("reason"),
+        reason_code=report.get("reason_code"),
+        final_z_um=report.get("final_z_um"),
+    )
+    path.write_bytes(png)
 
 
 def _replay_defaults(
@@ -397,8 +443,6 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("hardware time", fmt(report["timing"]["hardware_s"], " s")),
         ("scoring time", fmt(report["timing"]["scoring_s"], " s")),
     ]
-    if not report["success"]:
-        rows.append(("reason", str(report["reason"])))
     return rows
 
 
@@ -416,4 +460,7 @@ def _print_summary(report: dict[str, Any]) -> None:
     table.add_column("value", justify="right")
     for name, value in summary_rows(report):
         table.add_row(name, Text(value))
-    stdout_console().print(table)
+    console = stdout_console()
+    console.print(table)
+    if not ok:
+        console.print(Text(f"reason: {report['reason']}", style="red"))
