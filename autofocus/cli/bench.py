@@ -80,6 +80,7 @@ def run_score_bench(
     repeats: int = 5,
     scorer_options: dict[str, Any] | None = None,
     seed: int = 0,
+    progress: Any = None,
 ) -> dict[str, Any]:
     """Time `scorer_name` against OpenCV variance of Laplacian; returns a JSON-able report.
 
@@ -87,13 +88,19 @@ def run_score_bench(
     `distinct_frames` simulated frames); the baseline computes
     `autofocus.scoring.classical.opencv_variance_of_laplacian` on the same b frames.
     Times are medians over `repeats` (after one warm-up call), in ms per frame.
-    Raises `AutofocusError` (e.g. `ModelError`) when the scorer cannot be built.
+    `progress(done, total)` is called after the frames are made and after each
+    timed repeat. Raises `AutofocusError` (e.g. `ModelError`) when the scorer
+    cannot be built.
     """
     from autofocus.scoring.classical import opencv_variance_of_laplacian
     from autofocus.scoring.registry import canonical_scorer_name, get_scorer
 
     scorer = get_scorer(scorer_name, **(scorer_options or {}))
     pool = bench_frames(distinct_frames, size_px, seed=seed)
+    total = 1 + len(batch_sizes) * repeats
+    done = 1
+    if progress is not None:
+        progress(done, total)
     rows = []
     for b in batch_sizes:
         frames = [pool[i % len(pool)] for i in range(b)]
@@ -110,6 +117,9 @@ def run_score_bench(
                 infer_s.append(timing["infer_s"] - before["infer_s"])
             base_s.append(_time_once(
                 lambda fr=frames: [opencv_variance_of_laplacian(f) for f in fr]))
+            done += 1
+            if progress is not None:
+                progress(done, total)
         m = statistics.median(model_s) / b
         base = statistics.median(base_s) / b
         row = {
@@ -183,8 +193,14 @@ def bench_score(
         if max_batch is not None:
             options["max_batch"] = max_batch
     try:
-        report = run_score_bench(scorer, sizes, size_px=size, distinct_frames=distinct,
-                                 repeats=repeats, scorer_options=options)
+        from autofocus.cli.progress import progress_bar
+
+        with progress_bar(f"timing {scorer}", enabled=not as_json) as bar:
+            report = run_score_bench(
+                scorer, sizes, size_px=size, distinct_frames=distinct, repeats=repeats,
+                scorer_options=options,
+                progress=lambda done, total: bar.update(done, total),
+            )
     except (AutofocusError, ValueError, OSError) as exc:
         _fail(str(exc))
         return

@@ -42,18 +42,31 @@ if TYPE_CHECKING:
 @app.command("serve", cls=AutofocusCommand)
 def serve_command(
     config: ConfigOpt = None,
-    host: Annotated[str | None, typer.Option(help="Address to listen on (127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="TCP port (8765).")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Address to listen on; another than loopback needs an API token.  "
+                     "[default: {default:host}]"),
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port.  [default: {default:port}]")] = None,
     driver: Annotated[
         str | None,
         typer.Option(help="Microscope: sim (simulated), micromanager or replay (a recorded "
                      "z-stack).  [default: {default:driver}]", rich_help_panel=PANEL_STAGE),
     ] = None,
     database_path: Annotated[
-        Path | None, typer.Option("--database", help="SQLite job database file.")
+        Path | None,
+        typer.Option("--database", help="SQLite job database file.  [default: autofocus.db "
+                     "in the user's data directory, e.g. ~/.local/share/autofocus/]"),
     ] = None,
-    log_format: Annotated[str | None, typer.Option(help="auto, json or console.")] = None,
-    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(help="auto (console on a terminal, else JSON), json or console.  "
+                     "[default: {default:log_format}]"),
+    ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(help="debug, info, warning or error.  [default: {default:log_level}]"),
+    ] = None,
     real_time: Annotated[
         bool | None,
         typer.Option(
@@ -102,7 +115,45 @@ def serve_command(
     except InsecureBindError as exc:
         raise die(str(exc)) from exc
     configure_logging(settings.log_format, settings.log_level)
+    print_banner(settings)
     run_server(settings)
+
+
+def print_banner(settings: Settings) -> None:
+    """Say on stderr where the daemon listens, what it drives, its Z limits and its database."""
+    from rich.console import Console
+    from rich.text import Text
+
+    import autofocus
+
+    url = f"http://{settings.host}:{settings.port}"
+    if settings.driver == "micromanager":
+        mm = settings.mm
+        driver = ("Micro-Manager, " + (f"attached on port {mm.port}" if mm.port is not None
+                                       else f"headless ({mm.config_file or 'demo config'})"))
+    elif settings.driver == "replay":
+        driver = f"replay of the recorded stack {settings.replay.stack}"
+    else:
+        driver = f"simulated microscope ({settings.sim.specimen}, {settings.sim.modality})"
+    if settings.z_min_um is None and settings.z_max_um is None:
+        limits = "the driver's own"
+        if settings.driver == "micromanager":
+            limits += " (none configured: set z_min_um and z_max_um before first use)"
+    else:
+        def show(z: float | None) -> str:
+            return "driver's" if z is None else f"{z:g}"
+
+        limits = f"[{show(settings.z_min_um)}, {show(settings.z_max_um)}] µm"
+    lines = [
+        f"autofocus {autofocus.__version__} serving {url}  (API docs: {url}/docs)",
+        f"  driver:   {driver}",
+        f"  Z limits: {limits}",
+        f"  database: {Path(settings.database_path).expanduser().resolve()}",
+        f"  auth:     {'bearer token required' if settings.api_token else 'none (loopback only)'}",
+    ]
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    for line in lines:
+        console.print(Text(line))
 
 
 def run_server(settings: Settings) -> None:
