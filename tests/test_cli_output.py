@@ -150,3 +150,15 @@ def test_search_eval_csv_and_table(corpus):
     assert max(len(line.rstrip()) for line in res.stdout.splitlines()) <= 80
     report = json.loads(runner.invoke(app, ["eval", str(corpus), "--search", "--json"]).stdout)
     assert report["strategies"] == ["coarse-fine"]  # the default the help names
+
+
+def test_bracketed_names_are_shown_verbatim(tmp_path):
+    for name in ("run[1]", "run[bold]2"):
+        _write_stack(tmp_path / name, name, 0)
+    rows = ["stack,path,z_um,best_z_um,tolerance_um,label"]
+    for name in ("run[1]", "run[bold]2"):
+        rows += [f"{name},{name}/{name}_z{z:+.1f}.tif,{z},0.0,0.5,annotated" for z in (-1, 0, 1)]
+    (tmp_path / "manifest.csv").write_text("\n".join(rows) + "\n")
+    res = runner.invoke(app, ["eval", str(tmp_path), "-s", "tenengrad"], env={"COLUMNS": "100"})
+    assert res.exit_code == 0, res.output
+    assert "run[1]" in res.stdout and "run[bold]2" in res.stdout

@@ -37,6 +37,8 @@ def fitted_table(
 ) -> tuple[Table, list[str]]:
     """A table of `rows` at most `console.width` wide; returns it and the dropped headers.
 
+    String cells are shown as plain text (never parsed as Rich markup).
+
     Columns are dropped from the highest priority number down until the table's
     natural width fits; priority-0 columns are kept whatever the width (on a
     very narrow terminal the table is then wider than the terminal rather than
@@ -65,6 +67,7 @@ def _build(
 ) -> Table:
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
     for j, col in enumerate(columns):
@@ -75,7 +78,9 @@ def _build(
         )
         table.add_column(col.header, justify=col.justify, no_wrap=True, min_width=min_width)
     for i, row in enumerate(rows):
-        table.add_row(*row, style=row_styles[i] if row_styles else None)
+        # Plain strings become Text: a stack or file name like "run[1]" is not markup.
+        cells = [Text(c) if isinstance(c, str) else c for c in row]
+        table.add_row(*cells, style=row_styles[i] if row_styles else None)
     return table
 
 
