@@ -9,11 +9,14 @@ from typer.testing import CliRunner
 
 from autofocus.cli import _load_commands
 from autofocus.cli.app import app
+from autofocus.logging import configure_logging
 
 runner = CliRunner()
 
 
 def setup_module() -> None:
+    # As `autofocus.cli.main` does: logs to stderr, stdout carries only tables/JSON/CSV.
+    configure_logging("console", "warning")
     _load_commands()
 
 

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 import autofocus
 from autofocus.cli import _load_commands
 from autofocus.cli.app import app
+from autofocus.logging import configure_logging
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("fastapi", "uvicorn", "onnxruntime", "scipy")
@@ -27,6 +28,8 @@ runner = CliRunner()
 
 
 def setup_module() -> None:
+    # As `autofocus.cli.main` does: logs to stderr, stdout carries only tables/JSON/CSV.
+    configure_logging("console", "warning")
     _load_commands()
 
 

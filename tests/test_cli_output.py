@@ -18,12 +18,15 @@ from typer.testing import CliRunner
 
 from autofocus.cli import _load_commands
 from autofocus.cli.app import app
+from autofocus.logging import configure_logging
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
 def setup_module() -> None:
+    # As `autofocus.cli.main` does: logs to stderr, stdout carries only tables/JSON/CSV.
+    configure_logging("console", "warning")
     _load_commands()
 
 

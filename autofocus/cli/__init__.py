@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 
 from autofocus.cli.app import app
+from autofocus.cli.help import enable_command_logging
 
 _COMMAND_MODULES = ("offline", "focus", "serve", "bench", "bench_search")
 
@@ -33,6 +34,7 @@ def main() -> None:
     `AUTOFOCUS_LOG_LEVEL` (default warning; `serve` reconfigures for the daemon).
     Logging is configured when a command starts (`autofocus.cli.help`), not here.
     """
+    enable_command_logging()
     _load_commands()
     app(prog_name="autofocus")
 

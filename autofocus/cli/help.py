@@ -8,7 +8,7 @@
   strategy with a one-line description), imported only when help is shown, so
   the lists are never stale and `autofocus --help` imports no scorer;
 - it configures logging (to stderr) just before the command body runs, not at
-  import, so `--help` never imports structlog.
+  import, so `--help` never imports structlog (only when started by `main`).
 """
 
 from __future__ import annotations
@@ -67,6 +67,18 @@ def expand_help(text: str) -> str:
     return _SETTING_DEFAULT.sub(lambda m: f"{settings_default(m.group(1))}", text)
 
 
+CONFIGURE_LOGGING = False
+"""Set by `autofocus.cli.main`: a command then configures logging before it runs. Left
+False when the app is driven in-process (typer's CliRunner in tests), whose swapped
+stderr is closed after each call and must not become the log's destination."""
+
+
+def enable_command_logging() -> None:
+    """Make every command configure logging before it runs (what `autofocus.cli.main` does)."""
+    global CONFIGURE_LOGGING
+    CONFIGURE_LOGGING = True
+
+
 def configure_cli_logging() -> None:
     """Logs to stderr (stdout carries tables and JSON), at `AUTOFOCUS_LOG_LEVEL` (warning)."""
     from autofocus.logging import configure_logging
@@ -109,7 +121,8 @@ class AutofocusCommand(TyperCommand):
         super().format_epilog(ctx, formatter)
 
     def invoke(self, ctx: _click.Context) -> object:
-        configure_cli_logging()
+        if CONFIGURE_LOGGING:
+            configure_cli_logging()
         return super().invoke(ctx)
 
 
@@ -125,4 +138,10 @@ class AutofocusGroup(TyperGroup):
     """The top-level group (and `bench`): plain help, sub-commands in registration order."""
 
 
-__all__ = ["AutofocusCommand", "AutofocusGroup", "configure_cli_logging", "listing"]
+__all__ = [
+    "AutofocusCommand",
+    "AutofocusGroup",
+    "configure_cli_logging",
+    "enable_command_logging",
+    "listing",
+]
