@@ -113,6 +113,12 @@ def test_eval_on_one_stack_suggests_the_stack_command(corpus):
     assert res.exit_code == 2 and f"autofocus stack {tiff}" in res.stderr
 
 
+def test_stack_on_a_corpus_suggests_eval(corpus):
+    res = runner.invoke(app, ["stack", str(corpus)])
+    assert res.exit_code == 2
+    assert f"autofocus eval {corpus}" in res.stderr
+
+
 def test_eval_on_an_unlabelled_corpus_says_how_to_label(tmp_path):
     for seed, name in enumerate(("s1", "s2")):
         _write_stack(tmp_path / name, name, seed)

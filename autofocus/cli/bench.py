@@ -211,34 +211,41 @@ def bench_score(
 
 
 def _print_report(report: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from autofocus.cli.output import note, stdout_console
+    from autofocus.cli.tables import Column, dropped_note, fitted_table
 
-    console = Console(file=sys.stdout)
-    if not console.is_terminal:
-        console = Console(file=sys.stdout, width=160)
+    console = stdout_console()
     f = report["frame"]
     name = report["scorer"]
-    table = Table(
-        title=f"{name} vs OpenCV variance of Laplacian — {f['shape'][0]}×{f['shape'][1]} "
-        f"{f['dtype']}, provider {report['active_provider']}, max_batch "
-        f"{report['scorer_info'].get('max_batch', '–')}, {report['cpu_count']} CPUs, "
-        f"median of {report['repeats']}"
-    )
-    for col in ("batch", f"{name} ms/frame", f"{name} frames/s", "prepare ms", "model ms",
-                "OpenCV ms/frame", "OpenCV frames/s", "cost ratio"):
-        table.add_column(col, justify="right")
-    for r in report["rows"]:
-        table.add_row(
+    rows = [
+        [
             str(r["batch"]),
             f"{r['model_ms_per_frame']:.2f}",
             f"{r['model_fps']:.1f}",
-            f"{r['prepare_ms_per_frame']:.2f}" if "prepare_ms_per_frame" in r else "–",
-            f"{r['infer_ms_per_frame']:.2f}" if "infer_ms_per_frame" in r else "–",
             f"{r['baseline_ms_per_frame']:.2f}",
             f"{r['baseline_fps']:.1f}",
             f"{r['cost_ratio']:.2f}×",
-        )
+            f"{r['prepare_ms_per_frame']:.2f}" if "prepare_ms_per_frame" in r else "–",
+            f"{r['infer_ms_per_frame']:.2f}" if "infer_ms_per_frame" in r else "–",
+        ]
+        for r in report["rows"]
+    ]
+    table, dropped = fitted_table(
+        f"{name} vs OpenCV variance of Laplacian — {f['shape'][0]}×{f['shape'][1]} "
+        f"{f['dtype']}, provider {report['active_provider']}, max_batch "
+        f"{report['scorer_info'].get('max_batch', '–')}, {report['cpu_count']} CPUs, "
+        f"median of {report['repeats']}",
+        [Column("batch"), Column(f"{name}\nms/frame"),
+         Column(f"{name}\nframes/s", priority=3), Column("OpenCV\nms/frame"),
+         Column("OpenCV\nframes/s", priority=4), Column("cost\nratio"),
+         Column("prepare\nms", priority=2), Column("model\nms", priority=1)],
+        rows,
+        console,
+    )
     console.print(table)
+    message = dropped_note(dropped, console)
+    if message:
+        note(message, style="dim")
     console.print(f"baseline: {report['baseline']}; cost ratio = {name} time / baseline time; "
-                  f"1-min load average at the end: {report['load_avg_1min']}")
+                  f"1-min load average at the end: {report['load_avg_1min']}", highlight=False,
+                  markup=False)

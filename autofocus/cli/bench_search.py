@@ -90,23 +90,31 @@ def bench_search(
 
 
 def _print_table(report: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from autofocus.cli.output import note, stdout_console
+    from autofocus.cli.tables import Column, dropped_note, fitted_table
 
-    table = Table(
-        title=f"search benchmark: {report['trials']} simulated trials, range "
-        f"{report['range_um']:g} µm, scorer {report['scorer']}, DOF {report['dof_um']:.2f} µm"
-    )
-    for col in ("strategy", "success (≤ DOF/4)", "mean frames", "max frames",
-                "mean hardware s", "median |error| µm"):
-        table.add_column(col, justify="left" if col == "strategy" else "right")
-    for label, s in report["contenders"].items():
-        table.add_row(
+    console = stdout_console()
+    rows = [
+        [
             label,
             f"{100 * s['success_rate']:.1f} %",
             f"{s['mean_frames']:.1f}",
             str(s["max_frames"]),
             f"{s['mean_hardware_s']:.2f}",
             f"{s['median_abs_error_um']:.3f}",
-        )
-    Console(width=max(Console().width, 120)).print(table)
+        ]
+        for label, s in report["contenders"].items()
+    ]
+    table, dropped = fitted_table(
+        f"search benchmark: {report['trials']} simulated trials, range "
+        f"{report['range_um']:g} µm, scorer {report['scorer']}, DOF {report['dof_um']:.2f} µm",
+        [Column("strategy", "left"), Column("success\n(≤ DOF/4)"), Column("mean\nframes"),
+         Column("max\nframes", priority=3), Column("mean\nhardware s", priority=2),
+         Column("median\n|error| µm", priority=1)],
+        rows,
+        console,
+    )
+    console.print(table)
+    message = dropped_note(dropped, console)
+    if message:
+        note(message, style="dim")

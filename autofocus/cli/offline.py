@@ -114,6 +114,7 @@ def stack_command(
     from autofocus.stacks.evaluation import score_stack
 
     one_output_format(json_output, csv_output)
+    _check_stack(path)
     with errors_to_exit():
         result = score_stack(path, scorer, pattern=pattern, z_step_um=z_step_um)
         if json_output:
@@ -153,6 +154,18 @@ def stack_command(
             note(dropped_note(dropped, out) or "", style="dim")
         if result["skipped"]:
             note(f"skipped {len(result['skipped'])} file(s) without z in the name")
+
+
+def _check_stack(path: Path) -> None:
+    """Fail with a hint when `path` is a corpus of stacks rather than one stack."""
+    from autofocus.stacks.readers import IMAGE_SUFFIXES
+
+    if not path.is_dir() or any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
+        return
+    if (path / "manifest.csv").is_file() or any(p.is_dir() for p in path.iterdir()):
+        fail(f"{path} holds no images of its own: it looks like a corpus of stacks",
+             hint=f"to judge scorers on every stack: autofocus eval {path}; to score one "
+             f"stack: autofocus stack {path}/STACK")
 
 
 # ------------------------------------------------------------------- eval

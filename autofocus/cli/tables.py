@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Column:
-    """One table column: `header`, alignment and `priority` (0 = never dropped)."""
+    """One table column: `header` (may hold line breaks, to stay narrow), alignment and
+    `priority` (0 = never dropped)."""
 
     header: str
     justify: Literal["left", "center", "right"] = "right"
@@ -56,7 +57,7 @@ def fitted_table(
             return table, dropped
         worst = max(droppable, key=lambda i: (columns[i].priority, i))
         keep.remove(worst)
-        dropped.append(columns[worst].header)
+        dropped.append(" ".join(columns[worst].header.split()))
 
 
 def _build(
@@ -73,7 +74,7 @@ def _build(
     for j, col in enumerate(columns):
         # Identifiers get their full width up front, so rich never shrinks them.
         min_width = (
-            max([len(col.header), *(_cell_len(row[j]) for row in rows)])
+            max([*map(len, col.header.splitlines()), *(_cell_len(row[j]) for row in rows)])
             if col.priority == 0 else None
         )
         table.add_column(col.header, justify=col.justify, no_wrap=True, min_width=min_width)
