@@ -49,3 +49,16 @@ def test_docs_pages_reference_no_external_host(http, page):
 def test_token_still_guards_the_api(http):
     assert http.get("/v1/status").status_code == 401
     assert http.get("/v1/status", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+
+def test_documented_status_for_an_undecodable_body_is_what_the_service_answers(http):
+    from pathlib import Path
+
+    api_md = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text("utf-8")
+    row = next(line for line in api_md.splitlines() if "body not decodable" in line)
+    documented = int(row.split("|")[1])
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    for body in (b"{not json", b"\xff\xfe\x00", b"[1, 2"):
+        r = http.post("/v1/focus", content=body, headers=auth)
+        assert r.status_code == documented, (body, r.status_code, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
