@@ -51,14 +51,24 @@ def test_token_still_guards_the_api(http):
     assert http.get("/v1/status", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
 
 
-def test_documented_status_for_an_undecodable_body_is_what_the_service_answers(http):
+def test_documented_statuses_for_undecodable_bodies_are_what_the_service_answers(http):
     from pathlib import Path
 
     api_md = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text("utf-8")
-    row = next(line for line in api_md.splitlines() if "body not decodable" in line)
-    documented = int(row.split("|")[1])
-    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-    for body in (b"{not json", b"\xff\xfe\x00", b"[1, 2"):
-        r = http.post("/v1/focus", content=body, headers=auth)
-        assert r.status_code == documented, (body, r.status_code, r.text)
+
+    def documented(phrase: str) -> int:
+        row = next(line for line in api_md.splitlines() if phrase in line)
+        return int(row.split("|")[1])
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    json_type = {**auth, "Content-Type": "application/json"}
+    for body, headers, phrase in (
+        (b"{not json", json_type, "body not decodable as JSON"),
+        (b"[1, 2", json_type, "body not decodable as JSON"),
+        (b"{}", {**auth, "Content-Type": "text/plain"}, "body not decodable as JSON"),
+        (b'{"range_um": "\xff"}', json_type, "not UTF-8 text"),
+        (b"\xff\xfe\x00", json_type, "not UTF-8 text"),
+    ):
+        r = http.post("/v1/focus", content=body, headers=headers)
+        assert r.status_code == documented(phrase), (body, r.status_code, r.text)
         assert r.headers["content-type"].startswith("application/problem+json")
