@@ -153,7 +153,9 @@ def run_score_bench(
 def bench_score(
     scorer: Annotated[str, typer.Option("--scorer", "-s", help="Scorer to time.")] = "focusnet",
     batch: Annotated[
-        list[int] | None, typer.Option("--batch", "-b", help="Batch size (repeatable).")
+        list[int] | None,
+        typer.Option("--batch", "-b", metavar="N", help="Batch size (repeatable).  "
+                     "[default: 1, 8 and 32]"),
     ] = None,
     size: Annotated[int, typer.Option(help="Frame side in pixels.", min=64)] = 2048,
     repeats: Annotated[int, typer.Option(help="Timed repeats per batch size.", min=1)] = 5,

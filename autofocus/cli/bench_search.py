@@ -22,13 +22,19 @@ def bench_search(
         str, typer.Option(help="Focus measure used by every strategy.")
     ] = "tenengrad",
     specimen: Annotated[
-        list[str] | None, typer.Option(help="Specimens (repeatable); default beads, cells, fibres.")
+        list[str] | None,
+        typer.Option(metavar="NAME", help="Specimen (repeatable).  [default: beads, cells, "
+                     "fibres]"),
     ] = None,
     modality: Annotated[
-        list[str] | None, typer.Option(help="Modalities (repeatable); default fluorescence.")
+        list[str] | None,
+        typer.Option(metavar="NAME", help="Modality (repeatable): fluorescence or "
+                     "brightfield.  [default: fluorescence]"),
     ] = None,
     photons: Annotated[
-        list[float] | None, typer.Option(help="Photon levels per px per ms; default 50 and 10.")
+        list[float] | None,
+        typer.Option(metavar="PHOTONS", help="Photon level per px per ms (repeatable).  "
+                     "[default: 50 and 10]"),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the trial set.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
