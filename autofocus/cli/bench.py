@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 bench_app = typer.Typer(
     cls=AutofocusGroup,
-    help="Benchmarks: search strategies side by side (`search`), scoring speed (`score`).",
+    help="Benchmarks: strategies side by side, scoring speed.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -149,7 +149,9 @@ def run_score_bench(
     }
 
 
-@bench_app.command("score", cls=AutofocusCommand)
+@bench_app.command(
+    "score", cls=AutofocusCommand, short_help="Scoring speed of a scorer vs OpenCV."
+)
 def bench_score(
     scorer: Annotated[str, typer.Option("--scorer", "-s", help="Scorer to time.")] = "focusnet",
     batch: Annotated[

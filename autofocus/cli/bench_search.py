@@ -12,7 +12,9 @@ from autofocus.cli.bench import bench_app
 from autofocus.cli.help import AutofocusCommand
 
 
-@bench_app.command("search", cls=AutofocusCommand)
+@bench_app.command(
+    "search", cls=AutofocusCommand, short_help="Strategies side by side on simulated trials."
+)
 def bench_search(
     per_case: Annotated[
         int, typer.Option(help="Trials per specimen × modality × photon level.")

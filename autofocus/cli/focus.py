@@ -81,7 +81,11 @@ def build_settings(config: Path | None, overrides: dict[str, Any]) -> Settings:
         raise die(f"invalid settings: {problems}") from exc
 
 
-@app.command("focus", cls=listing("scorers", "strategies"))
+@app.command(
+    "focus",
+    cls=listing("scorers", "strategies"),
+    short_help="Run one autofocus: where focus is, how sure, what it cost.",
+)
 def focus_command(
     driver: Annotated[
         str,

@@ -39,7 +39,9 @@ if TYPE_CHECKING:
     from autofocus.settings import Settings
 
 
-@app.command("serve", cls=AutofocusCommand)
+@app.command(
+    "serve", cls=AutofocusCommand, short_help="Serve the HTTP API (v1) until interrupted."
+)
 def serve_command(
     config: ConfigOpt = None,
     host: Annotated[
