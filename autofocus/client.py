@@ -170,6 +170,56 @@ class AutofocusClient:
             raise FocusFailed(job)
         return job
 
+    # ------------------------------------------------------------ focus maps
+
+    def focus_map(
+        self,
+        *,
+        positions: Sequence[tuple[float, float]] | None = None,
+        grid: Mapping[str, Any] | None = None,
+        points: Sequence[tuple[float, float, float]] | None = None,
+        wait: bool = True,
+        wait_timeout_s: float = 600.0,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Build a focus map and return it (a dict with `id`, `state`, `surface`, `points`).
+
+        Give exactly one of `positions` [(x_um, y_um), ...] or `grid` ({x_min_um, x_max_um,
+        y_min_um, y_max_um, nx, ny}) for the daemon to autofocus at (it needs an XY stage),
+        or `points` [(x_um, y_um, z_um), ...] measured elsewhere. `fields`: `kind`,
+        `range_um`, `range_after_map_um`, `tolerance_um`, `scorer`, ... With `wait` the call
+        returns when the map is built (state `ready` or `failed`) or `wait_timeout_s` ran
+        out. Raises `ApiError` for refused requests (422, 503).
+        """
+        body: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
+        if positions is not None:
+            body["positions"] = [{"x_um": float(x), "y_um": float(y)} for x, y in positions]
+        if grid is not None:
+            body["grid"] = dict(grid)
+        if points is not None:
+            body["points"] = [
+                {"x_um": float(x), "y_um": float(y), "z_um": float(z)} for x, y, z in points
+            ]
+        params = {"wait": min(wait_timeout_s, 3600.0)} if wait else {}
+        response = self._http.post(
+            "/v1/focus-maps", json=body, params=params,
+            timeout=self.timeout_s + float(params.get("wait", 0)),
+        )
+        return self._check(response)
+
+    def get_focus_map(self, map_id: str) -> dict[str, Any]:
+        """The focus map `map_id` now. Raises `ApiError` (404) for an unknown id."""
+        return self._check(self._http.get(f"/v1/focus-maps/{map_id}"))
+
+    def focus_map_z(self, map_id: str, x_um: float, y_um: float) -> float:
+        """The focus z (µm) map `map_id` predicts at stage position (x_um, y_um).
+
+        Raises `ApiError` (404 unknown map, 409 not ready yet or failed)."""
+        response = self._http.get(
+            f"/v1/focus-maps/{map_id}/z", params={"x_um": x_um, "y_um": y_um}
+        )
+        return float(self._check(response)["z_um"])
+
     def job(self, job_id: str) -> Job:
         """The job now. Raises `ApiError` (404) for an unknown id."""
         return Job.from_json(self._check(self._http.get(f"/v1/jobs/{job_id}")))

@@ -42,6 +42,13 @@ class SimSettings(BaseModel):
     )
     tilt_um: float = Field(0.0, description="Focus change across the field, µm edge to edge.")
     drift_um_per_s: float = Field(0.0, description="Focus drift in µm per second.")
+    surface_tilt_um: float = Field(
+        0.0, description="Sample height change across a 96-well plate footprint, left to "
+        "right (µm; half of it top to bottom), as seen by the XY stage."
+    )
+    surface_bow_um: float = Field(
+        0.0, description="Sample height change from the plate centre to its corners (µm)."
+    )
     backlash_um: float | None = Field(None, ge=0, description="Stage backlash in µm.")
     width_px: int = Field(256, ge=16, le=4096)
     height_px: int = Field(256, ge=16, le=4096)
@@ -62,6 +69,12 @@ class MicroManagerSettings(BaseModel):
     focus_device: str | None = Field(None, description="Z drive name; default: core focus device.")
     camera: str | None = Field(None, description="Camera device name; default: core camera.")
     timeout_s: float = Field(5.0, gt=0, description="Connection/command timeout in seconds.")
+    continuous_focus: Literal["refuse", "pause"] = Field(
+        "refuse",
+        description="A locked hardware autofocus (PFS, CRISP): refuse to move Z, or pause it "
+        "for the search and switch it back on afterwards.",
+    )
+    xy_stage: str | None = Field(None, description="XY stage for focus maps; default: core's.")
 
 
 class ReplaySettings(BaseModel):

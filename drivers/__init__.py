@@ -4,7 +4,7 @@ This package depends on numpy only; vendor packages (pycromanager, pymmcore-plus
 are imported lazily by the drivers that need them.
 """
 
-from drivers.base import CameraInfo, Microscope, ZLimits
+from drivers.base import CameraInfo, Microscope, XYStage, ZLimits, xy_stage_of
 from drivers.clock import Clock, RealClock, VirtualClock
 from drivers.errors import (
     CameraError,
@@ -16,6 +16,8 @@ from drivers.errors import (
 )
 
 __all__ = [
+    "XYStage",
+    "xy_stage_of",
     "CameraError",
     "CameraInfo",
     "Clock",

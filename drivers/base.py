@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from drivers.clock import Clock
-from drivers.errors import LimitError
+from drivers.errors import ConfigurationError, LimitError
 
 
 @dataclass(frozen=True)
@@ -105,3 +105,34 @@ class Microscope(Protocol):
     def close(self) -> None:
         """Release the hardware. Idempotent."""
         ...
+
+
+@runtime_checkable
+class XYStage(Protocol):
+    """Optional capability of a `Microscope`: a motorised XY stage (focus maps need one).
+
+    Positions in micrometres. `move_xy` blocks until the stage has arrived and settled;
+    it raises `LimitError` or `StageError` without moving when it cannot go there.
+    `has_xy_stage` is False on a driver that could have one but has none configured.
+    """
+
+    has_xy_stage: bool
+
+    @property
+    def xy_um(self) -> tuple[float, float]:
+        """Current (x_um, y_um) as reported by the stage."""
+        ...
+
+    def move_xy(self, x_um: float, y_um: float) -> None:
+        """Move to (x_um, y_um) and wait until settled."""
+        ...
+
+
+def xy_stage_of(microscope: object) -> XYStage:
+    """`microscope` as an `XYStage`, or `ConfigurationError` saying it has none."""
+    # Not isinstance(): a runtime protocol check would read `xy_um`, which asks the hardware.
+    has_one = getattr(microscope, "has_xy_stage", False) is True
+    if not (has_one and callable(getattr(microscope, "move_xy", None))):
+        name = getattr(microscope, "name", type(microscope).__name__)
+        raise ConfigurationError(f"the {name} microscope has no XY stage; focus maps need one")
+    return microscope  # type: ignore[return-value]

@@ -1,6 +1,7 @@
 """Our simulated microscope inside Micro-Manager, as pymmcore-plus `UniMMCore` Python devices.
 
-`SimZStage` and `SimCamera` wrap one `SimulatedMicroscope` (drivers.sim), so the real
+`SimZStage`, `SimCamera`, `SimXYStage` and `SimShutter` wrap one `SimulatedMicroscope`
+(drivers.sim), so the real
 MMCore (pymmcore-plus' `UniMMCore`, which routes calls for Python devices to Python
 objects and everything else to C++ adapters) drives our physics: backlash, settling,
 defocus blur, shot and read noise, injected faults. Any Micro-Manager client code
@@ -8,6 +9,12 @@ defocus blur, shot and read noise, injected faults. Any Micro-Manager client cod
 
     core, sim = simulated_unicore(SimConfig.preset("beads"), seed=1)
     mic = MicroManagerMicroscope(core, z_limits_um=sim.z_limits_um)
+    core.mda.run(useq.MDASequence(...))      # the stock pymmcore-plus MDA runs too
+
+The shutter is a light-path shutter in front of the specimen: the core's auto-shutter
+opens it for each snap, as on a real microscope (without a shutter device MMCore's
+auto-shutter fails with "No device with label ''"). With the shutter closed the
+simulated camera sees no specimen light (fluorescence) or no lamp (bright field).
 
 Limits of the mapping: UniMMCore derives the bit depth from the frame dtype (16 for
 our 12-bit camera); ROI is cropped in software by `SimpleCameraDevice`; the stage's
@@ -17,6 +24,7 @@ is never busy when MMCore polls it. Needs the `mm` extra (pymmcore-plus).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -29,10 +37,19 @@ if TYPE_CHECKING:  # the real imports happen lazily, in the functions below
 
     from drivers.sim import SimConfig, SimulatedMicroscope
 
-__all__ = ["SIM_CAMERA_LABEL", "SIM_STAGE_LABEL", "load_simulated_devices", "simulated_unicore"]
+__all__ = [
+    "SIM_CAMERA_LABEL",
+    "SIM_SHUTTER_LABEL",
+    "SIM_STAGE_LABEL",
+    "SIM_XY_LABEL",
+    "load_simulated_devices",
+    "simulated_unicore",
+]
 
 SIM_STAGE_LABEL = "SimZ"
 SIM_CAMERA_LABEL = "SimCam"
+SIM_XY_LABEL = "SimXY"
+SIM_SHUTTER_LABEL = "SimShutter"
 
 
 def _unicore_module() -> Any:
@@ -46,7 +63,7 @@ def _unicore_module() -> Any:
     return unicore
 
 
-def _device_classes() -> tuple[type, type]:
+def _device_classes() -> tuple[type, type, type, type]:
     """Build the device classes on first use, so importing this module needs no pymmcore-plus."""
     global _CLASSES
     if _CLASSES is not None:
@@ -93,6 +110,8 @@ def _device_classes() -> tuple[type, type]:
             info = microscope.camera_info()
             self._shape = (int(info.height_px), int(info.width_px))
             self._dtype = np.dtype(np.uint8 if info.bit_depth <= 8 else np.uint16)
+            self._core_ref: Any = None  # weakref to the core, set by load_simulated_devices
+            self.shutter_label: str | None = None
 
         def get_exposure(self) -> float:
             return float(self._mic.exposure_ms)
@@ -107,15 +126,71 @@ def _device_classes() -> tuple[type, type]:
             return self._dtype
 
         def snap(self, buffer: np.ndarray) -> Mapping[str, Any]:
-            frame = self._mic.snap()
+            # C++ MMCore opens the auto-shutter around a snap; UniMMCore does not for a
+            # Python camera, so the camera does it here, as the core would.
+            core = self._core_ref() if self._core_ref is not None else None
+            auto = (
+                core is not None
+                and core.getAutoShutter()
+                and core.getShutterDevice() == self.shutter_label
+                and not self._mic.light_on
+            )
+            if auto:
+                self._mic.set_light(True)
+            try:
+                frame = self._mic.snap()
+            finally:
+                if auto:
+                    self._mic.set_light(False)
             buffer[:] = frame
             return {"z_um": float(self._mic.z_um)}
 
-    _CLASSES = (SimZStage, SimCamera)
+    class SimXYStage(unicore.XYStageDevice):
+        """XY stage of a `SimulatedMicroscope` (µm): moves spend travel + settle time on its
+        clock, and the specimen's focus follows the simulated sample surface."""
+
+        def __init__(self, microscope: SimulatedMicroscope) -> None:
+            super().__init__()
+            self._mic = microscope
+
+        def set_position_um(self, x: float, y: float) -> None:
+            self._mic.move_xy(float(x), float(y))
+
+        def get_position_um(self) -> tuple[float, float]:
+            x, y = self._mic.xy_um
+            return (float(x), float(y))
+
+        def set_origin_x(self) -> None:
+            raise NotImplementedError("the simulated XY stage has a fixed origin")
+
+        def set_origin_y(self) -> None:
+            raise NotImplementedError("the simulated XY stage has a fixed origin")
+
+        def home(self) -> None:
+            self._mic.move_xy(0.0, 0.0)
+
+        def stop(self) -> None:
+            """Moves complete inside `set_position_um`; there is never a move to stop."""
+
+    class SimShutter(unicore.ShutterDevice):
+        """The light-path shutter of a `SimulatedMicroscope`: closed, the camera sees no
+        specimen light."""
+
+        def __init__(self, microscope: SimulatedMicroscope) -> None:
+            super().__init__()
+            self._mic = microscope
+
+        def get_open(self) -> bool:
+            return bool(self._mic.light_on)
+
+        def set_open(self, open: bool) -> None:  # noqa: A002 - pymmcore-plus' signature
+            self._mic.set_light(bool(open))
+
+    _CLASSES = (SimZStage, SimCamera, SimXYStage, SimShutter)
     return _CLASSES
 
 
-_CLASSES: tuple[type, type] | None = None
+_CLASSES: tuple[type, type, type, type] | None = None
 
 
 def load_simulated_devices(
@@ -124,31 +199,48 @@ def load_simulated_devices(
     *,
     stage_label: str = SIM_STAGE_LABEL,
     camera_label: str = SIM_CAMERA_LABEL,
+    xy_label: str | None = SIM_XY_LABEL,
+    shutter_label: str | None = SIM_SHUTTER_LABEL,
     make_current: bool = True,
 ) -> None:
-    """Load `microscope`'s stage and camera into `core` as Python devices and initialise them.
+    """Load `microscope`'s stages, camera and shutter into `core` as Python devices.
 
-    With `make_current` they become the core's focus device and camera. Raises
+    `xy_label` / `shutter_label` None leave that device out. With `make_current` they
+    become the core's focus device, camera, XY stage and shutter. Raises
     `ConfigurationError` when pymmcore-plus is missing or a label is already taken.
     """
-    stage_cls, camera_cls = _device_classes()
+    stage_cls, camera_cls, xy_cls, shutter_cls = _device_classes()
+    devices = [(stage_label, stage_cls), (camera_label, camera_cls)]
+    if xy_label is not None:
+        devices.append((xy_label, xy_cls))
+    if shutter_label is not None:
+        devices.append((shutter_label, shutter_cls))
     loaded = set(core.getLoadedDevices())
-    for label in (stage_label, camera_label):
+    for label, _ in devices:
         if label in loaded:
             raise ConfigurationError(f'device label "{label}" is already loaded in this core')
-    core.loadPyDevice(stage_label, stage_cls(microscope))
-    core.loadPyDevice(camera_label, camera_cls(microscope))
-    core.initializeDevice(stage_label)
-    core.initializeDevice(camera_label)
+    for label, cls in devices:
+        device = cls(microscope)
+        if cls is camera_cls:
+            device._core_ref = weakref.ref(core)
+            device.shutter_label = shutter_label
+        core.loadPyDevice(label, device)
+        core.initializeDevice(label)
     if make_current:
         core.setFocusDevice(stage_label)
         core.setCameraDevice(camera_label)
+        if xy_label is not None:
+            core.setXYStageDevice(xy_label)
+        if shutter_label is not None:
+            core.setShutterDevice(shutter_label)
+            core.setShutterOpen(False)  # auto-shutter opens it for each snap
 
 
 def simulated_unicore(
     config: SimConfig | None = None, *, seed: int = 0
 ) -> tuple[UniMMCore, SimulatedMicroscope]:
-    """A fresh `UniMMCore` with a new `SimulatedMicroscope` loaded as its focus stage and camera.
+    """A fresh `UniMMCore` with a new `SimulatedMicroscope` loaded as its focus stage,
+    camera, XY stage and shutter (ready for `core.mda.run`).
 
     Returns the core and the simulator (the latter for ground truth in tests). Raises
     `ConfigurationError` when pymmcore-plus is missing.

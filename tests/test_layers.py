@@ -4,6 +4,7 @@
 - `drivers` never imports `autofocus`;
 - each room of `autofocus/` imports only the rooms above it (DESIGN.md):
   scoring → (errors); search → scoring, drivers.base; stacks → scoring, search, drivers;
+  acquire (acquisition integrations) → search, scoring, the HTTP client, drivers;
   service → everything below it; nothing below `service` imports FastAPI.
 """
 
@@ -23,6 +24,10 @@ ALLOWED = {
     "autofocus.search": ("autofocus.search", "autofocus.scoring", "autofocus.errors", "drivers"),
     "autofocus.stacks": (
         "autofocus.stacks", "autofocus.search", "autofocus.scoring", "autofocus.errors", "drivers",
+    ),
+    "autofocus.acquire": (
+        "autofocus.acquire", "autofocus.search", "autofocus.scoring", "autofocus.errors",
+        "autofocus.client", "drivers",
     ),
     "autofocus.service": (
         "autofocus.service", "autofocus.stacks", "autofocus.search", "autofocus.scoring",

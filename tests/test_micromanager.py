@@ -519,3 +519,57 @@ def test_stage_failing_mid_autofocus_returns_stage_to_start(mic):
     assert result.error_type == "StageError"
     assert '"Z"' in result.reason and "out of range" in result.reason
     assert wide.z_um == pytest.approx(280.0)
+
+
+def test_continuous_focus_pause_switches_it_off_for_the_search_and_back_on(mic):
+    """mm.continuous_focus = "pause": DAutoFocus (standing in for PFS) is off while the
+    software autofocus moves Z, and locked again when the search has ended."""
+    from autofocus.search.focus import focus
+
+    pausing = _other(mic, continuous_focus="pause")
+    pausing.move_z(15.0)
+    mic.core.enable_continuous_focus(True)
+    seen_engaged: list[bool] = []
+    result = focus(
+        pausing, range_um=60, on_measure=lambda m: seen_engaged.append(
+            bool(mic.core.is_continuous_focus_enabled())
+        ),
+    )
+    assert result.success, result.reason
+    assert abs(result.best_z_um) < 1.0
+    assert seen_engaged and not any(seen_engaged)
+    assert mic.core.is_continuous_focus_enabled()  # switched back on
+    mic.core.enable_continuous_focus(False)
+
+
+def test_continuous_focus_refuse_is_the_default_and_fails_the_search_unmoved(mic):
+    from autofocus.search.focus import focus
+
+    mic.move_z(4.0)
+    mic.core.enable_continuous_focus(True)
+    result = focus(mic, range_um=20)
+    assert not result.success and result.error_type == "StageError"
+    assert "continuous_focus" in result.reason and "pause" in result.reason
+    assert mic.core.is_continuous_focus_enabled()
+    mic.core.enable_continuous_focus(False)
+    assert mic.z_um == pytest.approx(4.0)
+
+
+def test_xy_stage_of_the_core_is_used_for_focus_maps(mic):
+    """DemoCamera's DXYStage ("XY"): the driver moves it, and a focus map built through
+    Micro-Manager finds DemoCamera's focus plane (Z = 0 everywhere)."""
+    from autofocus.search.focus import FocusRequest
+    from autofocus.search.maps import build_focus_map, grid_positions
+
+    assert mic.has_xy_stage and mic.xy_stage == "XY"
+    mic.move_xy(120.0, -40.0)
+    assert mic.xy_um == pytest.approx((120.0, -40.0), abs=0.01)  # DXYStage steps
+    mic.move_z(12.0)
+    fmap = build_focus_map(
+        mic, grid_positions((0.0, 1000.0), (0.0, 600.0), 2, 2),
+        FocusRequest(range_um=40.0, tolerance_um=0.25), range_after_map_um=10.0,
+    )
+    assert fmap.ready and all(p.success for p in fmap.points)
+    assert abs(fmap.predict_z_um(500.0, 300.0)) < 0.5
+    with pytest.raises(ConfigurationError, match='XY stage "Nope" is not loaded'):
+        _other(mic, xy_stage="Nope")

@@ -135,3 +135,31 @@ def test_camera_fault_mid_autofocus_through_mmcore_returns_to_start():
     assert result.error_type == "CameraError" and '"SimCam"' in result.reason
     assert mic.z_um == pytest.approx(start)
     assert sim.commanded_z_um[-1] == pytest.approx(start)
+
+
+def test_stock_pymmcore_plus_mda_runs_on_the_simulated_core():
+    """`core.mda.run` used to fail in the auto-shutter with 'No device with label ""'."""
+    import useq
+
+    from drivers.mm_sim_devices import SIM_SHUTTER_LABEL, SIM_XY_LABEL, simulated_unicore
+
+    core, sim = simulated_unicore(_config(focus_z_um=0.0), seed=5)
+    assert core.getShutterDevice() == SIM_SHUTTER_LABEL
+    assert core.getXYStageDevice() == SIM_XY_LABEL
+    frames = []
+    core.mda.events.frameReady.connect(lambda img, event, meta: frames.append((img, event)))
+    sequence = useq.MDASequence(
+        stage_positions=[(100.0, 200.0, 0.0), (2500.0, 300.0, 3.0)],
+        z_plan={"range": 2.0, "step": 1.0},
+    )
+    core.mda.run(sequence)
+    assert len(frames) == 6
+    assert sim.xy_um == (2500.0, 300.0)
+    # Auto-shutter opened the light path for every snap and closed it afterwards.
+    assert not core.getShutterOpen() and not sim.light_on
+    lit = frames[0][0].astype(float).mean()
+    core.snapImage()  # auto-shutter: lit as well
+    assert core.getImage().astype(float).mean() == pytest.approx(lit, rel=0.2)
+    core.setAutoShutter(False)
+    core.snapImage()  # shutter closed, auto-shutter off: camera noise only
+    assert core.getImage().astype(float).mean() < lit

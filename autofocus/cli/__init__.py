@@ -14,7 +14,7 @@ import importlib
 from autofocus.cli.app import app
 from autofocus.cli.help import enable_command_logging
 
-_COMMAND_MODULES = ("offline", "focus", "serve", "bench", "bench_search")
+_COMMAND_MODULES = ("offline", "focus", "serve", "bench", "bench_search", "bench_focus_map")
 
 
 def _load_commands() -> None:

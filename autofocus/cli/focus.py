@@ -88,10 +88,11 @@ def build_settings(config: Path | None, overrides: dict[str, Any]) -> Settings:
 )
 def focus_command(
     driver: Annotated[
-        str,
+        str | None,
         typer.Option(help="Microscope: sim (simulated), micromanager or replay (a recorded "
-                     "z-stack).", rich_help_panel=PANEL_STAGE),
-    ] = "sim",
+                     "z-stack).  [default: the settings' driver, {default:driver}]",
+                     rich_help_panel=PANEL_STAGE),
+    ] = None,
     config: ConfigOpt = None,
     z_min_um: ZMinOpt = None,
     z_max_um: ZMaxOpt = None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,11 +123,14 @@ def focus(
         settle_s=req.settle_s,
         verify=req.verify,
     )
-    return engine.run(
-        strategy,
-        cancel=cancel,
-        on_measure=on_measure,
-        on_failure=req.on_failure,
-        timeout_s=req.timeout_s,
-        exposure_ms=req.exposure_ms,
-    )
+    # A driver may bracket a search (Micro-Manager: pause a locked hardware autofocus).
+    session = getattr(microscope, "search_session", None)
+    with session() if callable(session) else nullcontext():
+        return engine.run(
+            strategy,
+            cancel=cancel,
+            on_measure=on_measure,
+            on_failure=req.on_failure,
+            timeout_s=req.timeout_s,
+            exposure_ms=req.exposure_ms,
+        )

@@ -26,8 +26,9 @@ def configured_limits(settings: Settings, default: ZLimits | None) -> ZLimits:
     hi = settings.z_max_um if settings.z_max_um is not None else (default and default.max_um)
     if lo is None or hi is None:
         raise ConfigurationError(
-            "Z limits are not configured: set z_min_um and z_max_um (AUTOFOCUS_Z_MIN_UM / "
-            "AUTOFOCUS_Z_MAX_UM) to the safe travel of your focus drive before first use"
+            "Z limits are not configured: give --z-min-um and --z-max-um on the command line "
+            "(or z_min_um / z_max_um in the TOML file, AUTOFOCUS_Z_MIN_UM / AUTOFOCUS_Z_MAX_UM "
+            "in the environment) set to the safe travel of your focus drive"
         )
     try:
         return ZLimits(float(lo), float(hi))
@@ -54,6 +55,7 @@ def open_simulated(settings: Settings) -> Microscope:
         height_px=sim.height_px,
         noise_model=sim.noise_model,
         real_time=sim.real_time,
+        surface=_plate_surface(sim.surface_tilt_um, sim.surface_bow_um),
     )
     own = ZLimits(config.stage.z_min_um, config.stage.z_max_um)
     limits = configured_limits(settings, own)
@@ -62,6 +64,16 @@ def open_simulated(settings: Settings) -> Microscope:
         config.stage, z_min_um=limits.min_um, z_max_um=limits.max_um, start_z_um=start
     )
     return SimulatedMicroscope(dataclasses.replace(config, stage=stage), seed=sim.seed)
+
+
+def _plate_surface(tilt_um: float, bow_um: float) -> Any:
+    """A tilted and bowed 96-well plate footprint (127.76 × 85.48 mm), or flat."""
+    from drivers.sim import SampleSurface
+
+    if tilt_um == 0 and bow_um == 0:
+        return None
+    return SampleSurface.plate(width_um=127_760.0, height_um=85_480.0, tilt_um=tilt_um,
+                               bow_um=bow_um)
 
 
 def open_micromanager(settings: Settings) -> Microscope:
@@ -78,6 +90,8 @@ def open_micromanager(settings: Settings) -> Microscope:
         camera=mm.camera,
         z_limits_um=limits,
         timeout_s=mm.timeout_s,
+        continuous_focus=mm.continuous_focus,
+        xy_stage=mm.xy_stage,
     )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from drivers.base import ZLimits
 from drivers.errors import ConfigurationError
 from drivers.micromanager.core_api import Roi
-from drivers.micromanager.microscope import MicroManagerMicroscope
+from drivers.micromanager.microscope import ContinuousFocusMode, MicroManagerMicroscope
 from drivers.micromanager.session import (
     DEFAULT_PORT,
     DEFAULT_TIMEOUT_S,
@@ -23,6 +23,7 @@ from drivers.micromanager.session import (
     DEMOCAMERA_FOCUS_PROPERTIES,
     demo_adapter_dir,
     demo_config_file,
+    resolve_config_file,
     write_democamera_focus_config,
 )
 
@@ -31,11 +32,13 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "DEMOCAMERA_FOCUS_PROPERTIES",
     "DEMO_ADAPTERS",
+    "ContinuousFocusMode",
     "MicroManagerMicroscope",
     "Roi",
     "demo_adapter_dir",
     "demo_config_file",
     "open_micromanager",
+    "resolve_config_file",
     "write_democamera_focus_config",
 ]
 
@@ -49,13 +52,17 @@ def open_micromanager(
     camera: str | None = None,
     z_limits_um: ZLimits | tuple[float, float],
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    continuous_focus: ContinuousFocusMode = "refuse",
+    xy_stage: str | None = None,
 ) -> MicroManagerMicroscope:
     """Open a Micro-Manager microscope from settings or CLI options (exactly one way in).
 
     `port`: attach to a running Micro-Manager's ZMQ server. `headless_adapter_dir` (+
     `config_file`): start MMCore in-process; the value `"mm-test-adapters"` means the demo
     adapters of that package, and a missing `config_file` then means its
-    `MMConfig_demo.cfg`. `z_limits_um` is `ZLimits` or `(min_um, max_um)`. Raises
+    `MMConfig_demo.cfg`; a relative `config_file` is looked up in the adapter folder
+    first, then in the current folder. `z_limits_um` is `ZLimits` or `(min_um, max_um)`.
+    `continuous_focus` and `xy_stage`: see `MicroManagerMicroscope`. Raises
     `ConfigurationError` for contradictory or missing options and everything the two
     constructors raise.
     """
@@ -87,6 +94,8 @@ def open_micromanager(
             focus_device=focus_device,
             camera=camera,
             timeout_s=timeout_s,
+            continuous_focus=continuous_focus,
+            xy_stage=xy_stage,
         )
     if config_file is not None:
         raise ConfigurationError(
@@ -99,4 +108,6 @@ def open_micromanager(
         z_limits_um=limits,
         focus_device=focus_device,
         camera=camera,
+        continuous_focus=continuous_focus,
+        xy_stage=xy_stage,
     )

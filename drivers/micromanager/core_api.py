@@ -37,7 +37,13 @@ _DEVICE_TYPES = {
 }
 
 # camelCase spellings that a mechanical snake->camel conversion gets wrong.
-_CAMEL_EXCEPTIONS = {"get_roi": "getROI", "set_roi": "setROI", "clear_roi": "clearROI"}
+_CAMEL_EXCEPTIONS = {
+    "get_roi": "getROI",
+    "set_roi": "setROI",
+    "clear_roi": "clearROI",
+    "get_xy_stage_device": "getXYStageDevice",
+    "set_xy_position": "setXYPosition",
+}
 
 
 def camel(snake: str) -> str:

@@ -23,7 +23,7 @@ import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -55,6 +55,10 @@ from drivers.micromanager.session import (
 
 log = logging.getLogger(__name__)
 
+ContinuousFocusMode = Literal["refuse", "pause"]
+"""What to do when a hardware autofocus (PFS, CRISP, ...) is locked: refuse Z moves, or
+switch it off for the search and back on afterwards."""
+
 
 class MicroManagerMicroscope:
     """A Z stage and a camera driven through Micro-Manager's MMCore.
@@ -70,6 +74,12 @@ class MicroManagerMicroscope:
     them raises `LimitError` before anything is sent. Stage failures raise `StageError`
     (`DeviceTimeout` when a wait timed out), camera failures `CameraError`, each naming
     the device. Time is wall-clock (`RealClock`). Use one instance from one thread.
+
+    `continuous_focus` decides what happens when a hardware autofocus is locked:
+    "refuse" (default) raises `StageError` before any Z move; "pause" switches it off
+    before the first move and back on when the search ends (`search_session`) or the
+    microscope is closed. `xy_stage` names the XY stage used by focus maps (default:
+    the core's XY stage; `has_xy_stage` is False when there is none).
     """
 
     def __init__(
@@ -81,14 +91,22 @@ class MicroManagerMicroscope:
         camera: str | None = None,
         name: str = "micromanager",
         on_close: Callable[[], None] | None = None,
+        continuous_focus: ContinuousFocusMode = "refuse",
+        xy_stage: str | None = None,
     ) -> None:
         if not isinstance(z_limits_um, ZLimits):
             raise ConfigurationError(
                 "z_limits_um must be a ZLimits(min_um, max_um): Micro-Manager exposes no Z "
                 "limits, so they must be configured before the first move"
             )
+        if continuous_focus not in ("refuse", "pause"):
+            raise ConfigurationError(
+                f"continuous_focus must be 'refuse' or 'pause', got {continuous_focus!r}"
+            )
         self.name = name
         self.clock = RealClock()
+        self.continuous_focus: ContinuousFocusMode = continuous_focus
+        self._resume_continuous_focus = False
         self._core = core
         self._limits = z_limits_um
         self._on_close = on_close
@@ -116,6 +134,7 @@ class MicroManagerMicroscope:
             core_focus = str(m("get_focus_device")())
             core_camera = str(m("get_camera_device")())
             autofocus = str(m("get_auto_focus_device")())
+            core_xy = str(m("get_xy_stage_device")())
         except MicroscopeError:
             raise
         except Exception as exc:
@@ -135,10 +154,12 @@ class MicroManagerMicroscope:
                 ) from exc
             self._restore_camera = core_camera
         self._is_continuous_focus_enabled = m("is_continuous_focus_enabled")
-        if self.hardware_autofocus_engaged():
+        self._enable_continuous_focus = m("enable_continuous_focus")
+        self._xy_stage = self._choose_xy_stage(xy_stage, core_xy, types)
+        if self.hardware_autofocus_engaged() and continuous_focus == "refuse":
             log.warning(
                 "hardware autofocus %r is engaged; software autofocus jobs will be refused "
-                "until it is switched off",
+                "until it is switched off (or continuous_focus='pause' is set)",
                 autofocus,
             )
 
@@ -152,6 +173,8 @@ class MicroManagerMicroscope:
         z_limits_um: ZLimits,
         focus_device: str | None = None,
         camera: str | None = None,
+        continuous_focus: ContinuousFocusMode = "refuse",
+        xy_stage: str | None = None,
     ) -> MicroManagerMicroscope:
         """Attach to a running Micro-Manager over its ZMQ server on 127.0.0.1:`port`.
 
@@ -164,6 +187,8 @@ class MicroManagerMicroscope:
             z_limits_um=z_limits_um,
             focus_device=focus_device,
             camera=camera,
+            continuous_focus=continuous_focus,
+            xy_stage=xy_stage,
         )
 
     @classmethod
@@ -177,6 +202,8 @@ class MicroManagerMicroscope:
         camera: str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         buffer_size_mb: int = 64,
+        continuous_focus: ContinuousFocusMode = "refuse",
+        xy_stage: str | None = None,
     ) -> MicroManagerMicroscope:
         """Start MMCore in this process (pycromanager headless, Python backend) and drive it.
 
@@ -198,6 +225,8 @@ class MicroManagerMicroscope:
                 focus_device=focus_device,
                 camera=camera,
                 on_close=stop_headless,
+                continuous_focus=continuous_focus,
+                xy_stage=xy_stage,
             )
         except BaseException:
             stop_headless()
@@ -232,6 +261,18 @@ class MicroManagerMicroscope:
             raise ConfigurationError(
                 f'focus device "{requested}" is a {kind}, not a Z stage '
                 f"(Z stages: {stages or 'none'}; loaded: {listing})"
+            )
+        return requested
+
+    @staticmethod
+    def _choose_xy_stage(requested: str | None, core_xy: str, types: dict[str, str]) -> str | None:
+        stages = sorted(label for label, kind in types.items() if kind == "XYStageDevice")
+        if requested is None:
+            return core_xy or None
+        if types.get(requested) != "XYStageDevice":
+            raise ConfigurationError(
+                f'XY stage "{requested}" is not loaded in Micro-Manager '
+                f"(XY stages: {stages or 'none'}; loaded: {_listing(types)})"
             )
         return requested
 
@@ -285,11 +326,57 @@ class MicroManagerMicroscope:
         return self._limits
 
     def _refuse_if_hardware_autofocus_engaged(self) -> None:
-        if self.hardware_autofocus_engaged():
+        if not self.hardware_autofocus_engaged():
+            return
+        if self.continuous_focus == "pause":
+            self._pause_hardware_autofocus()
+            return
+        raise StageError(
+            f'hardware autofocus "{self._autofocus_device}" is engaged (continuous focus '
+            f'on); switch it off before moving "{self._focus_device}" for software autofocus '
+            "(or set mm.continuous_focus = \"pause\" to have it switched off and back on)"
+        )
+
+    def _pause_hardware_autofocus(self) -> None:
+        try:
+            self._enable_continuous_focus(False)
+        except Exception as exc:
             raise StageError(
-                f'hardware autofocus "{self._autofocus_device}" is engaged (continuous focus '
-                f'on); switch it off before moving "{self._focus_device}" for software autofocus'
-            )
+                f'could not switch hardware autofocus "{self._autofocus_device}" off: '
+                f"{vendor_message(exc)}"
+            ) from exc
+        self._resume_continuous_focus = True
+        log.info("hardware autofocus %r switched off for the search", self._autofocus_device)
+
+    def resume_hardware_autofocus(self) -> None:
+        """Switch a hardware autofocus paused by this driver back on (no-op otherwise).
+
+        Raises `StageError` when the device refuses; the flag is cleared either way.
+        """
+        if not self._resume_continuous_focus:
+            return
+        self._resume_continuous_focus = False
+        try:
+            self._enable_continuous_focus(True)
+        except Exception as exc:
+            raise StageError(
+                f'could not switch hardware autofocus "{self._autofocus_device}" back on: '
+                f"{vendor_message(exc)}"
+            ) from exc
+        log.info("hardware autofocus %r switched back on", self._autofocus_device)
+
+    @contextmanager
+    def search_session(self) -> Iterator[MicroManagerMicroscope]:
+        """One focus search: with `continuous_focus="pause"` a locked hardware autofocus is
+        switched off before the first move and back on when the search ends."""
+        self._check_open()
+        try:
+            yield self
+        finally:
+            try:
+                self.resume_hardware_autofocus()
+            except StageError:  # the search's own outcome stands; the log says what is off
+                log.exception("hardware autofocus was left switched off")
 
     def hardware_autofocus_engaged(self) -> bool:
         """True when a hardware autofocus (e.g. PFS, CRISP) is in continuous-focus mode."""
@@ -333,6 +420,58 @@ class MicroManagerMicroscope:
             self._wait_for_device(self._focus_device)
         except Exception as exc:
             raise self._stage_error("did not finish moving", exc) from exc
+
+    # --------------------------------------------------------------- XY stage
+    @property
+    def has_xy_stage(self) -> bool:
+        """True when an XY stage is configured (focus maps need one)."""
+        return self._xy_stage is not None
+
+    @property
+    def xy_stage(self) -> str | None:
+        """Label of the XY stage used for focus maps, or None."""
+        return self._xy_stage
+
+    def _require_xy(self) -> str:
+        if self._xy_stage is None:
+            raise ConfigurationError(
+                "Micro-Manager has no XY stage set; focus maps need one (load an XY stage "
+                "or name it with xy_stage)"
+            )
+        return self._xy_stage
+
+    @property
+    def xy_um(self) -> tuple[float, float]:
+        """Current XY stage position (x_um, y_um) as the stage reports it."""
+        self._check_open()
+        label = self._require_xy()
+        try:
+            x = float(core_method(self._core, "get_x_position")(label))
+            y = float(core_method(self._core, "get_y_position")(label))
+        except Exception as exc:
+            raise StageError(
+                f'XY stage "{label}" could not report its position: {vendor_message(exc)}'
+            ) from exc
+        return (x, y)
+
+    def move_xy(self, x_um: float, y_um: float) -> None:
+        """Move the XY stage to (x_um, y_um) and wait until it is idle.
+
+        Raises `ConfigurationError` without an XY stage, `StageError` (or `DeviceTimeout`)
+        when the stage refuses or does not settle. Micro-Manager enforces the stage's own
+        travel limits.
+        """
+        self._check_open()
+        label = self._require_xy()
+        if not (math.isfinite(x_um) and math.isfinite(y_um)):
+            raise StageError(f"XY position must be finite numbers, got ({x_um}, {y_um})")
+        try:
+            core_method(self._core, "set_xy_position")(label, float(x_um), float(y_um))
+            self._wait_for_device(label)
+        except Exception as exc:
+            message = f'XY stage "{label}" failed to move to ({x_um:g}, {y_um:g}) µm: '
+            message += vendor_message(exc)
+            raise (DeviceTimeout if looks_like_timeout(exc) else StageError)(message) from exc
 
     # ----------------------------------------------------------------- camera
     def snap(self) -> np.ndarray:
@@ -489,6 +628,12 @@ class MicroManagerMicroscope:
         """
         self._check_open()
         self._refuse_if_hardware_autofocus_engaged()
+        with self.search_session():
+            yield from self._job_settings(exposure_ms, roi)
+
+    def _job_settings(
+        self, exposure_ms: float | None, roi: Sequence[int] | None
+    ) -> Iterator[MicroManagerMicroscope]:
         saved_exposure_ms = self.exposure_ms
         saved_roi = self.roi
         try:
@@ -537,6 +682,10 @@ class MicroManagerMicroscope:
         """Give the camera role back to the previous camera and stop a headless core. Idempotent."""
         if self._closed:
             return
+        try:
+            self.resume_hardware_autofocus()
+        except StageError:
+            log.exception("could not switch the hardware autofocus back on")
         self._closed = True
         try:
             if self._restore_camera is not None:

@@ -78,11 +78,9 @@ def start_headless_core(
     that fails to load, or a headless core already running.
     """
     adapter_path = Path(adapter_dir).expanduser().resolve()
-    config_path = Path(config_file).expanduser().resolve()
     if not adapter_path.is_dir():
         raise ConfigurationError(f"Micro-Manager adapter folder {adapter_path} does not exist")
-    if not config_path.is_file():
-        raise ConfigurationError(f"Micro-Manager configuration file {config_path} not found")
+    config_path = resolve_config_file(adapter_path, config_file)
     if not (math.isfinite(timeout_s) and timeout_s > 0):
         raise ConfigurationError(f"timeout_s must be a positive number, got {timeout_s!r}")
     try:
@@ -116,6 +114,30 @@ def start_headless_core(
     except BaseException:
         stop_headless()
         raise
+
+
+def resolve_config_file(
+    adapter_dir: str | os.PathLike[str], config_file: str | os.PathLike[str]
+) -> Path:
+    """The absolute path of a Micro-Manager configuration file.
+
+    An absolute path is taken as it is. A relative one is looked up in `adapter_dir`
+    first, as pycromanager and Micro-Manager do (`MMConfig_demo.cfg` next to the
+    adapters), then in the current folder. Raises `ConfigurationError` naming every
+    place tried when the file is in none of them.
+    """
+    given = Path(config_file).expanduser()
+    if given.is_absolute():
+        candidates = [given]
+    else:
+        candidates = [Path(adapter_dir).expanduser() / given, Path.cwd() / given]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    tried = " or ".join(str(c.resolve()) for c in candidates)
+    raise ConfigurationError(
+        f"Micro-Manager configuration file {given} not found (looked for {tried})"
+    )
 
 
 def _probe_tcp_port(port: int, timeout_s: float, hint: str) -> None:

@@ -17,6 +17,7 @@ from drivers.sim.microscope import SimulatedMicroscope
 from drivers.sim.optics import Optics, defocus_image, defocus_otf
 from drivers.sim.specimen import SpecimenConfig
 from drivers.sim.stage import StageConfig
+from drivers.sim.xy import SampleSurface, XYStageConfig
 
 __all__ = [
     "Calls",
@@ -25,9 +26,11 @@ __all__ = [
     "Optics",
     "SimConfig",
     "SimConfigError",
+    "SampleSurface",
     "SimulatedMicroscope",
     "SpecimenConfig",
     "StageConfig",
+    "XYStageConfig",
     "defocus_image",
     "defocus_otf",
 ]

@@ -14,11 +14,13 @@ from drivers.sim.optics import Optics
 from drivers.sim.render import MODALITIES
 from drivers.sim.specimen import SpecimenConfig
 from drivers.sim.stage import StageConfig
+from drivers.sim.xy import SampleSurface, XYStageConfig
 
 
 @dataclass(frozen=True)
 class SimConfig:
-    """The simulated microscope: imaging `modality`, objective, specimen, camera, stage, faults.
+    """The simulated microscope: imaging `modality`, objective, specimen, camera, stage, faults,
+    and the XY stage (`xy`) moving across a sample whose height varies (`surface`).
 
     `modality` "fluorescence" (dark background, emitting specimen) or
     "brightfield" (transmitted light, bright background). `real_time` True
@@ -34,6 +36,8 @@ class SimConfig:
     camera: CameraConfig = field(default_factory=CameraConfig)
     stage: StageConfig = field(default_factory=StageConfig)
     faults: FaultConfig = field(default_factory=FaultConfig)
+    xy: XYStageConfig = field(default_factory=XYStageConfig)
+    surface: SampleSurface = field(default_factory=SampleSurface)
     real_time: bool = False
     max_focus_nodes: int = 8
 
@@ -47,6 +51,8 @@ class SimConfig:
             ("camera", CameraConfig),
             ("stage", StageConfig),
             ("faults", FaultConfig),
+            ("xy", XYStageConfig),
+            ("surface", SampleSurface),
         ):
             value = getattr(self, name)
             require(isinstance(value, kind), f"{name} must be a {kind.__name__}, got {value!r}")
@@ -77,6 +83,7 @@ class SimConfig:
         height_px: int = 256,
         bit_depth: int = 12,
         noise_model: str | None = None,
+        surface: SampleSurface | None = None,
         real_time: bool = False,
     ) -> SimConfig:
         """A config from the common command-line knobs; None keeps the part's default.
@@ -87,7 +94,9 @@ class SimConfig:
         specimen's; ≳ 1 can outshine it). `tilt_um` focus change across the field left→right,
         `tilt_y_um` top→bottom. `noise_model` "poisson" (default, exact) or
         "gaussian" (same mean and variance, ~10× faster camera noise: use it for
-        benchmarks). Raises `SimConfigError` for invalid values.
+        benchmarks). `surface` the sample's height across the XY stage (a
+        `SampleSurface`, e.g. `SampleSurface.plate()`; default flat). Raises
+        `SimConfigError` for invalid values.
         """
         is_image = not isinstance(specimen, str)
         spec_kw: dict = {
@@ -120,5 +129,6 @@ class SimConfig:
             specimen=SpecimenConfig(**spec_kw),
             camera=CameraConfig(**cam_kw),
             stage=stage,
+            surface=surface if surface is not None else SampleSurface(),
             real_time=bool(real_time),
         )

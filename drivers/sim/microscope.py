@@ -3,7 +3,8 @@
 One frame is the whole chain, in order:
 
 1. stage      where the carriage physically is (backlash, steps, noise)   µm
-2. specimen   where its focus is now (drift with hardware time, tilt)     µm
+2. specimen   where its focus is now (drift with hardware time, tilt,
+              the sample surface's height at the XY position)             µm
 3. optics     the image at that defocus (`ImageFormation`)                relative intensity
 4. light      × photon flux × exposure (× bleaching in fluorescence)      photons/px
 5. camera     QE, shot noise, full well, read noise, ADC (`Sensor`)       ADU
@@ -95,10 +96,12 @@ class SimulatedMicroscope:
         self._stage = StageMechanics(cfg.stage, np.random.default_rng(stage_ss))
         self._sensor = Sensor(cam, np.random.default_rng(noise_ss))
         self._limits = cfg.stage.limits
+        self._xy_um: tuple[float, float] = (float(cfg.xy.start_um[0]), float(cfg.xy.start_um[1]))
         self._exposure_ms = float(cam.exposure_ms)
         self._bleach_exposure_ms = 0.0  # cumulative light dose on the specimen
         self._roi: tuple[int, int, int, int] | None = None
         self._closed = False
+        self._light_on = True
 
         self.commanded_z_um: list[float] = []
         self.refused_z_um: list[float] = []
@@ -165,6 +168,8 @@ class SimulatedMicroscope:
         shape = self._frame_shape()
         if fault == "blank":
             return self._sensor.blank_frame(shape)
+        if not self._light_on:  # shutter closed: dark frame, no bleaching
+            return self._sensor.read_out(np.zeros(shape, dtype=np.float32))
         dose_before_ms = self._bleach_exposure_ms
         self._bleach_exposure_ms += self._exposure_ms
         if fault == "garbage":
@@ -197,6 +202,45 @@ class SimulatedMicroscope:
         """Release the simulated hardware; later moves/snaps raise. Idempotent."""
         self._closed = True
 
+    # -- optional capability: XY stage -----------------------------------------------------------
+
+    has_xy_stage = True
+
+    @property
+    def xy_um(self) -> tuple[float, float]:
+        """Current XY stage position (x_um, y_um)."""
+        return self._xy_um
+
+    def move_xy(self, x_um: float, y_um: float) -> None:
+        """Move the XY stage to (x_um, y_um) µm and wait (on `clock`) for travel and settling.
+
+        Raises `LimitError` without moving outside the XY travel (or non-finite), and
+        `StageError` after close. The sample's focus follows `config.surface` there.
+        """
+        if self._closed:
+            raise StageError("the simulated microscope is closed; the XY stage cannot move")
+        target = (float(x_um), float(y_um))
+        xy = self.config.xy
+        if not xy.contains(*target):
+            raise LimitError(
+                f"XY position ({target[0]}, {target[1]}) µm is outside the XY travel "
+                f"x [{xy.x_min_um}, {xy.x_max_um}], y [{xy.y_min_um}, {xy.y_max_um}] µm; "
+                "the stage was not moved"
+            )
+        self.clock.sleep_s(xy.move_time_s(self._xy_um, target))
+        self._xy_um = target
+
+    # -- optional capability: shutter --------------------------------------------------------------
+
+    @property
+    def light_on(self) -> bool:
+        """True while the light path is open (the default; a shutter device may close it)."""
+        return self._light_on
+
+    def set_light(self, on: bool) -> None:
+        """Open (True) or close (False) the light path; closed, frames hold only camera noise."""
+        self._light_on = bool(on)
+
     # -- optional capability: region of interest ------------------------------------------------
 
     def set_roi(self, x: int, y: int, width: int, height: int) -> None:
@@ -217,14 +261,22 @@ class SimulatedMicroscope:
 
     # -- ground truth for tests (never for the engine) ------------------------------------------
 
-    def true_focus_z_um(self, x_px: float | None = None, y_px: float | None = None) -> float:
+    def true_focus_z_um(
+        self,
+        x_px: float | None = None,
+        y_px: float | None = None,
+        *,
+        xy_um: tuple[float, float] | None = None,
+    ) -> float:
         """Stage Z (µm) that puts the specimen in focus now (drift included).
 
-        At the field centre by default, or at sensor pixel (x_px, y_px) of a tilted specimen.
+        At the field centre by default, or at sensor pixel (x_px, y_px) of a tilted specimen;
+        at the XY stage's current position on the sample surface, or at stage position
+        `xy_um` without moving there.
         """
         spec = self.config.specimen
         elapsed_s = self.clock.now_s() - self._t0_s
-        z = self._focus_z_um + spec.drift_um_per_s * elapsed_s
+        z = self._focus_z_um + spec.drift_um_per_s * elapsed_s + self._surface_um(xy_um)
         h, w = self._sensor_shape
         if x_px is not None:
             z += spec.tilt_x_um * ((x_px + 0.5) / w - 0.5)
@@ -258,6 +310,9 @@ class SimulatedMicroscope:
 
     # -- internals ------------------------------------------------------------------------------
 
+    def _surface_um(self, xy_um: tuple[float, float] | None = None) -> float:
+        return float(self.config.surface.height_um(*(xy_um or self._xy_um)))
+
     def _frame_shape(self) -> tuple[int, int]:
         if self._roi is None:
             return self._sensor_shape
@@ -268,6 +323,7 @@ class SimulatedMicroscope:
         spec = self.config.specimen
         # Stage and specimen: defocus of the field centre at the start of the exposure.
         focus_z_um = self._focus_z_um + spec.drift_um_per_s * (t_start_s - self._t0_s)
+        focus_z_um += self._surface_um()
         dz_um = self._stage.physical_um - focus_z_um
         # Optics: relative intensity of the image on the sensor.
         relative = self._optics_image.render(dz_um)

@@ -20,6 +20,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from typing import Any
 
 import structlog
@@ -100,6 +101,10 @@ class JobManager:
         self.metrics = metrics
         self._open_microscope = open_microscope
         self._queue: deque[str] = deque()
+        # Hardware tasks other than focus jobs (focus maps), run by the worker between jobs.
+        self._tasks: deque[tuple[Callable[[Microscope, threading.Event], Any], Future[Any]]] = (
+            deque()
+        )
         self._cancels: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -370,9 +375,25 @@ class JobManager:
 
     # ----------------------------------------------------------------- queue
 
+    def run_on_worker(self, fn: Callable[[Microscope, threading.Event], Any]) -> Future[Any]:
+        """Run `fn(microscope, cancel)` on the worker thread (the hardware's owner) between
+        jobs; the returned future holds its result or exception. `cancel` is set when the
+        service stops. Raises `NotReady` when the microscope is not open."""
+        if not self.ready:
+            raise NotReady(self.not_ready_reason())
+        future: Future[Any] = Future()
+        with self._lock:
+            self._tasks.append((fn, future))
+            self._wake.notify_all()
+        return future
+
+    def _next_task(self) -> tuple[Callable[[Microscope, threading.Event], Any], Future[Any]] | None:
+        with self._lock:
+            return self._tasks.popleft() if self._tasks else None
+
     def _next_job(self, timeout_s: float) -> str | None:
         with self._lock:
-            if not self._queue:
+            if not self._queue and not self._tasks:
                 self._wake.wait(timeout_s)
             if not self._queue or self._stopping.is_set():
                 return None

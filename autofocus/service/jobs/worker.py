@@ -158,6 +158,7 @@ class Worker:
             log.warning("scorer.load_failed", scorer=self.m.settings.focus.scorer, error=str(exc))
         try:
             while not self.m._stopping.is_set():
+                self._run_tasks()
                 job_id = self.m._next_job(timeout_s=1.0)
                 if job_id is None:
                     self._refresh_snapshot()
@@ -179,6 +180,19 @@ class Worker:
                 self.m.microscope.close()
             except Exception as exc:  # noqa: BLE001
                 log.warning("microscope.close_failed", error=str(exc))
+
+    def _run_tasks(self) -> None:
+        """Run the hardware tasks queued with `JobManager.run_on_worker` (focus maps)."""
+        while (task := self.m._next_task()) is not None:
+            fn, future = task
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(self.m.microscope, self.m._stopping))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
+                future.set_exception(exc)
+            finally:
+                self._refresh_snapshot()
 
     def _run(self, job_id: str) -> None:
         from autofocus.search.focus import FocusRequest, focus

@@ -1,0 +1,237 @@
+"""Focus maps held by the daemon: built on the worker thread, queried over HTTP.
+
+A map is built either from sample positions the daemon autofocuses at itself
+(`positions` or a `grid`; needs an XY stage) or from points measured elsewhere
+(`points` with z). Building runs on the worker thread that owns the microscope,
+between focus jobs (`JobManager.run_on_worker`). Maps are kept, keyed by id, at most
+`MAX_MAPS` (the oldest is dropped), in memory and in the daemon's SQLite file (table
+`focus_maps`): after a restart a ready map answers again (refitted from its stored
+points) and a map that was being built reads `failed` with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autofocus.errors import UnknownNameError
+from autofocus.search.focus import FocusRequest, search_space
+from autofocus.search.maps import FocusMap, MapPoint, build_focus_map, grid_positions
+from autofocus.search.strategies.registry import available_strategies
+from autofocus.service.jobs.manager import InvalidRequest
+from autofocus.settings import Settings
+
+MAX_MAPS = 64
+MAX_POSITIONS = 1000
+
+
+@dataclass
+class MapRecord:
+    """One map: `state` "building" → "ready" | "failed", the `FocusMap` once built."""
+
+    id: str
+    state: str
+    source: str
+    created_s: float
+    focus_map: FocusMap | None = None
+    error: str | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "state": self.state,
+            "source": self.source,
+            "created_s": self.created_s,
+            "error": self.error,
+        }
+        if self.focus_map is not None:
+            out.update(self.focus_map.to_dict())
+            out["ready"] = self.focus_map.ready
+        return out
+
+
+INTERRUPTED = "the service stopped while the map was being built; build it again"
+
+
+class FocusMapRegistry:
+    """The daemon's focus maps (thread-safe), persisted in SQLite at `database_path`
+    (None: memory only)."""
+
+    def __init__(self, database_path: str | Path | None = None) -> None:
+        self._maps: OrderedDict[str, MapRecord] = OrderedDict()
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        if database_path is not None:
+            self._db = sqlite3.connect(
+                str(database_path), check_same_thread=False, isolation_level=None, timeout=10.0
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS focus_maps (id TEXT PRIMARY KEY, created_s REAL, "
+                "state TEXT, source TEXT, error TEXT, kind TEXT, points TEXT)"
+            )
+            self._load()
+
+    def get(self, map_id: str) -> MapRecord | None:
+        with self._lock:
+            return self._maps.get(map_id)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _add(self, record: MapRecord) -> None:
+        with self._lock:
+            self._maps[record.id] = record
+            while len(self._maps) > MAX_MAPS:
+                old_id, _ = self._maps.popitem(last=False)
+                if self._db is not None:
+                    self._db.execute("DELETE FROM focus_maps WHERE id = ?", (old_id,))
+        self.save(record)
+
+    def save(self, record: MapRecord) -> None:
+        """Write `record` (state, error, its points) to the database."""
+        if self._db is None:
+            return
+        fmap = record.focus_map
+        points = json.dumps([p.to_dict() for p in fmap.points] if fmap else [])
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO focus_maps VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (record.id, record.created_s, record.state, record.source, record.error,
+                 fmap.kind if fmap else "auto", points),
+            )
+
+    def _load(self) -> None:
+        assert self._db is not None
+        rows = self._db.execute(
+            "SELECT id, created_s, state, source, error, kind, points FROM focus_maps "
+            "ORDER BY created_s"
+        ).fetchall()
+        for map_id, created_s, state, source, error, kind, points_json in rows[-MAX_MAPS:]:
+            points = [
+                MapPoint(p["x_um"], p["y_um"], p["z_um"], success=p["success"],
+                         reason=p["reason"], confidence=p["confidence"], frames=p["frames"],
+                         hardware_s=p["hardware_s"])
+                for p in json.loads(points_json)
+            ]
+            if state == "building":
+                state, error = "failed", INTERRUPTED
+            record = MapRecord(map_id, state, source, created_s, FocusMap(points, kind=kind),
+                               error)
+            record.done.set()
+            self._maps[map_id] = record
+            if error == INTERRUPTED:
+                self.save(record)
+
+    def from_points(self, points: list[tuple[float, float, float]], kind: str) -> MapRecord:
+        """A map fitted through measured (x_um, y_um, z_um) points; no hardware involved.
+
+        Raises `SurfaceFitError` (a ValueError) for points that cannot carry a surface.
+        """
+        fmap = FocusMap.from_points(points, kind=kind)
+        if not fmap.ready:
+            raise ValueError(f"the points cannot carry a focus surface: {fmap.fit_error}")
+        record = MapRecord(uuid.uuid4().hex, "ready", "points", time.time(), fmap)
+        record.done.set()
+        self._add(record)
+        return record
+
+    def build(
+        self,
+        manager: Any,
+        settings: Settings,
+        positions: list[tuple[float, float]],
+        *,
+        kind: str,
+        request_fields: dict[str, Any],
+        range_after_map_um: float | None,
+    ) -> MapRecord:
+        """Queue a map built by autofocusing at `positions` on the worker thread.
+
+        Returns the record at once (state "building"). Raises `NotReady` when the
+        microscope is not open.
+        """
+        d = settings.focus
+        request = FocusRequest(
+            scorer=request_fields.get("scorer") or d.scorer,
+            strategy=request_fields.get("strategy") or d.strategy,
+            range_um=request_fields.get("range_um") or d.range_um,
+            tolerance_um=request_fields.get("tolerance_um") or d.tolerance_um,
+            max_frames=request_fields.get("max_frames") or d.max_frames,
+            timeout_s=d.timeout_s,
+            backlash_um=d.backlash_um,
+            settle_s=d.settle_s,
+            verify=d.verify,
+        )
+        _validate(manager, request)
+        scorer = manager.scorer(request.scorer)  # UnknownNameError (422) before queueing
+        record = MapRecord(uuid.uuid4().hex, "building", "autofocus", time.time())
+        record.focus_map = FocusMap(kind=kind)
+
+        def task(microscope: Any, cancel: threading.Event) -> FocusMap:
+            return build_focus_map(
+                microscope, positions, request, kind=kind, cancel=cancel,
+                focus_map=record.focus_map, range_after_map_um=range_after_map_um,
+                scorer=scorer,
+            )
+
+        future = manager.run_on_worker(task)
+        future.add_done_callback(lambda f: _finish(record, f, self))
+        self._add(record)
+        return record
+
+
+def _validate(manager: Any, request: FocusRequest) -> None:
+    """Refuse a request no sample point could run (before anything is queued or moves):
+    an unknown strategy, bad numbers, or a search range wider than the Z limits."""
+    strategies = available_strategies()
+    if request.strategy not in strategies:
+        raise UnknownNameError(
+            f"unknown strategy {request.strategy!r}; available: {', '.join(strategies)}"
+        )
+    limits = manager.snapshot.z_limits_um
+    if limits is None:
+        return
+    try:
+        search_space(request, (limits.min_um + limits.max_um) / 2, limits)
+    except ValueError as exc:  # LimitError passes through as it is (422 as well)
+        raise InvalidRequest(str(exc)) from exc
+
+
+def _finish(record: MapRecord, future: Future[Any], registry: FocusMapRegistry) -> None:
+    try:
+        _settle(record, future)
+    finally:
+        registry.save(record)
+        record.done.set()
+
+
+def _settle(record: MapRecord, future: Future[Any]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        record.state, record.error = "failed", str(exc) or type(exc).__name__
+    elif record.focus_map is None or not record.focus_map.ready:
+        record.state = "failed"
+        record.error = (
+            "too few sample positions could be focused to fit a surface: "
+            + str(record.focus_map.fit_error if record.focus_map else "no map")
+        )
+    else:
+        record.state = "ready"
+
+
+def grid(
+    x_min_um: float, x_max_um: float, y_min_um: float, y_max_um: float, nx: int, ny: int
+) -> list[tuple[float, float]]:
+    """Sample positions on an nx × ny grid (serpentine order)."""
+    return grid_positions((x_min_um, x_max_um), (y_min_um, y_max_um), nx, ny)
