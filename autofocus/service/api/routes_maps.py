@@ -120,7 +120,7 @@ def _record_response(record: MapRecord, *, created: bool = False) -> JSONRespons
     status_code=202,
     summary="Build a focus map",
     responses={201: {"description": "Fitted at once from `points`."},
-               **problem(401, 422, 503)},
+               **problem(400, 401, 413, 422, 503)},
 )
 async def post_focus_map(
     request: Request,
