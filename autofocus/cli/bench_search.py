@@ -7,15 +7,14 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from autofocus.bench.search import default_contenders, make_trials, run_benchmark
 from autofocus.cli.bench import bench_app
+from autofocus.cli.help import AutofocusCommand
 
 
-@bench_app.command("search")
+@bench_app.command(
+    "search", cls=AutofocusCommand, short_help="Strategies side by side on simulated trials."
+)
 def bench_search(
     per_case: Annotated[
         int, typer.Option(help="Trials per specimen × modality × photon level.")
@@ -25,13 +24,19 @@ def bench_search(
         str, typer.Option(help="Focus measure used by every strategy.")
     ] = "tenengrad",
     specimen: Annotated[
-        list[str] | None, typer.Option(help="Specimens (repeatable); default beads, cells, fibres.")
+        list[str] | None,
+        typer.Option(metavar="NAME", help="Specimen (repeatable).  [default: beads, cells, "
+                     "fibres]"),
     ] = None,
     modality: Annotated[
-        list[str] | None, typer.Option(help="Modalities (repeatable); default fluorescence.")
+        list[str] | None,
+        typer.Option(metavar="NAME", help="Modality (repeatable): fluorescence or "
+                     "brightfield.  [default: fluorescence]"),
     ] = None,
     photons: Annotated[
-        list[float] | None, typer.Option(help="Photon levels per px per ms; default 50 and 10.")
+        list[float] | None,
+        typer.Option(metavar="PHOTONS", help="Photon level per px per ms (repeatable).  "
+                     "[default: 50 and 10]"),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the trial set.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
@@ -41,6 +46,17 @@ def bench_search(
     Success means |physical stage position after parking − true focus| ≤ DOF/4.
     Reports success rate, frames and hardware time (virtual clock) per strategy.
     """
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from autofocus.bench.search import default_contenders, make_trials, run_benchmark
+
     trials = make_trials(
         per_case,
         range_um=range_um,
@@ -82,20 +98,31 @@ def bench_search(
 
 
 def _print_table(report: dict[str, Any]) -> None:
-    table = Table(
-        title=f"search benchmark: {report['trials']} simulated trials, range "
-        f"{report['range_um']:g} µm, scorer {report['scorer']}, DOF {report['dof_um']:.2f} µm"
-    )
-    for col in ("strategy", "success (≤ DOF/4)", "mean frames", "max frames",
-                "mean hardware s", "median |error| µm"):
-        table.add_column(col, justify="left" if col == "strategy" else "right")
-    for label, s in report["contenders"].items():
-        table.add_row(
+    from autofocus.cli.output import note, stdout_console
+    from autofocus.cli.tables import Column, dropped_note, fitted_table
+
+    console = stdout_console()
+    rows = [
+        [
             label,
             f"{100 * s['success_rate']:.1f} %",
             f"{s['mean_frames']:.1f}",
             str(s["max_frames"]),
             f"{s['mean_hardware_s']:.2f}",
             f"{s['median_abs_error_um']:.3f}",
-        )
-    Console(width=max(Console().width, 120)).print(table)
+        ]
+        for label, s in report["contenders"].items()
+    ]
+    table, dropped = fitted_table(
+        f"search benchmark: {report['trials']} simulated trials, range "
+        f"{report['range_um']:g} µm, scorer {report['scorer']}, DOF {report['dof_um']:.2f} µm",
+        [Column("strategy", "left"), Column("success\n(≤ DOF/4)"), Column("mean\nframes"),
+         Column("max\nframes", priority=3), Column("mean\nhardware s", priority=2),
+         Column("median\n|error| µm", priority=1)],
+        rows,
+        console,
+    )
+    console.print(table)
+    message = dropped_note(dropped, console)
+    if message:
+        note(message, style="dim")
