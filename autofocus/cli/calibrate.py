@@ -3,7 +3,8 @@
 Prints the leave-one-stack-out table (refit vs stock model vs classical
 measures) and writes the model (`--out PATH.onnx`) with its card (`.json`) and
 summary (`.md`); serve it with `--scorer PATH.onnx`. Errors are one red line
-on stderr and exit code 2.
+on stderr and exit code 2. Only typer and the standard library are imported at
+module level (what the command needs is imported when it runs).
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from autofocus.cli.app import app
-from autofocus.cli.offline import _emit_json, _errors_to_exit, _stderr, _stdout
+from autofocus.cli.help import listing
+from autofocus.cli.output import emit_json, errors_to_exit, note, stdout_console
+from autofocus.cli.tables import Column, dropped_note, fitted_table
 
 
-@app.command("calibrate")
+@app.command("calibrate", cls=listing())
 def calibrate_command(
     paths: Annotated[
         list[Path],
@@ -39,28 +40,32 @@ def calibrate_command(
                                       help="Pull towards the stock weights.")] = 1.0,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")] = False,
 ) -> None:
-    """Retrain the model's head on labelled z-stacks (numpy/scipy, minutes on a CPU)."""
-    from autofocus.stacks.calibrate import calibrate
+    """Retrain the model's head on labelled z-stacks (numpy/scipy, seconds to minutes on a CPU)."""
+    with errors_to_exit():
+        from autofocus.stacks.calibrate import calibrate
 
-    with _errors_to_exit():
-        err = _stderr()
         report = calibrate(paths, out, model=model, dof_um=dof_um, l2=l2,
-                           progress=lambda msg: err.print(Text(msg, style="dim")))
+                           progress=lambda msg: note(msg, style="dim"))
         if json_output:
-            _emit_json(report)
+            emit_json(report)
             return
-        table = Table(title=f"leave-one-stack-out on {len(report['stacks'])} stacks "
-                            f"(each judged by a refit that never saw it)")
-        for col in ("scorer", "within tolerance", "top-0", "mean spearman"):
-            table.add_column(col, justify="left" if col == "scorer" else "right")
+        console = stdout_console()
+        rows = []
         for name, v in report["loso"].items():
             s = v["summary"]
             rho = "–" if s["mean_spearman"] is None else f"{s['mean_spearman']:+.3f}"
-            table.add_row(name, f"{s['within_tolerance']}/{s['stacks']}", str(s["top0"]), rho)
-        console = _stdout()
+            rows.append([name, f"{s['within_tolerance']}/{s['stacks']}", str(s["top0"]), rho])
+        table, dropped = fitted_table(
+            f"leave-one-stack-out on {len(report['stacks'])} stacks (each judged by a refit "
+            "that never saw it)",
+            [Column("scorer", "left"), Column("within\ntolerance"), Column("top-0"),
+             Column("mean\nspearman", priority=1)],
+            rows, console)
         console.print(table)
+        extra = dropped_note(dropped, console)
+        if extra:
+            note(extra)
         if report["skipped_unlabelled"]:
-            err.print(Text("skipped unlabelled: " + ", ".join(report["skipped_unlabelled"]),
-                           style="yellow"))
-        console.print(Text(f"wrote {out} (+ .json card, .md summary) in {report['seconds']} s; "
-                           f"serve it with --scorer {out}"))
+            note("skipped unlabelled: " + ", ".join(report["skipped_unlabelled"]))
+        note(f"wrote {out} (+ .json card, .md summary) in {report['seconds']} s; "
+             f"serve it with --scorer {out}", style="green")
