@@ -126,6 +126,17 @@ class FocusDefaults(BaseModel):
     )
 
 
+def default_database_path() -> Path:
+    """`autofocus.db` in the user's data directory, whatever directory the daemon starts in.
+
+    Linux `~/.local/share/autofocus/`, macOS `~/Library/Application Support/autofocus/`,
+    Windows `%LOCALAPPDATA%\\autofocus\\` (platformdirs). The job store creates the folder.
+    """
+    from platformdirs import user_data_path
+
+    return user_data_path("autofocus", appauthor=False) / "autofocus.db"
+
+
 class Settings(BaseSettings):
     """All settings of the autofocus service."""
 
@@ -141,7 +152,10 @@ class Settings(BaseSettings):
     )
     z_max_um: float | None = Field(None, description="Upper Z limit, µm.")
     api_token: str | None = Field(None, description="Bearer token; required off loopback.")
-    database_path: Path = Field(Path("autofocus.db"), description="SQLite job database.")
+    database_path: Path = Field(
+        default_factory=default_database_path,
+        description="SQLite job database (default: autofocus.db in the user's data directory).",
+    )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     queue_max: int = Field(16, ge=1, description="Queued jobs beyond which POST answers 429.")

@@ -109,11 +109,11 @@ def test_shipped_onnx_weights_reproduce_in_torch():
     onnx = pytest.importorskip("onnx")
     from onnx import numpy_helper
 
-    from autofocus.scoring.model import default_model_path
+    from autofocus.scoring.model import shipped_models
     from models.pipeline.export import run_onnx
     from models.pipeline.net import FocusNet
 
-    model = onnx.load(str(default_model_path()))
+    model = onnx.load(str(shipped_models()[2]))  # the v1/v2 architecture (v3: test_model_v3)
     weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     members = weights["conv3.weight"].shape[0]
     hidden = weights["conv1.weight"].shape[0] // members
@@ -129,4 +129,4 @@ def test_shipped_onnx_weights_reproduce_in_torch():
     x = np.random.default_rng(1).random((2, 1, 192, 320), dtype=np.float32)
     with torch.no_grad():
         t_logit = net(torch.from_numpy(x))[1].numpy()
-    np.testing.assert_allclose(run_onnx(default_model_path(), x)["logit"], t_logit, atol=1e-4)
+    np.testing.assert_allclose(run_onnx(shipped_models()[2], x)["logit"], t_logit, atol=1e-4)

@@ -38,7 +38,9 @@ def test_every_shipped_version_reproduces_in_torch_with_its_own_pooling():
     from models.pipeline.net import FocusNet
 
     x = np.random.default_rng(2).random((2, 1, 256, 320), dtype=np.float32)
-    for path in shipped_models().values():
+    for version, path in shipped_models().items():
+        if version >= 3:  # another architecture, with its own parity test (test_model_v3.py)
+            continue
         w = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
         members = w["conv3.weight"].shape[0]
         net = FocusNet(w["conv1.weight"].shape[0] // members, members,

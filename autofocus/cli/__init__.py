@@ -1,18 +1,22 @@
 """Command-line interface `autofocus`.
 
 Each sub-module registers its commands on `autofocus.cli.app.app`; importing
-them here assembles the whole CLI.
+them here assembles the whole CLI. Command modules import only typer and the
+standard library at module level (what a command needs is imported when it
+runs), so `autofocus --help` stays fast; `tests/test_cli_help.py` checks that
+it imports neither FastAPI, uvicorn, onnxruntime nor scipy.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 
 from autofocus.cli.app import app
-from autofocus.logging import configure_logging
+from autofocus.cli.help import enable_command_logging
 
-_COMMAND_MODULES = ("offline", "focus", "serve", "bench", "bench_search", "bench_focus_map")
+_COMMAND_MODULES = (
+    "offline", "focus", "serve", "bench", "bench_search", "bench_focus_map", "calibrate",
+)
 
 
 def _load_commands() -> None:
@@ -30,10 +34,11 @@ def main() -> None:
 
     Logs go to stderr (stdout carries tables and JSON); the level comes from
     `AUTOFOCUS_LOG_LEVEL` (default warning; `serve` reconfigures for the daemon).
+    Logging is configured when a command starts (`autofocus.cli.help`), not here.
     """
-    configure_logging("console", os.environ.get("AUTOFOCUS_LOG_LEVEL", "warning"))
+    enable_command_logging()
     _load_commands()
-    app()
+    app(prog_name="autofocus")
 
 
 __all__ = ["app", "main"]

@@ -17,20 +17,21 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from autofocus.cli.app import app
-from autofocus.errors import AutofocusError
+from autofocus.cli.help import AutofocusCommand, AutofocusGroup
+
+if TYPE_CHECKING:
+    import numpy as np
 
 bench_app = typer.Typer(
-    help="Benchmarks: scoring speed (`score`) and other measurements.",
+    cls=AutofocusGroup,
+    help="Benchmarks: strategies side by side, scoring speed.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(bench_app, name="bench")
 
@@ -38,12 +39,17 @@ EXIT_ERROR = 2
 
 
 def _fail(message: str) -> None:
+    from rich.console import Console
+    from rich.text import Text
+
     Console(file=sys.stderr, soft_wrap=True).print(Text(f"error: {message}", style="bold red"))
     raise typer.Exit(EXIT_ERROR)
 
 
 def bench_frames(n: int, size_px: int, *, seed: int = 0) -> list[np.ndarray]:
     """`n` distinct uint16 frames (size_px²) of simulated cells at a spread of defocus."""
+    import numpy as np
+
     from drivers.sim import SimConfig, SimulatedMicroscope
 
     cfg = SimConfig.preset("cells", "fluorescence", width_px=size_px, height_px=size_px,
@@ -74,6 +80,7 @@ def run_score_bench(
     repeats: int = 5,
     scorer_options: dict[str, Any] | None = None,
     seed: int = 0,
+    progress: Any = None,
 ) -> dict[str, Any]:
     """Time `scorer_name` against OpenCV variance of Laplacian; returns a JSON-able report.
 
@@ -81,13 +88,19 @@ def run_score_bench(
     `distinct_frames` simulated frames); the baseline computes
     `autofocus.scoring.classical.opencv_variance_of_laplacian` on the same b frames.
     Times are medians over `repeats` (after one warm-up call), in ms per frame.
-    Raises `AutofocusError` (e.g. `ModelError`) when the scorer cannot be built.
+    `progress(done, total)` is called after the frames are made and after each
+    timed repeat. Raises `AutofocusError` (e.g. `ModelError`) when the scorer
+    cannot be built.
     """
     from autofocus.scoring.classical import opencv_variance_of_laplacian
     from autofocus.scoring.registry import canonical_scorer_name, get_scorer
 
     scorer = get_scorer(scorer_name, **(scorer_options or {}))
     pool = bench_frames(distinct_frames, size_px, seed=seed)
+    total = 1 + len(batch_sizes) * repeats
+    done = 1
+    if progress is not None:
+        progress(done, total)
     rows = []
     for b in batch_sizes:
         frames = [pool[i % len(pool)] for i in range(b)]
@@ -104,6 +117,9 @@ def run_score_bench(
                 infer_s.append(timing["infer_s"] - before["infer_s"])
             base_s.append(_time_once(
                 lambda fr=frames: [opencv_variance_of_laplacian(f) for f in fr]))
+            done += 1
+            if progress is not None:
+                progress(done, total)
         m = statistics.median(model_s) / b
         base = statistics.median(base_s) / b
         row = {
@@ -133,11 +149,15 @@ def run_score_bench(
     }
 
 
-@bench_app.command("score")
+@bench_app.command(
+    "score", cls=AutofocusCommand, short_help="Scoring speed of a scorer vs OpenCV."
+)
 def bench_score(
     scorer: Annotated[str, typer.Option("--scorer", "-s", help="Scorer to time.")] = "focusnet",
     batch: Annotated[
-        list[int] | None, typer.Option("--batch", "-b", help="Batch size (repeatable).")
+        list[int] | None,
+        typer.Option("--batch", "-b", metavar="N", help="Batch size (repeatable).  "
+                     "[default: 1, 8 and 32]"),
     ] = None,
     size: Annotated[int, typer.Option(help="Frame side in pixels.", min=64)] = 2048,
     repeats: Annotated[int, typer.Option(help="Timed repeats per batch size.", min=1)] = 5,
@@ -160,6 +180,7 @@ def bench_score(
     if any(b < 1 for b in sizes):
         _fail("batch sizes must be ≥ 1")
     options: dict[str, Any] = {}
+    from autofocus.errors import AutofocusError
     from autofocus.scoring.registry import canonical_scorer_name
 
     try:
@@ -176,8 +197,14 @@ def bench_score(
         if max_batch is not None:
             options["max_batch"] = max_batch
     try:
-        report = run_score_bench(scorer, sizes, size_px=size, distinct_frames=distinct,
-                                 repeats=repeats, scorer_options=options)
+        from autofocus.cli.progress import progress_bar
+
+        with progress_bar(f"timing {scorer}", enabled=not as_json) as bar:
+            report = run_score_bench(
+                scorer, sizes, size_px=size, distinct_frames=distinct, repeats=repeats,
+                scorer_options=options,
+                progress=lambda done, total: bar.update(done, total),
+            )
     except (AutofocusError, ValueError, OSError) as exc:
         _fail(str(exc))
         return
@@ -188,31 +215,41 @@ def bench_score(
 
 
 def _print_report(report: dict[str, Any]) -> None:
-    console = Console(file=sys.stdout)
-    if not console.is_terminal:
-        console = Console(file=sys.stdout, width=160)
+    from autofocus.cli.output import note, stdout_console
+    from autofocus.cli.tables import Column, dropped_note, fitted_table
+
+    console = stdout_console()
     f = report["frame"]
     name = report["scorer"]
-    table = Table(
-        title=f"{name} vs OpenCV variance of Laplacian — {f['shape'][0]}×{f['shape'][1]} "
-        f"{f['dtype']}, provider {report['active_provider']}, max_batch "
-        f"{report['scorer_info'].get('max_batch', '–')}, {report['cpu_count']} CPUs, "
-        f"median of {report['repeats']}"
-    )
-    for col in ("batch", f"{name} ms/frame", f"{name} frames/s", "prepare ms", "model ms",
-                "OpenCV ms/frame", "OpenCV frames/s", "cost ratio"):
-        table.add_column(col, justify="right")
-    for r in report["rows"]:
-        table.add_row(
+    rows = [
+        [
             str(r["batch"]),
             f"{r['model_ms_per_frame']:.2f}",
             f"{r['model_fps']:.1f}",
-            f"{r['prepare_ms_per_frame']:.2f}" if "prepare_ms_per_frame" in r else "–",
-            f"{r['infer_ms_per_frame']:.2f}" if "infer_ms_per_frame" in r else "–",
             f"{r['baseline_ms_per_frame']:.2f}",
             f"{r['baseline_fps']:.1f}",
             f"{r['cost_ratio']:.2f}×",
-        )
+            f"{r['prepare_ms_per_frame']:.2f}" if "prepare_ms_per_frame" in r else "–",
+            f"{r['infer_ms_per_frame']:.2f}" if "infer_ms_per_frame" in r else "–",
+        ]
+        for r in report["rows"]
+    ]
+    table, dropped = fitted_table(
+        f"{name} vs OpenCV variance of Laplacian — {f['shape'][0]}×{f['shape'][1]} "
+        f"{f['dtype']}, provider {report['active_provider']}, max_batch "
+        f"{report['scorer_info'].get('max_batch', '–')}, {report['cpu_count']} CPUs, "
+        f"median of {report['repeats']}",
+        [Column("batch"), Column(f"{name}\nms/frame"),
+         Column(f"{name}\nframes/s", priority=3), Column("OpenCV\nms/frame"),
+         Column("OpenCV\nframes/s", priority=4), Column("cost\nratio"),
+         Column("prepare\nms", priority=2), Column("model\nms", priority=1)],
+        rows,
+        console,
+    )
     console.print(table)
+    message = dropped_note(dropped, console)
+    if message:
+        note(message, style="dim")
     console.print(f"baseline: {report['baseline']}; cost ratio = {name} time / baseline time; "
-                  f"1-min load average at the end: {report['load_avg_1min']}")
+                  f"1-min load average at the end: {report['load_avg_1min']}", highlight=False,
+                  markup=False)

@@ -7,14 +7,16 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from autofocus.bench.focus_map import PlateConfig, run_focus_map_bench
 from autofocus.cli.bench import _fail, bench_app
+from autofocus.cli.help import AutofocusCommand
 
 
-@bench_app.command("focus-map")
+@bench_app.command(
+    "focus-map",
+    cls=AutofocusCommand,
+    short_help="A plate's focus map vs autofocus at every field (simulated).",
+)
 def bench_focus_map(
     samples: Annotated[int, typer.Option(help="Fields autofocused to build the map.")] = 24,
     every_field_sample: Annotated[
@@ -38,6 +40,11 @@ def bench_focus_map(
 
     Error = |stage position − true focus| at every field that was not autofocused.
     """
+    from rich.console import Console
+    from rich.table import Table
+
+    from autofocus.bench.focus_map import PlateConfig, run_focus_map_bench
+
     plate = PlateConfig(tilt_um=tilt_um, bow_um=bow_um, waviness_um=waviness_um, seed=seed)
     try:
         report = run_focus_map_bench(

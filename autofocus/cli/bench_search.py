@@ -15,30 +15,22 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from autofocus.bench.search import (
-    Contender,
-    Trial,
-    calibration_table,
-    debris_trials,
-    default_contenders,
-    garbage_trials,
-    make_trials,
-    run_benchmark,
-    run_tracking,
-)
 from autofocus.cli.bench import bench_app
+from autofocus.cli.help import AutofocusCommand
+
+if TYPE_CHECKING:
+    from autofocus.bench.search import Contender, Trial
 
 CASES = ("main", "debris", "garbage", "range200", "tracking")
 
 
-@bench_app.command("search")
+@bench_app.command(
+    "search", cls=AutofocusCommand, short_help="Strategies side by side on simulated trials."
+)
 def bench_search(
     per_case: Annotated[
         int, typer.Option(help="Trials per specimen × modality × photon level.")
@@ -48,17 +40,24 @@ def bench_search(
         str, typer.Option(help="Focus measure used by every strategy.")
     ] = "tenengrad",
     specimen: Annotated[
-        list[str] | None, typer.Option(help="Specimens (repeatable); default beads, cells, fibres.")
+        list[str] | None,
+        typer.Option(metavar="NAME", help="Specimen (repeatable).  [default: beads, cells, "
+                     "fibres]"),
     ] = None,
     modality: Annotated[
-        list[str] | None, typer.Option(help="Modalities (repeatable); default fluorescence.")
+        list[str] | None,
+        typer.Option(metavar="NAME", help="Modality (repeatable): fluorescence or "
+                     "brightfield.  [default: fluorescence]"),
     ] = None,
     photons: Annotated[
-        list[float] | None, typer.Option(help="Photon levels per px per ms; default 50 and 10.")
+        list[float] | None,
+        typer.Option(metavar="PHOTONS", help="Photon level per px per ms (repeatable).  "
+                     "[default: 50 and 10]"),
     ] = None,
     case: Annotated[
         list[str] | None,
-        typer.Option(help=f"Case(s) to run (repeatable): {', '.join(CASES)}, or all."),
+        typer.Option(metavar="CASE", help=f"Case to run (repeatable): {', '.join(CASES)}, or "
+                     "all.  [default: main]"),
     ] = None,
     debris_count: Annotated[
         int, typer.Option("--debris-trials", help="Trials of the debris case.", min=1)
@@ -74,7 +73,8 @@ def bench_search(
     ] = "cells",
     strategy: Annotated[
         list[str] | None,
-        typer.Option(help="Only contenders whose label starts with this (repeatable)."),
+        typer.Option(metavar="PREFIX",
+                     help="Only contenders whose label starts with this (repeatable)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the trial set.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
@@ -86,6 +86,17 @@ def bench_search(
     plane. Reports success, frames, hardware time (virtual clock) and failure
     codes per strategy, per case.
     """
+    from rich.console import Console
+
+    from autofocus.bench.search import (
+        calibration_table,
+        debris_trials,
+        default_contenders,
+        garbage_trials,
+        make_trials,
+        run_tracking,
+    )
+
     cases = list(case or ["main"])
     if "all" in cases:
         cases = list(CASES)
@@ -141,6 +152,17 @@ def _run(
     trials: Sequence[Trial], contenders: Sequence[Contender], scorer: str, range_um: float,
     name: str,
 ) -> dict[str, Any]:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from autofocus.bench.search import run_benchmark
+
     err = Console(stderr=True)
     with Progress(
         TextColumn(f"[bold]{name}[/bold]"),
@@ -162,6 +184,8 @@ def _run(
 
 
 def _slim(reports: dict[str, Any]) -> dict[str, Any]:
+    from autofocus.bench.search import calibration_table
+
     out: dict[str, Any] = {}
     for name, report in reports.items():
         if name == "tracking":
@@ -181,6 +205,9 @@ def _slim(reports: dict[str, Any]) -> dict[str, Any]:
 
 
 def _print_table(report: dict[str, Any], name: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(
         title=f"search benchmark, case {name}: {report['trials']} simulated trials, range "
         f"{report['range_um']:g} µm, scorer {report['scorer']}, DOF {report['dof_um']:.2f} µm"
@@ -204,6 +231,9 @@ def _print_table(report: dict[str, Any], name: str) -> None:
 
 
 def _print_calibration(rows: list[dict[str, Any]], label: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=f"confidence calibration of {label} (reported successes)")
     for col in ("confidence", "n", "within DOF/4", "rate"):
         table.add_column(col, justify="right")
@@ -216,6 +246,9 @@ def _print_calibration(rows: list[dict[str, Any]], label: str) -> None:
 
 
 def _print_tracking(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(
         title=f"tracking: {report['specimen']}, {report['photons_per_px_ms']:g} photons/px/ms, "
         f"{report['points']} time points, drift 0.1–1 DOF between points, "

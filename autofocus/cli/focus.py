@@ -1,4 +1,8 @@
-"""`autofocus focus`: one autofocus on a simulated, Micro-Manager or replayed microscope."""
+"""`autofocus focus`: one autofocus on a simulated, Micro-Manager or replayed microscope.
+
+Only typer and the standard library are imported at module level; the engine,
+the drivers and the settings model are imported when the command runs.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,17 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from autofocus.cli.app import app
+from autofocus.cli.help import listing
 from autofocus.cli.options import (
+    PANEL_OUTPUT,
+    PANEL_SEARCH,
+    PANEL_SIM,
+    PANEL_STAGE,
     ConfigOpt,
     MmCameraOpt,
     MmConfigOpt,
@@ -30,19 +34,20 @@ from autofocus.cli.options import (
     ZStepOpt,
     hardware_overrides,
 )
-from autofocus.errors import AutofocusError, MicroscopeError
-from autofocus.search.focus import FocusRequest, focus
-from autofocus.search.result import FocusResult, Measurement
-from autofocus.service.microscopes import open_microscope
-from autofocus.settings import ConfigError, Settings, load_settings
 
-err_console = Console(stderr=True)
+if TYPE_CHECKING:
+    from autofocus.search.focus import FocusRequest
+    from autofocus.search.result import FocusResult
+    from autofocus.settings import Settings
 
 
 def die(message: str, code: int = 2) -> typer.Exit:
-    """Print one red line on stderr and return the `typer.Exit` to raise."""
-    # escape: messages name TOML tables like [focus], which rich would read as markup
-    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    """Print `error: message` on stderr (plain text, no markup) and return the `typer.Exit`
+    to raise."""
+    from rich.console import Console
+    from rich.text import Text
+
+    Console(stderr=True, soft_wrap=True).print(Text(f"error: {message}", style="bold red"))
     return typer.Exit(code)
 
 
@@ -52,6 +57,10 @@ def build_settings(config: Path | None, overrides: dict[str, Any]) -> Settings:
     Nested groups are given as dicts (`{"sim": {"seed": 3}}`) and merged over
     the file's values. Raises `typer.Exit` with a readable message on bad values.
     """
+    from pydantic import ValidationError
+
+    from autofocus.settings import ConfigError, load_settings
+
     try:
         base = load_settings(config)
         merged: dict[str, Any] = {}
@@ -72,65 +81,161 @@ def build_settings(config: Path | None, overrides: dict[str, Any]) -> Settings:
         raise die(f"invalid settings: {problems}") from exc
 
 
-@app.command("focus")
+@app.command(
+    "focus",
+    cls=listing("scorers", "strategies"),
+    short_help="Run one autofocus: where focus is, how sure, what it cost.",
+)
 def focus_command(
     driver: Annotated[
         str | None,
-        typer.Option(help="sim, micromanager or replay; default: the settings' driver (sim)."),
+        typer.Option(help="Microscope: sim (simulated), micromanager or replay (a recorded "
+                     "z-stack).  [default: the settings' driver, {default:driver}]",
+                     rich_help_panel=PANEL_STAGE),
     ] = None,
     config: ConfigOpt = None,
+    z_min_um: ZMinOpt = None,
+    z_max_um: ZMaxOpt = None,
     start_z_um: Annotated[
-        float | None, typer.Option(help="Move here first (µm); default: stay.")
+        float | None,
+        typer.Option(help="Move here first (µm).  [default: stay where the stage is]",
+                     rich_help_panel=PANEL_STAGE),
+    ] = None,
+    backlash_um: Annotated[
+        float | None,
+        typer.Option(help="Approach overshoot (µm): every position is approached from "
+                     "below.  [default: {default:focus.backlash_um}]",
+                     rich_help_panel=PANEL_STAGE),
+    ] = None,
+    on_failure: Annotated[
+        str | None,
+        typer.Option(help="After a failed search: return (to the start z) or stay.  "
+                     "[default: {default:focus.on_failure}]", rich_help_panel=PANEL_STAGE),
+    ] = None,
+    scorer: Annotated[
+        str | None,
+        typer.Option(help="Focus measure or model (listed below).  "
+                     "[default: {default:focus.scorer}]", rich_help_panel=PANEL_SEARCH),
+    ] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(help="Search strategy (listed below).  "
+                     "[default: {default:focus.strategy}]", rich_help_panel=PANEL_SEARCH),
     ] = None,
     center_z_um: Annotated[
-        float | None, typer.Option(help="Centre of the search (µm); default: the start z.")
+        float | None,
+        typer.Option(help="Centre of the search (µm).  [default: the start z; replay: the "
+                     "stack's middle]", rich_help_panel=PANEL_SEARCH),
     ] = None,
-    range_um: Annotated[float | None, typer.Option(help="Full width searched (µm).")] = None,
-    tolerance_um: Annotated[float | None, typer.Option(help="Wanted accuracy (µm).")] = None,
-    coarse_step_um: Annotated[float | None, typer.Option(help="Coarse sweep step (µm).")] = None,
-    max_frames: Annotated[int | None, typer.Option(help="Frame budget.")] = None,
-    strategy: Annotated[str | None, typer.Option(help="Search strategy name.")] = None,
-    scorer: Annotated[str | None, typer.Option(help="Focus measure / model name.")] = None,
-    exposure_ms: Annotated[float | None, typer.Option(help="Exposure for this run (ms).")] = None,
-    backlash_um: Annotated[float | None, typer.Option(help="Approach overshoot (µm).")] = None,
-    on_failure: Annotated[str | None, typer.Option(help="return (to start) or stay.")] = None,
+    range_um: Annotated[
+        float | None,
+        typer.Option(help="Full width searched (µm).  [default: {default:focus.range_um}; "
+                     "replay: the stack's depth]", rich_help_panel=PANEL_SEARCH),
+    ] = None,
+    tolerance_um: Annotated[
+        float | None,
+        typer.Option(help="Wanted accuracy (µm).  [default: {default:focus.tolerance_um}; "
+                     "replay: the stack's label or plane spacing]",
+                     rich_help_panel=PANEL_SEARCH),
+    ] = None,
+    coarse_step_um: Annotated[
+        float | None,
+        typer.Option(help="Coarse sweep step (µm).  [default: chosen from range and "
+                     "tolerance]", rich_help_panel=PANEL_SEARCH),
+    ] = None,
+    max_frames: Annotated[
+        int | None,
+        typer.Option(help="Frame budget.  [default: {default:focus.max_frames}]",
+                     rich_help_panel=PANEL_SEARCH),
+    ] = None,
+    exposure_ms: Annotated[
+        float | None,
+        typer.Option(help="Exposure for this run (ms).  [default: the camera's]",
+                     rich_help_panel=PANEL_SEARCH),
+    ] = None,
     mode: Annotated[
-        str, typer.Option(help="search, or track: 3 frames around --expected-z-um / the start.")
+        str,
+        typer.Option(help="search, or track: re-focus with 3 frames around --expected-z-um "
+                     "(else the start z); a full search when focus drifted more than about "
+                     "one depth of field.", rich_help_panel=PANEL_SEARCH),
     ] = "search",
     rival: Annotated[
-        str, typer.Option(help="Two candidate planes: fail (default), nearest or sharpest.")
+        str,
+        typer.Option(help="Two candidate focal planes (specimen and debris): fail (reason "
+                     "rival_peak, both named), nearest (to --expected-z-um, else the start) "
+                     "or sharpest.", rich_help_panel=PANEL_SEARCH),
     ] = "fail",
     rival_check: Annotated[
         str | None,
-        typer.Option(help="capture or full (sample the whole range for rivals); default: "
-                     "the [focus] setting (capture)."),
+        typer.Option(help="How hard to look for a second plane: capture (what the coarse "
+                     "pass sees) or full (the whole range, finely enough to see a dim "
+                     "specimen under bright debris; more frames).  "
+                     "[default: {default:focus.rival_check}]", rich_help_panel=PANEL_SEARCH),
     ] = None,
     expected_z_um: Annotated[
-        float | None, typer.Option(help="Expected focus (µm): track centre, 'nearest' reference.")
+        float | None,
+        typer.Option(help="Where focus is expected (µm): centre of a track, reference of "
+                     "--rival nearest.", rich_help_panel=PANEL_SEARCH),
     ] = None,
     dof_um: Annotated[
-        float | None, typer.Option(help="Depth of field (µm); default: the microscope's optics.")
+        float | None,
+        typer.Option(help="Depth of field (µm).  [default: what the microscope reports, "
+                     "else 4 × tolerance]", rich_help_panel=PANEL_SEARCH),
     ] = None,
-    z_min_um: ZMinOpt = None,
-    z_max_um: ZMaxOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the result as JSON.",
+                           rich_help_panel=PANEL_OUTPUT),
+    ] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Also draw the focus curve to this PNG file (as the daemon's "
+                     "curve.png).", rich_help_panel=PANEL_OUTPUT),
+    ] = None,
     # simulated microscope
-    seed: Annotated[int | None, typer.Option(help="[sim] Random seed.")] = None,
-    specimen: Annotated[str | None, typer.Option(help="[sim] beads, cells or fibres.")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Random seed: specimen, true focus, noise.  "
+                     "[default: {default:sim.seed}]", rich_help_panel=PANEL_SIM),
+    ] = None,
+    specimen: Annotated[
+        str | None,
+        typer.Option(help="beads, cells or fibres.  [default: {default:sim.specimen}]",
+                     rich_help_panel=PANEL_SIM),
+    ] = None,
     modality: Annotated[
-        str | None, typer.Option(help="[sim] fluorescence or brightfield.")
+        str | None,
+        typer.Option(help="fluorescence or brightfield.  [default: {default:sim.modality}]",
+                     rich_help_panel=PANEL_SIM),
     ] = None,
-    focus_z_um: Annotated[float | None, typer.Option(help="[sim] True focus (µm).")] = None,
+    focus_z_um: Annotated[
+        float | None,
+        typer.Option(help="True focus (µm).  [default: drawn from the seed within ±10 µm]",
+                     rich_help_panel=PANEL_SIM),
+    ] = None,
     photons: Annotated[
-        float | None, typer.Option(help="[sim] Peak photons per pixel per ms.")
+        float | None,
+        typer.Option(help="Peak photons per pixel per ms.", rich_help_panel=PANEL_SIM),
     ] = None,
-    read_noise_e: Annotated[float | None, typer.Option(help="[sim] Read noise (e−).")] = None,
+    read_noise_e: Annotated[
+        float | None, typer.Option(help="Camera read noise (e⁻).", rich_help_panel=PANEL_SIM)
+    ] = None,
     debris_dz_um: Annotated[
-        float | None, typer.Option(help="[sim] Debris this far from focus (µm).")
+        float | None,
+        typer.Option(help="Out-of-plane debris this far from focus (µm): a second peak.",
+                     rich_help_panel=PANEL_SIM),
     ] = None,
-    tilt_um: Annotated[float | None, typer.Option(help="[sim] Focus tilt across field.")] = None,
-    drift_um_per_s: Annotated[float | None, typer.Option(help="[sim] Focus drift.")] = None,
-    real_time: Annotated[bool, typer.Option(help="[sim] Sleep for real (demo).")] = False,
+    tilt_um: Annotated[
+        float | None,
+        typer.Option(help="Focus change across the field, edge to edge (µm).",
+                     rich_help_panel=PANEL_SIM),
+    ] = None,
+    drift_um_per_s: Annotated[
+        float | None, typer.Option(help="Focus drift (µm/s).", rich_help_panel=PANEL_SIM)
+    ] = None,
+    real_time: Annotated[
+        bool, typer.Option("--real-time", help="Sleep for real (a demo) instead of a virtual "
+                           "clock.", rich_help_panel=PANEL_SIM),
+    ] = False,
     # Micro-Manager
     mm_port: MmPortOpt = None,
     mm_headless: MmHeadlessOpt = None,
@@ -147,6 +252,10 @@ def focus_command(
     Exit code 0 when focus was found, 1 when the search failed (the stage is
     back at its start), 2 for invalid input (the stage never moved).
     """
+    from autofocus.errors import AutofocusError, MicroscopeError
+    from autofocus.search.focus import FocusRequest
+    from autofocus.service.microscopes import open_microscope
+
     settings = build_settings(
         config,
         {
@@ -194,6 +303,8 @@ def focus_command(
     )
     if request.on_failure not in ("return", "stay"):
         raise die(f"--on-failure must be 'return' or 'stay', got {request.on_failure!r}")
+    if plot is not None and not plot.parent.resolve().is_dir():
+        raise die(f"--plot: no such folder {plot.parent}")
     try:
         microscope = open_microscope(settings)
     except (MicroscopeError, AutofocusError, ValueError) as exc:
@@ -211,11 +322,50 @@ def focus_command(
         raise die(str(exc)) from exc
     finally:
         microscope.close()
+    if plot is not None:
+        try:
+            write_plot(plot, report)
+        except OSError as exc:
+            raise die(f"could not write the plot to {plot}: {exc}") from exc
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
         _print_summary(report)
+        if plot is not None:
+            from rich.console import Console
+            from rich.text import Text
+
+            Console(stderr=True).print(Text(f"focus curve written to {plot}", style="dim"))
     raise typer.Exit(0 if result.success else 1)
+
+
+def write_plot(path: Path, report: dict[str, Any]) -> None:
+    """Draw the focus curve of a `focus` report (`_report`) to the PNG file `path`.
+
+    The same picture as the daemon's `GET /v1/jobs/{id}/curve.png`; a failed or
+    cancelled run carries its reason on the picture and as PNG text metadata.
+    Raises `OSError` when the file cannot be written.
+    """
+    from autofocus.service.api.plot import curve_png
+
+    if report["success"]:
+        state = "succeeded"
+    elif report.get("error_type") == "Cancelled":
+        state = "cancelled"
+    else:
+        state = "failed"
+    png = curve_png(
+        [(p["z_um"], p["score"]) for p in report["curve"]],
+        fit=report.get("fit"),
+        best_z_um=report["best_z_um"] if report["success"] else None,
+        start_z_um=report.get("start_z_um"),
+        title=f"{report['driver']} · {report['strategy']} / {report['scorer']}",
+        state=state,
+        reason=report.get("reason"),
+        reason_code=report.get("reason_code"),
+        final_z_um=report.get("final_z_um"),
+    )
+    path.write_bytes(png)
 
 
 def _replay_defaults(
@@ -250,6 +400,19 @@ def _replay_defaults(
 
 
 def _run_with_progress(microscope: Any, request: FocusRequest, *, quiet: bool) -> FocusResult:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from autofocus.search.focus import focus
+    from autofocus.search.result import Measurement
+
+    err_console = Console(stderr=True)
     with Progress(
         TextColumn("[bold]focusing[/bold]"),
         BarColumn(),
@@ -284,23 +447,33 @@ def _report(result: FocusResult, microscope: Any, settings: Settings) -> dict[st
     return report
 
 
-def _print_summary(report: dict[str, Any]) -> None:
-    console = Console()
-    ok = report["success"]
-    table = Table(title="autofocus " + ("[green]succeeded[/green]" if ok else "[red]failed[/red]"))
-    table.add_column("quantity")
-    table.add_column("value", justify="right")
+def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """(quantity, value) rows of a focus report, labelled for the driver that produced it.
+
+    The simulator knows its true focus and the stage's physical position; a
+    replayed stack only knows the plane its label calls in focus (if any); a
+    real microscope knows neither, so those rows are left out.
+    """
 
     def fmt(v: Any, unit: str = "") -> str:
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return "—"
         return f"{v:.3f}{unit}" if isinstance(v, float) else f"{v}{unit}"
 
-    rows = [
-        ("best z", fmt(report["best_z_um"], " µm")),
-        ("true focus (simulator)", fmt(report.get("true_focus_z_um"), " µm")),
-        ("physical z (simulator)", fmt(report.get("physical_z_um"), " µm")),
-        ("error (physical − true)", fmt(report.get("error_um"), " µm")),
+    driver = report.get("driver")
+    rows = [("best z", fmt(report["best_z_um"], " µm"))]
+    if driver == "sim":
+        rows += [
+            ("true focus (simulator)", fmt(report.get("true_focus_z_um"), " µm")),
+            ("physical z (simulator)", fmt(report.get("physical_z_um"), " µm")),
+            ("error (physical − true)", fmt(report.get("error_um"), " µm")),
+        ]
+    elif driver == "replay":
+        rows += [
+            ("labelled focus (stack)", fmt(report.get("true_focus_z_um"), " µm")),
+            ("error (best − label)", fmt(report.get("error_um"), " µm")),
+        ]
+    rows += [
         ("final z", fmt(report["final_z_um"], " µm")),
         ("start z", fmt(report["start_z_um"], " µm")),
         ("confidence", fmt(report["confidence"])),
@@ -309,9 +482,26 @@ def _print_summary(report: dict[str, Any]) -> None:
         ("hardware time", fmt(report["timing"]["hardware_s"], " s")),
         ("scoring time", fmt(report["timing"]["scoring_s"], " s")),
     ]
-    if not ok:
-        rows.append(("reason", str(report["reason"])))
-        rows.append(("reason code", str(report.get("reason_code"))))
-    for name, value in rows:
-        table.add_row(name, value)
+    return rows
+
+
+def _print_summary(report: dict[str, Any]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from autofocus.cli.output import stdout_console
+
+    ok = report["success"]
+    title = Text("autofocus ")
+    title.append("succeeded" if ok else "failed", style="green" if ok else "red")
+    table = Table(title=title)
+    table.add_column("quantity", no_wrap=True)
+    table.add_column("value", justify="right")
+    for name, value in summary_rows(report):
+        table.add_row(name, Text(value))
+    console = stdout_console()
     console.print(table)
+    if not ok:
+        code = report.get("reason_code")
+        suffix = f" [{code}]" if code else ""
+        console.print(Text(f"reason: {report['reason']}{suffix}", style="red"))

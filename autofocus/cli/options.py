@@ -1,7 +1,8 @@
 """Command-line options shared by `autofocus focus` and `autofocus serve`.
 
 Declared once as annotated types so both commands offer the same hardware
-options with the same help, and mapped once onto the settings groups.
+options with the same help under the same headings, and mapped once onto the
+settings groups. Only typer and the standard library are imported here.
 """
 
 from __future__ import annotations
@@ -11,19 +12,66 @@ from typing import Annotated, Any
 
 import typer
 
-ConfigOpt = Annotated[Path | None, typer.Option(help="TOML settings file.")]
-ZMinOpt = Annotated[float | None, typer.Option(help="Lower Z limit (µm).")]
-ZMaxOpt = Annotated[float | None, typer.Option(help="Upper Z limit (µm).")]
-MmPortOpt = Annotated[int | None, typer.Option(help="[mm] ZMQ server port.")]
-MmHeadlessOpt = Annotated[
-    Path | None, typer.Option(help="[mm] Start headless with adapters from this folder.")
+PANEL_SEARCH = "Search"
+PANEL_OUTPUT = "Output"
+PANEL_STAGE = "Stage and configuration"
+PANEL_SIM = "Simulated microscope (--driver sim)"
+PANEL_MM = "Micro-Manager (--driver micromanager)"
+PANEL_REPLAY = "Recorded z-stack (--driver replay)"
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(help="TOML settings file (default: AUTOFOCUS_CONFIG, else built-in defaults).",
+                 rich_help_panel=PANEL_STAGE),
 ]
-MmConfigOpt = Annotated[Path | None, typer.Option(help="[mm] Micro-Manager .cfg file.")]
-MmFocusDeviceOpt = Annotated[str | None, typer.Option(help="[mm] Z drive name.")]
-MmCameraOpt = Annotated[str | None, typer.Option(help="[mm] Camera name.")]
-StackOpt = Annotated[Path | None, typer.Option(help="[replay] Recorded z-stack.")]
-PatternOpt = Annotated[str | None, typer.Option(help="[replay] File-name regex.")]
-ZStepOpt = Annotated[float | None, typer.Option(help="[replay] Z step of a TIFF.")]
+ZMinOpt = Annotated[
+    float | None,
+    typer.Option(help="Lower Z limit (µm); no Z outside the limits is ever commanded.",
+                 rich_help_panel=PANEL_STAGE),
+]
+ZMaxOpt = Annotated[
+    float | None, typer.Option(help="Upper Z limit (µm).", rich_help_panel=PANEL_STAGE)
+]
+MmPortOpt = Annotated[
+    int | None,
+    typer.Option(help="Attach to Micro-Manager's ZMQ server on this port (e.g. 4827).",
+                 rich_help_panel=PANEL_MM),
+]
+MmHeadlessOpt = Annotated[
+    Path | None,
+    typer.Option(help="Start a headless core with the device adapters in this folder.",
+                 rich_help_panel=PANEL_MM),
+]
+MmConfigOpt = Annotated[
+    Path | None,
+    typer.Option(help="Micro-Manager hardware configuration (.cfg) to load.",
+                 rich_help_panel=PANEL_MM),
+]
+MmFocusDeviceOpt = Annotated[
+    str | None,
+    typer.Option(help="Z drive device name (default: the core's focus device).",
+                 rich_help_panel=PANEL_MM),
+]
+MmCameraOpt = Annotated[
+    str | None,
+    typer.Option(help="Camera device name (default: the core's camera).",
+                 rich_help_panel=PANEL_MM),
+]
+StackOpt = Annotated[
+    Path | None,
+    typer.Option(help="Recorded z-stack: a folder of <name>_z<µm>.tif planes, a multi-page "
+                 "(OME-)TIFF or a CSV with image_path,z_um.", rich_help_panel=PANEL_REPLAY),
+]
+PatternOpt = Annotated[
+    str | None,
+    typer.Option(help="Regex finding z (µm) in a plane's file name (named group 'z' or the "
+                 "first group).", rich_help_panel=PANEL_REPLAY),
+]
+ZStepOpt = Annotated[
+    float | None,
+    typer.Option("--z-step-um", help="Plane spacing (µm) of a multi-page TIFF that does not "
+                 "record it.", rich_help_panel=PANEL_REPLAY),
+]
 
 
 def hardware_overrides(

@@ -11,13 +11,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from autofocus.cli.app import app
 from autofocus.cli.focus import build_settings, die
+from autofocus.cli.help import AutofocusCommand
 from autofocus.cli.options import (
+    PANEL_SIM,
+    PANEL_STAGE,
     ConfigOpt,
     MmCameraOpt,
     MmConfigOpt,
@@ -31,31 +34,48 @@ from autofocus.cli.options import (
     ZStepOpt,
     hardware_overrides,
 )
-from autofocus.logging import configure_logging
-from autofocus.service.api.security import InsecureBindError, check_bind_allowed
-from autofocus.service.microscopes import check_driver_settings
-from autofocus.settings import Settings
-from drivers.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from autofocus.settings import Settings
 
 
-@app.command("serve")
+@app.command(
+    "serve", cls=AutofocusCommand, short_help="Serve the HTTP API (v1) until interrupted."
+)
 def serve_command(
     config: ConfigOpt = None,
-    host: Annotated[str | None, typer.Option(help="Address to listen on (127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="TCP port (8765).")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Address to listen on; another than loopback needs an API token.  "
+                     "[default: {default:host}]"),
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port.  [default: {default:port}]")] = None,
     driver: Annotated[
-        str | None, typer.Option(help="Microscope driver: sim, micromanager or replay.")
+        str | None,
+        typer.Option(help="Microscope: sim (simulated), micromanager or replay (a recorded "
+                     "z-stack).  [default: {default:driver}]", rich_help_panel=PANEL_STAGE),
     ] = None,
     database_path: Annotated[
-        Path | None, typer.Option("--database", help="SQLite job database file.")
+        Path | None,
+        typer.Option("--database", help="SQLite job database file.  [default: autofocus.db "
+                     "in the user's data directory, e.g. ~/.local/share/autofocus/]"),
     ] = None,
-    log_format: Annotated[str | None, typer.Option(help="auto, json or console.")] = None,
-    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(help="auto (console on a terminal, else JSON), json or console.  "
+                     "[default: {default:log_format}]"),
+    ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(help="debug, info, warning or error.  [default: {default:log_level}]"),
+    ] = None,
     real_time: Annotated[
         bool | None,
         typer.Option(
             "--real-time/--virtual-time",
-            help="Simulated microscope: spend hardware time for real (demo) or not.",
+            help="Spend hardware time for real (a demo) or on a virtual clock.  "
+            "[default: virtual]",
+            rich_help_panel=PANEL_SIM,
         ),
     ] = None,
     z_min_um: ZMinOpt = None,
@@ -71,6 +91,11 @@ def serve_command(
 ) -> None:
     """Serve the autofocus HTTP API (v1) until interrupted (SIGINT/SIGTERM stop it cleanly:
     a running job is cancelled and returns the stage; queued jobs wait for the next start)."""
+    from autofocus.logging import configure_logging
+    from autofocus.service.api.security import InsecureBindError, check_bind_allowed
+    from autofocus.service.microscopes import check_driver_settings
+    from drivers.errors import ConfigurationError
+
     settings = build_settings(
         config,
         {
@@ -95,7 +120,45 @@ def serve_command(
     except (InsecureBindError, ConfigurationError) as exc:
         raise die(str(exc)) from exc
     configure_logging(settings.log_format, settings.log_level)
+    print_banner(settings)
     run_server(settings)
+
+
+def print_banner(settings: Settings) -> None:
+    """Say on stderr where the daemon listens, what it drives, its Z limits and its database."""
+    from rich.console import Console
+    from rich.text import Text
+
+    import autofocus
+
+    url = f"http://{settings.host}:{settings.port}"
+    if settings.driver == "micromanager":
+        mm = settings.mm
+        driver = ("Micro-Manager, " + (f"attached on port {mm.port}" if mm.port is not None
+                                       else f"headless ({mm.config_file or 'demo config'})"))
+    elif settings.driver == "replay":
+        driver = f"replay of the recorded stack {settings.replay.stack}"
+    else:
+        driver = f"simulated microscope ({settings.sim.specimen}, {settings.sim.modality})"
+    if settings.z_min_um is None and settings.z_max_um is None:
+        limits = "the driver's own"
+        if settings.driver == "micromanager":
+            limits += " (none configured: set z_min_um and z_max_um before first use)"
+    else:
+        def show(z: float | None) -> str:
+            return "driver's" if z is None else f"{z:g}"
+
+        limits = f"[{show(settings.z_min_um)}, {show(settings.z_max_um)}] µm"
+    lines = [
+        f"autofocus {autofocus.__version__} serving {url}  (API docs: {url}/docs)",
+        f"  driver:   {driver}",
+        f"  Z limits: {limits}",
+        f"  database: {Path(settings.database_path).expanduser().resolve()}",
+        f"  auth:     {'bearer token required' if settings.api_token else 'none (loopback only)'}",
+    ]
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    for line in lines:
+        console.print(Text(line))
 
 
 def run_server(settings: Settings) -> None:
@@ -104,6 +167,7 @@ def run_server(settings: Settings) -> None:
     Raises `InsecureBindError` for a non-loopback host without a token.
     """
     from autofocus.service.api import create_app
+    from autofocus.service.api.security import check_bind_allowed
     from autofocus.service.api.server import build_server
 
     check_bind_allowed(settings)

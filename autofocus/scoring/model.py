@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import threading
 import time
@@ -38,8 +39,16 @@ import numpy as np
 import structlog
 
 from autofocus.errors import ImageError, ModelError
-from autofocus.scoring.base import ScorerEntry
-from autofocus.scoring.preprocess import PREPROCESS_VERSION, prepare, validate_roi
+from autofocus.scoring.base import DefocusEstimate, DefocusEstimator, ScorerEntry
+from autofocus.scoring.defocus import PairHead, fit_focus
+from autofocus.scoring.preprocess import (
+    PREPROCESS_VERSION,
+    RAW_PREPROCESS_VERSION,
+    SUPPORTED_PREPROCESS_VERSIONS,
+    prepare,
+    prepare_raw,
+    validate_roi,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +58,15 @@ DEFAULT_MODEL_FILE = "focusnet-v1.onnx"
 _VERSIONED_MODEL = re.compile(r"^focusnet-v(\d+)\.onnx$")
 
 ProviderChoice = Literal["auto", "cpu", "cuda", "tensorrt"]
+
+CPU_BATCH_PIXELS = 1 << 22
+"""On CPU (max_batch None), frames of one size are stacked up to this many pixels per call."""
+
+CPU_MAX_BATCH = 32
+"""...and at most this many frames per call."""
+
+GRAPH_OPTIMIZATION = "ORT_ENABLE_EXTENDED"
+"""onnxruntime graph optimisation level (chosen by measurement; see models/README.md)."""
 
 DEFAULT_GPU_BATCH = 16
 """Frames per onnxruntime call on a GPU provider when `max_batch` is not given."""
@@ -154,6 +172,27 @@ def fit_to_patches(img: np.ndarray, patch_px: int) -> np.ndarray:
     return img[y0 : y0 + rows * patch_px, x0 : x0 + cols * patch_px]
 
 
+def model_input(frame: np.ndarray, preprocess_version: str, patch_px: int, *,
+                roi: Sequence[int] | None = None) -> np.ndarray:
+    """The float32 (h, w) image a model with card preprocessing `preprocess_version` sees.
+
+    The one definition used by serving (`OnnxFocusScorer.prepare`), by training
+    (`models.pipeline`) and by on-site calibration: version "1" is
+    `prepare` (percentile-normalised, focusnet-v1/v2), version "2" is
+    `prepare_raw` (grey, camera units, focusnet-v3); then `fit_to_patches`.
+    Raises `ImageError` for a bad frame or ROI and `ModelError` for an unknown version.
+    """
+    if preprocess_version == RAW_PREPROCESS_VERSION:
+        img = prepare_raw(frame, roi=roi)
+    elif preprocess_version == PREPROCESS_VERSION:
+        img = prepare(frame, roi=roi)
+    else:
+        raise ModelError(f"unknown preprocessing version {preprocess_version!r}")
+    if img.ndim != 2:
+        raise ImageError(f"preprocessing returned shape {img.shape}; expected a 2-D image")
+    return fit_to_patches(img, patch_px)
+
+
 def _quiet_ort_logging(ort: Any) -> None:
     # onnxruntime prints an error for every GPU provider whose libraries are missing;
     # the probe below reports the outcome itself, once, as a structured log event.
@@ -168,8 +207,9 @@ class OnnxFocusScorer:
     (CUDA when present *and* working, else CPU), "cpu", "cuda" or "tensorrt"
     (an explicit GPU choice that does not work raises `ModelError`;
     `execution_provider` is accepted as an alias, matching the settings
-    name); `max_batch` frames per onnxruntime call (≥ 1; None = 1 on CPU,
-    where it measured fastest, `DEFAULT_GPU_BATCH` on a GPU); `roi` (x, y, w, h)
+    name); `max_batch` frames per onnxruntime call (≥ 1; None = on CPU as many
+    frames of one size as fit `CPU_BATCH_PIXELS` (one 2048² frame, 32 of 256²),
+    which measured fastest, `DEFAULT_GPU_BATCH` on a GPU); `roi` (x, y, w, h)
     pixels cropped from every frame before preprocessing; `threads`
     onnxruntime intra-op threads (None = onnxruntime's default: all cores).
 
@@ -211,11 +251,14 @@ class OnnxFocusScorer:
         self._check_card_against_file()
         self.input = self._input_spec()
         self._session, self.active_provider = self._open_session(provider, threads)
+        # Measured: on CPU one 2048² frame per call is fastest (no 16 MB batch-assembly
+        # copy, the frame stays in cache), but small frames gain from stacking — the
+        # graph's fixed per-node cost is shared (256²: 146 → 72 µs per frame in batches
+        # of 8). A GPU wants batches to amortise the launch and transfer overheads.
+        self._cpu_auto_batch = (max_batch is None
+                                and self.active_provider == "CPUExecutionProvider")
         if max_batch is None:
-            # Measured (`autofocus bench score`): on CPU one frame per call is fastest — no
-            # batch-assembly copy of 16 MB per 2048² frame, and the frame stays in cache; a
-            # GPU wants batches to amortise the launch and transfer overheads.
-            max_batch = 1 if self.active_provider == "CPUExecutionProvider" else DEFAULT_GPU_BATCH
+            max_batch = 1 if self._cpu_auto_batch else DEFAULT_GPU_BATCH
         self.max_batch = int(max_batch)
         self._check_graph()
         self._smoke_test()
@@ -242,12 +285,14 @@ class OnnxFocusScorer:
                 " (the file is corrupt or was replaced; re-export the model or restore the file)"
             )
         version = str(self.card["preprocess"].get("version"))
-        if version != PREPROCESS_VERSION:
+        if version not in SUPPORTED_PREPROCESS_VERSIONS:
             raise ModelError(
                 f"focus model {self.model_path.name} was trained on preprocessing version "
-                f"{version}, but this installation's autofocus.scoring.preprocess is version "
-                f"{PREPROCESS_VERSION}: retrain or install the matching model"
+                f"{version}, but this installation's autofocus.scoring.preprocess supports "
+                f"versions {', '.join(SUPPORTED_PREPROCESS_VERSIONS)}: retrain or install the "
+                "matching model"
             )
+        self.preprocess_version = version
 
     def _input_spec(self) -> InputSpec:
         spec = self.card["input"]
@@ -265,7 +310,13 @@ class OnnxFocusScorer:
         options.log_severity_level = 3
         if threads is not None:
             options.intra_op_num_threads = int(threads)
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # ORT_ENABLE_ALL adds NCHWc layout reorders around the strided convolutions; on
+        # these small graphs they cost more than they save (`autofocus bench score`).
+        options.graph_optimization_level = getattr(
+            ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION)
+        # Spinning intra-op threads keep burning CPU for a while after each inference;
+        # a focus job scores a few frames at a time, so the spin is pure waste.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         available = set(ort.get_available_providers())
         if provider == "auto":
             candidates = [p for p in ("cuda",) if _PROVIDER_NAMES[p] in available]
@@ -353,11 +404,8 @@ class OnnxFocusScorer:
                 f"provider={self.active_provider!r}, max_batch={self.max_batch})")
 
     def prepare(self, frame: np.ndarray) -> np.ndarray:
-        """The float32 (h, w) model input for one frame: `prepare` + centre crop to patches."""
-        img = prepare(frame, roi=self.roi)
-        if img.ndim != 2:
-            raise ImageError(f"preprocessing returned shape {img.shape}; expected a 2-D image")
-        return fit_to_patches(img, self.input.patch_px)
+        """The float32 (h, w) model input for one frame (see `model_input`)."""
+        return model_input(frame, self.preprocess_version, self.input.patch_px, roi=self.roi)
 
     def score(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         """Sharpness of each frame, float64 (n,) in [0, 1], higher = sharper (see class doc)."""
@@ -366,45 +414,81 @@ class OnnxFocusScorer:
     def run(self, frames: Sequence[np.ndarray], output: str = "score") -> np.ndarray:
         """Run the model on `frames` and return the named output (`score`, `logit`, ...).
 
-        Per-frame outputs come back as float64 (n,); `patch_logits` as a list-like
-        object array of (rows, cols) maps, since frame sizes may differ.
+        Per-frame outputs come back as float64 (n,); map outputs (`patch_logits`,
+        `hidden`, `features`) as a list-like object array of per-frame arrays,
+        since frame sizes may differ. Raises `ValueError` for an unknown output.
         """
+        return self.run_outputs(frames, (output,))[output]
+
+    def run_outputs(self, frames: Sequence[np.ndarray],
+                    outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        """Several named outputs from one pass over `frames` (see `run` for the shapes)."""
         n = len(frames)
-        if n == 0:
-            return np.zeros(0, dtype=np.float64)
-        t0 = time.perf_counter()
-        prepared = [self.prepare(f) for f in frames]
-        t1 = time.perf_counter()
         out_names = [o.name for o in self._session.get_outputs()]
-        if output not in out_names:
-            raise ValueError(f"the model has no output {output!r}; it has {out_names}")
-        idx = out_names.index(output)
-        per_frame = output != "patch_logits"
-        result: list[Any] = [None] * n
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, img in enumerate(prepared):
-            groups.setdefault(img.shape, []).append(i)
-        for members in groups.values():
-            for start in range(0, len(members), self.max_batch):
-                chunk = members[start : start + self.max_batch]
-                batch = self._batch([prepared[i] for i in chunk])
-                values = self._session.run([out_names[idx]], {self.input.name: batch})[0]
-                for j, i in enumerate(chunk):
-                    result[i] = float(values[j]) if per_frame else np.asarray(values[j, 0])
-        t2 = time.perf_counter()
+        for output in outputs:
+            if output not in out_names:
+                raise ValueError(f"the model has no output {output!r}; it has {out_names}")
+        ranks = {o.name: len(o.shape) for o in self._session.get_outputs()}
+        if n == 0:
+            return {o: np.zeros(0, dtype=np.float64) for o in outputs}
+        results: dict[str, list[Any]] = {o: [None] * n for o in outputs}
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, frame in enumerate(frames):
+            groups.setdefault(self._input_shape(frame), []).append(i)
+        prepare_s = infer_s = 0.0
+        # Frames are prepared chunk by chunk, so memory holds one batch, not the whole call.
+        for shape, members in groups.items():
+            step = self.max_batch
+            if self._cpu_auto_batch and len(shape) == 2:
+                step = max(1, min(CPU_MAX_BATCH, CPU_BATCH_PIXELS // (shape[0] * shape[1])))
+            for start in range(0, len(members), step):
+                t0 = time.perf_counter()
+                imgs = [self.prepare(frames[i]) for i in members[start : start + step]]
+                t1 = time.perf_counter()
+                sub_groups: dict[tuple[int, int], list[int]] = {}
+                for j, img in enumerate(imgs):  # the predicted shape is only a grouping hint
+                    sub_groups.setdefault(img.shape, []).append(j)
+                for js in sub_groups.values():
+                    batch = self._batch([imgs[j] for j in js])
+                    values = self._session.run(list(outputs), {self.input.name: batch})
+                    for name, v in zip(outputs, values, strict=True):
+                        for b, j in enumerate(js):
+                            i = members[start + j]
+                            results[name][i] = (float(v[b]) if ranks[name] == 1
+                                                else np.asarray(v[b]))
+                prepare_s += t1 - t0
+                infer_s += time.perf_counter() - t1
         with self._lock:
-            self.timing["prepare_s"] += t1 - t0
-            self.timing["infer_s"] += t2 - t1
+            self.timing["prepare_s"] += prepare_s
+            self.timing["infer_s"] += infer_s
             self.timing["frames"] += n
-        if per_frame:
-            scores = np.asarray(result, dtype=np.float64)
-            if not np.all(np.isfinite(scores)):
-                bad = int(np.count_nonzero(~np.isfinite(scores)))
-                log.warning("focusnet.nonfinite", frames=n, nonfinite=bad)
-            return scores
-        arr = np.empty(n, dtype=object)
-        arr[:] = result
-        return arr
+        out: dict[str, np.ndarray] = {}
+        for name in outputs:
+            if ranks[name] == 1:
+                values_1d = np.asarray(results[name], dtype=np.float64)
+                if not np.all(np.isfinite(values_1d)):
+                    bad = int(np.count_nonzero(~np.isfinite(values_1d)))
+                    log.warning("focusnet.nonfinite", frames=n, nonfinite=bad, output=name)
+                out[name] = values_1d
+            else:
+                arr = np.empty(n, dtype=object)
+                arr[:] = [r[0] if name == "patch_logits" else r for r in results[name]]
+                out[name] = arr
+        return out
+
+    def _input_shape(self, frame: object) -> tuple[int, ...]:
+        """The (h, w) `prepare(frame)` will have, from the frame's shape alone (no pixels read).
+
+        A frame whose shape cannot be read returns its raw shape; `prepare` then raises.
+        """
+        shape = np.shape(frame)
+        if len(shape) < 2:
+            return tuple(shape)
+        h, w = int(shape[0]), int(shape[1])
+        if self.roi is not None:
+            w, h = self.roi[2], self.roi[3]
+        p = self.input.patch_px
+        return (max(h, p) // p * p, max(w, p) // p * p)
 
     @staticmethod
     def _batch(images: list[np.ndarray]) -> np.ndarray:
@@ -424,21 +508,154 @@ class OnnxFocusScorer:
             "model_path": str(self.model_path),
             "sha256": self.card["sha256"],
             "model_version": self.card.get("version"),
-            "preprocess_version": PREPROCESS_VERSION,
+            "preprocess_version": self.preprocess_version,
+            "defocus_estimate": isinstance(self, DefocusEstimator),
             "active_provider": self.active_provider,
             "requested_provider": self.requested_provider,
             "max_batch": self.max_batch,
+            "cpu_auto_batch": self._cpu_auto_batch,
         }
 
 
+DEFOCUS_OUTPUTS = ("distance_dof", "log_distance", "log_distance_var", "no_specimen_p")
+"""Graph outputs that make a model a `DefocusEstimator` (focusnet-v3 and later)."""
+
+MIN_SIGMA_DOF = 0.05
+"""Floor of a per-frame distance uncertainty (DOF units): the label itself is this coarse."""
+
+
+class OnnxDefocusScorer(OnnxFocusScorer):
+    """A focus model that also estimates the distance to focus (focusnet-v3 and later).
+
+    Everything `OnnxFocusScorer` does, plus `estimate(frames, z_um, dof_um=)`
+    (the `DefocusEstimator` capability). `dof_um` given at construction is the
+    default depth of field (µm) for µm conversions, e.g. from the settings'
+    optics; a request may override it per call.
+    """
+
+    def __init__(self, model_path: str | Path | None = None, *, dof_um: float | None = None,
+                 **options: Any) -> None:
+        super().__init__(model_path, **options)
+        if dof_um is not None and not (math.isfinite(dof_um) and dof_um > 0):
+            raise ValueError(f"dof_um must be a positive number of micrometres, got {dof_um!r}")
+        self.dof_um = dof_um
+        names = {o.name for o in self._session.get_outputs()}
+        missing = [o for o in DEFOCUS_OUTPUTS if o not in names]
+        if missing:
+            raise ModelError(f"focus model {self.model_path.name} lacks the defocus outputs "
+                             f"{missing}; its card claims a defocus estimate")
+        self.dist_offset = float(self.card.get("defocus", {}).get("dist_offset", 0.3))
+        self.pair_head = PairHead.from_card(self.card.get("pair_head"))
+
+    def score(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """Sharpness of each frame, float64 (n,) in [0, 1]: sigmoid of the graph's logit.
+
+        Computed here in float64 from `logit`: the graph's float32 `score` output
+        rounds to 1.0 for logits above ~16, which would turn the top of a focus
+        curve into ties.
+        """
+        if len(frames) == 1:
+            # The common case in a search (one frame per move): skip the batching logic.
+            t0 = time.perf_counter()
+            img = self.prepare(frames[0])
+            t1 = time.perf_counter()
+            batch = self._batch([img])
+            logits = np.asarray(self._session.run(["logit"], {self.input.name: batch})[0],
+                                dtype=np.float64)
+            with self._lock:
+                self.timing["prepare_s"] += t1 - t0
+                self.timing["infer_s"] += time.perf_counter() - t1
+                self.timing["frames"] += 1
+        else:
+            logits = self.run(frames, output="logit")
+        return 1.0 / (1.0 + np.exp(-logits))
+
+    def estimate(self, frames: Sequence[np.ndarray], z_um: Sequence[float], *,
+                 dof_um: float | None = None) -> DefocusEstimate:
+        """Per-frame distance to focus (DOF units) with uncertainty, no-specimen probability,
+        and, from frames at ≥ 2 distinct z with a known DOF, the signed focal plane (µm).
+
+        `z_um` the stage z (µm) of each frame; `dof_um` the depth of field in µm
+        (None = the scorer's default, which may be None: then no µm figures).
+        The focal plane is the inverse-variance weighted V-fit of the distances
+        (`autofocus.scoring.defocus.fit_focus`), frames weighted by 1 − their
+        no-specimen probability, with the card's pair head (change of band
+        energies between two frames of the field, which cancels the specimen)
+        deciding which side of each frame pair focus lies on. Raises
+        `ValueError` when `z_um` does not have one finite value per frame or
+        `dof_um` is not positive, `ImageError` for a bad frame.
+        """
+        z = np.asarray(z_um, dtype=np.float64).ravel()
+        if z.size != len(frames):
+            raise ValueError(f"got {len(frames)} frames but {z.size} z positions")
+        if not np.all(np.isfinite(z)):
+            raise ValueError("z positions must be finite micrometres")
+        dof = self.dof_um if dof_um is None else float(dof_um)
+        if dof is not None and not (math.isfinite(dof) and dof > 0):
+            raise ValueError(f"dof_um must be a positive number of micrometres, got {dof_um!r}")
+        want_pairs = self.pair_head is not None and dof is not None and np.unique(z).size >= 2
+        out = self.run_outputs(frames, DEFOCUS_OUTPUTS + (("features",) if want_pairs else ()))
+        distance = np.maximum(out["distance_dof"], 0.0)
+        # The graph regresses log(|dz| + offset) with a Gaussian of variance exp(lv):
+        # by the delta method the distance's sigma is (|dz| + offset) · exp(lv / 2).
+        lv = np.clip(out["log_distance_var"], -12.0, 6.0)
+        sigma = np.maximum(np.exp(out["log_distance"]) * np.exp(0.5 * lv), MIN_SIGMA_DOF)
+        no_specimen = np.clip(out["no_specimen_p"], 0.0, 1.0)
+        focus_z = focus_sigma = None
+        if dof is not None and np.unique(z).size >= 2:
+            pairs = self._pairs(z, out, dof) if want_pairs else None
+            fit = fit_focus(z, distance * dof, sigma * dof, weight=1.0 - no_specimen,
+                            pairs=pairs)
+            focus_z, focus_sigma = fit.focus_z_um, fit.focus_sigma_um
+        return DefocusEstimate(distance_dof=distance, sigma_dof=sigma,
+                               no_specimen_p=no_specimen, dof_um=dof,
+                               focus_z_um=focus_z, focus_sigma_um=focus_sigma)
+
+
+    def _pairs(self, z: np.ndarray, out: dict[str, np.ndarray],
+               dof: float) -> list[tuple[int, int, float]]:
+        """Pair-head log-odds for frames a known Δz apart (0.3–`max_gap_dof` DOF)."""
+        assert self.pair_head is not None
+        frame = [np.asarray(f)[:, 0, 0] for f in out["features"]]  # frame channels broadcast
+        m = out["log_distance"]
+        pairs = []
+        for i in range(z.size):
+            for j in range(i + 1, z.size):
+                gap = abs(z[j] - z[i]) / dof
+                if 0.3 <= gap <= self.pair_head.max_gap_dof:
+                    pairs.append((i, j, self.pair_head.logodds(
+                        frame[i][12:24], frame[i][24], m[i], frame[j][12:24], frame[j][24], m[j])))
+        return pairs
+
+
+def offers_defocus(card: dict[str, Any]) -> bool:
+    """True when a model card declares the defocus outputs (a v3-style model)."""
+    return all(o in card.get("outputs", {}) for o in DEFOCUS_OUTPUTS)
+
+
+def open_model(model_path: str | Path | None = None, **options: Any) -> OnnxFocusScorer:
+    """The right scorer class for the model at `model_path` (None = newest shipped model).
+
+    A model whose card declares the defocus outputs opens as `OnnxDefocusScorer`
+    (it offers `estimate`); older models as `OnnxFocusScorer` (`dof_um` is then
+    ignored). Raises `ModelError` like the constructors.
+    """
+    path = Path(model_path) if model_path is not None else default_model_path()
+    card_path = options.get("card_path") or card_path_for(path)
+    if Path(card_path).is_file() and offers_defocus(load_card(card_path)):
+        return OnnxDefocusScorer(path, **options)
+    options.pop("dof_um", None)
+    return OnnxFocusScorer(path, **options)
+
+
 def _factory(**options: Any) -> OnnxFocusScorer:
-    return OnnxFocusScorer(**options)
+    return open_model(**options)
 
 
 def _versioned_factory(path: Path) -> Any:
     def factory(**options: Any) -> OnnxFocusScorer:
         options.setdefault("model_path", path)
-        return OnnxFocusScorer(**options)
+        return open_model(**options)
 
     return factory
 
@@ -465,7 +682,11 @@ def builtin_scorers() -> list[ScorerEntry]:
 __all__ = [
     "DEFAULT_MODEL_FILE",
     "InputSpec",
+    "OnnxDefocusScorer",
     "OnnxFocusScorer",
+    "model_input",
+    "offers_defocus",
+    "open_model",
     "builtin_scorers",
     "card_path_for",
     "default_model_path",

@@ -2,9 +2,12 @@
 
 Classical measures and the learned (ONNX) focus model both go through this
 module, so a model trained on `prepare(frame)` sees at serving time exactly the
-pixels it saw in training. Bump `PREPROCESS_VERSION` whenever the output of
-`prepare` changes for the same input: model cards record it and a model built
-for another version is refused.
+pixels it saw in training. Two versions exist, each a fixed definition recorded
+in model cards: "1" = `prepare` (percentile-normalised; focusnet-v1/v2) and
+"2" = `prepare_raw` (grey in camera units, no normalisation; focusnet-v3, which
+normalises inside its graph so absolute contrast survives). Bump a version
+whenever its function's output changes for the same input; a model card naming
+a version this module does not define is refused.
 
 Conventions:
 
@@ -33,6 +36,12 @@ from autofocus.errors import ImageError
 
 PREPROCESS_VERSION = "1"
 """Version of the output of `prepare`; recorded in model cards."""
+
+RAW_PREPROCESS_VERSION = "2"
+"""Version of the output of `prepare_raw` (focusnet-v3 and later); recorded in model cards."""
+
+SUPPORTED_PREPROCESS_VERSIONS = (PREPROCESS_VERSION, RAW_PREPROCESS_VERSION)
+"""Model cards may name either: "1" = `prepare` (percentile), "2" = `prepare_raw`."""
 
 Roi = tuple[int, int, int, int]
 """Region of interest `(x, y, w, h)` in pixels."""
@@ -243,6 +252,19 @@ def prepare(
     return normalise(to_grey(a))
 
 
+def prepare_raw(frame: np.ndarray, *, roi: Sequence[int] | None = None) -> np.ndarray:
+    """Preprocessing version "2": ROI crop + grey luminance, float32, camera units, no normalising.
+
+    focusnet-v3 normalises inside its graph (band energies over the frame's
+    detail energy, contrast over its mean level), so the absolute contrast
+    change between frames reaches the model and no percentile is estimated
+    here. Returns a C-contiguous float32 (h, w) array (it may alias a float32
+    `frame`: do not modify it in place). Raises `ImageError` like `prepare`.
+    """
+    a = crop_roi(_as_image_array(frame), roi)
+    return np.ascontiguousarray(to_grey(a))
+
+
 def foreground_mask(img: np.ndarray, *, smooth_px: float | None = None) -> np.ndarray:
     """Boolean (H, W) mask of pixels that belong to the specimen rather than background.
 
@@ -363,12 +385,15 @@ def topk_patch_score(
 
 __all__ = [
     "PREPROCESS_VERSION",
+    "RAW_PREPROCESS_VERSION",
+    "SUPPORTED_PREPROCESS_VERSIONS",
     "Roi",
     "crop_roi",
     "foreground_mask",
     "normalise",
     "percentile_range",
     "prepare",
+    "prepare_raw",
     "tile_grid",
     "tile_patches",
     "to_grey",

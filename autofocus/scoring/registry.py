@@ -69,8 +69,23 @@ def _ensure_builtin_loaded() -> None:
         _LOADED = True
 
 
+def is_model_path(name: str) -> bool:
+    """True when `name` names an ONNX model file (`*.onnx`) rather than a registered scorer."""
+    return str(name).lower().endswith(".onnx")
+
+
 def canonical_scorer_name(name: str) -> str:
-    """The registered name for `name` or one of its aliases; raises `UnknownNameError`."""
+    """The registered name for `name` or one of its aliases; raises `UnknownNameError`.
+
+    A path to an ONNX model file (`*.onnx`, e.g. one written by `autofocus
+    calibrate`) is its own name; it must exist.
+    """
+    if is_model_path(name):
+        from pathlib import Path
+
+        if not Path(name).is_file():
+            raise UnknownNameError(f"model file {name!r} does not exist")
+        return str(name)
     _ensure_builtin_loaded()
     key = name.lower()
     key = _ALIASES.get(key, key)
@@ -82,8 +97,16 @@ def canonical_scorer_name(name: str) -> str:
 
 
 def get_scorer(name: str, **options: Any) -> Scorer:
-    """Build the scorer registered as `name` (or an alias), passing `options` through."""
-    return _ENTRIES[canonical_scorer_name(name)].build(**options)
+    """Build the scorer registered as `name` (or an alias), passing `options` through.
+
+    `name` may also be a path to an ONNX model file with its card beside it.
+    """
+    key = canonical_scorer_name(name)
+    if is_model_path(key):
+        from autofocus.scoring.model import open_model
+
+        return open_model(key, **options)
+    return _ENTRIES[key].build(**options)
 
 
 def available_scorers() -> list[str]:
@@ -104,6 +127,7 @@ __all__ = [
     "available_scorers",
     "canonical_scorer_name",
     "get_scorer",
+    "is_model_path",
     "register_scorer",
     "scorer_descriptions",
 ]

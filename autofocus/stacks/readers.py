@@ -391,7 +391,8 @@ def _read_multipage_tiff(path: Path, z_step_um: float | None) -> ZStack:
         if step is None and n_planes > 1:
             raise StackError(
                 f"{path}: the TIFF records no z step (no OME PhysicalSizeZ or ImageJ "
-                "spacing); pass z_step_um"
+                "spacing); give the plane spacing in µm: --z-step-um on the command line, "
+                "z_step_um in Python or in the [replay] settings"
             )
         z_values = [i * (step or 0.0) for i in range(n_planes)]
     planes = [Plane(str(path), float(z), page=i) for i, z in enumerate(z_values)]

@@ -274,13 +274,18 @@ def _illumination(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarra
 
 
 def make_stack(seed: int, condition: str = "train", *, shape: tuple[int, int] = (256, 256),
-               n_planes: int = 21) -> SynthStack:
+               n_planes: int = 21, dz_dof: Sequence[float] | None = None,
+               specimen_image: np.ndarray | None = None) -> SynthStack:
     """Render one synthetic stack for `seed` and `condition` (see module doc); deterministic.
 
     Training stacks whose in-focus specimen would be invisible in the noise
     (peak contrast below 2 noise σ) are redrawn from the next sub-seed: they
-    carry no focus signal, only label noise. Raises `ValueError` for an
-    unknown condition.
+    carry no focus signal, only label noise. `dz_dof` fixes the planes'
+    defocus (DOF units) instead of drawing them; `specimen_image` (2-D, any
+    scale) replaces the drawn specimen by that in-focus image (e.g. the
+    in-focus plane of a real stack: synthetic defocus of a real image through
+    the same optics and camera chain). Raises `ValueError` for an unknown
+    condition.
     """
     if condition not in CONDITIONS:
         raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
@@ -290,12 +295,14 @@ def make_stack(seed: int, condition: str = "train", *, shape: tuple[int, int] = 
         if condition == "train_v2":
             # Drawn first so the rest of the stack follows the "train" recipe unchanged.
             layered = bool(rng.random() < LAYER_P)
-            stack = _draw_stack(rng, seed, "train", shape, n_planes, layered=layered)
+            stack = _draw_stack(rng, seed, "train", shape, n_planes, layered=layered,
+                                dz_dof=dz_dof, specimen_image=specimen_image)
             if stack is not None:
                 stack.meta["condition"] = condition
                 stack.meta["layered"] = layered
         else:
-            stack = _draw_stack(rng, seed, condition, shape, n_planes)
+            stack = _draw_stack(rng, seed, condition, shape, n_planes, dz_dof=dz_dof,
+                                specimen_image=specimen_image)
         if stack is not None:
             stack.meta["attempt"] = attempt
             return stack
@@ -335,7 +342,9 @@ def _second_layer(rng: np.random.Generator, maps: Any, modality: str, shape: tup
 
 
 def _draw_stack(rng: np.random.Generator, seed: int, condition: str, shape: tuple[int, int],
-                n_planes: int, *, layered: bool = False) -> SynthStack | None:
+                n_planes: int, *, layered: bool = False,
+                dz_dof: Sequence[float] | None = None,
+                specimen_image: np.ndarray | None = None) -> SynthStack | None:
     optics = _optics(rng)
     dof = optics.depth_of_field_um
     if condition in ("low_light", "sparse"):
@@ -345,6 +354,9 @@ def _draw_stack(rng: np.random.Generator, seed: int, condition: str, shape: tupl
     else:
         modality = "brightfield" if rng.random() < 0.4 else "fluorescence"
     spec_cfg, kind = _specimen(rng, condition, modality, shape, optics)
+    if specimen_image is not None:
+        spec_cfg = _replace(spec_cfg, kind="image", image=np.asarray(specimen_image, np.float64))
+        kind = "real_image"
     if condition == "debris":
         spec_cfg = _replace(spec_cfg, debris_dz_um=float(rng.choice([-1, 1]))
                             * float(rng.uniform(6.0, 20.0)) * dof)
@@ -357,6 +369,9 @@ def _draw_stack(rng: np.random.Generator, seed: int, condition: str, shape: tupl
     former = ImageFormation(maps, optics, modality, pixel_um=optics.sample_pixel_um,
                             tilt_x_um=spec_cfg.tilt_x_um, debris_dz_um=spec_cfg.debris_dz_um)
     dz = _plane_offsets(rng, n_planes, dof, "debris" if layered else condition)
+    if dz_dof is not None:  # planes at given defocus (DOF units), e.g. exact 1-DOF pairs
+        dz = np.asarray(dz_dof, np.float64) * dof
+        n_planes = dz.size
 
     # Light: photons at full specimen brightness (fluorescence) or clear background (brightfield).
     if condition == "low_light":

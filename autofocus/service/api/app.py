@@ -18,6 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 import autofocus
+from autofocus.service.api.docs import install_offline_docs
 from autofocus.service.api.guards import BrowserGuardMiddleware, allowed_host_names
 from autofocus.service.api.middleware import RequestContextMiddleware
 from autofocus.service.api.problems import install_problem_handlers
@@ -85,7 +86,10 @@ def create_app(settings: Settings, *, open_microscope: MicroscopeFactory | None 
         version=autofocus.__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from installed assets, not a CDN: install_offline_docs
+        redoc_url=None,
     )
+    install_offline_docs(app)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.broker = broker

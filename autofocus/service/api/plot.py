@@ -1,15 +1,31 @@
-"""The focus curve of a job as a PNG: measured points, the fitted peak, the chosen z.
+"""The focus curve of a job as a PNG a microscopist reads at a glance.
+
+Two panels: the whole searched range (every measured point, the fitted peak
+drawn densely, the chosen z, the start z) and a zoom on the chosen plane where
+the refinement points sit, numbered in the order they were measured. The y
+axis is the score relative to the best measured score, starting at 0, so a
+3 % wobble looks like one and a real peak stands out. A failed or cancelled
+job's picture says so in red with the reason, and the PNG carries `State`
+and `Reason` text chunks (PNG tEXt metadata) for programs.
 
 Rendered with matplotlib's Agg canvas on a private `Figure` (no pyplot global
-state), so it is safe in a worker thread.
+state), so it is safe in a worker thread. Used by `GET /v1/jobs/{id}/curve.png`
+and `autofocus focus --plot FILE`.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import Any
+
+DENSE_SAMPLES = 1500
+"""Points at which the fitted peak model is drawn over its span."""
+
+_STATE_COLOURS = {"succeeded": "tab:green", "failed": "tab:red", "cancelled": "tab:orange",
+                  "interrupted": "tab:red"}
 
 
 def curve_png(
@@ -19,52 +35,168 @@ def curve_png(
     best_z_um: float | None = None,
     start_z_um: float | None = None,
     title: str = "",
+    state: str | None = None,
+    reason: str | None = None,
+    reason_code: str | None = None,
+    final_z_um: float | None = None,
 ) -> bytes:
-    """PNG bytes of a focus curve; `points` are (z_um, score) with None for unusable frames.
+    """PNG bytes of a focus curve.
 
-    `fit` is `FocusResult.fit` (uses its sampled `curve`, or parabola `coeffs`);
-    `best_z_um` is drawn as a vertical line. Never raises for empty input: an
-    empty plot says "no measurements yet".
+    `points` are the measured (z_um, score) in measurement order, None (or NaN)
+    for an unusable frame; `fit` is `FocusResult.fit` (its model `params` are
+    evaluated densely; a sampled `curve` or parabola `coeffs` are the fallback);
+    `best_z_um` (the chosen plane, µm) is drawn only when given; `state` and
+    `reason` (one sentence) are written on the picture when the job did not
+    succeed, and stored as PNG text (`State`, `Reason`, `Reason-Code`), with
+    where the stage was left (`final_z_um`) when known. Never raises for empty
+    input: the plot then says "no measurements yet".
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.4, 4.0), dpi=100)
+    good = [(i, z, s) for i, (z, s) in enumerate(points) if _finite(s) and _finite(z)]
+    bad = [z for z, s in points if not _finite(s) and _finite(z)]
+    scale = max((s for _, _, s in good), default=0.0)
+    scale = scale if scale > 0 else 1.0  # scores are ≥ 0; an all-zero curve stays at 0
+    fit_z, fit_s = _dense_fit(fit)
+    ended_badly = state is not None and state != "succeeded"
+
+    fig = Figure(figsize=(9.6, 4.8 if ended_badly else 4.2), dpi=100)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    good = [(z, s) for z, s in points if s is not None and math.isfinite(s)]
-    bad = [z for z, s in points if s is None or not math.isfinite(s)]
+    grid = fig.add_gridspec(1, 2, width_ratios=(1.8, 1.0), wspace=0.22)
+    main = fig.add_subplot(grid[0, 0])
+    zoom = fig.add_subplot(grid[0, 1])
+
+    centre = _zoom_centre(good, fit, best_z_um)
+    half = _zoom_half_width(good, fit, centre)
+    for ax, is_zoom in ((main, False), (zoom, True)):
+        if good:
+            ax.plot([z for _, z, _ in good], [s / scale for _, _, s in good], "o",
+                    ms=5 if is_zoom else 4, color="tab:blue", zorder=3,
+                    label=f"measured ({len(good)})")
+        if bad:
+            ax.plot(bad, [0.0] * len(bad), "x", color="tab:red", zorder=3,
+                    label=f"unusable frame ({len(bad)})")
+        if fit_z:
+            ax.plot(fit_z, [s / scale for s in fit_s], "-", lw=1.4, color="tab:orange",
+                    zorder=2, label=f"fit ({(fit or {}).get('kind')})")
+        if best_z_um is not None and _finite(best_z_um):
+            ax.axvline(best_z_um, color="tab:green", lw=1.5, zorder=1,
+                       label=f"chosen z = {best_z_um:.2f} µm")
+        if start_z_um is not None and _finite(start_z_um):
+            ax.axvline(start_z_um, color="grey", lw=1, ls=":", zorder=1,
+                       label=f"start z = {start_z_um:.2f} µm")
+        ax.set_ylim(0.0, 1.12)
+        ax.grid(True, alpha=0.3)
+        ax.set_xlabel("z (µm)")
+    main.set_ylabel("score / best measured score")
     if good:
-        zs, ss = zip(*good, strict=True)
-        ax.plot(zs, ss, "o", ms=4, color="tab:blue", label=f"measured ({len(good)})")
-    if bad:
-        ymin = min((s for _, s in good), default=0.0)
-        ax.plot(bad, [ymin] * len(bad), "x", color="tab:red", label="unusable frame")
-    fit_z, fit_s = _fit_curve(fit)
-    if fit_z:
-        ax.plot(fit_z, fit_s, "-", color="tab:orange", label=f"fit ({fit.get('kind')})")  # type: ignore[union-attr]
-    if best_z_um is not None and math.isfinite(best_z_um):
-        ax.axvline(best_z_um, color="tab:green", lw=1.5, label=f"chosen z = {best_z_um:.2f} µm")
-    if start_z_um is not None and math.isfinite(start_z_um):
-        ax.axvline(start_z_um, color="grey", lw=1, ls=":", label=f"start z = {start_z_um:.2f} µm")
-    if not points:
-        ax.text(0.5, 0.5, "no measurements yet", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("z (µm)")
-    ax.set_ylabel("focus score")
-    if title:
-        ax.set_title(title, fontsize=9)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="best")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
+        # The whole search, and the start and chosen z even where no point was measured.
+        marks = [z for z in (start_z_um, best_z_um) if z is not None and _finite(z)]
+        lo = min([z for _, z, _ in good] + marks)
+        hi = max([z for _, z, _ in good] + marks)
+        pad = 0.03 * (hi - lo) if hi > lo else 1.0
+        main.set_xlim(lo - pad, hi + pad)
+        zoom.set_xlim(centre - half, centre + half)
+        main.axvspan(centre - half, centre + half, color="tab:blue", alpha=0.06, zorder=0)
+        for order, z, s in good:
+            if centre - half <= z <= centre + half:
+                zoom.annotate(str(order + 1), (z, s / scale), textcoords="offset points",
+                              xytext=(3, 4), fontsize=7, color="dimgray")
+        zoom.set_title(f"zoom ±{half:.2g} µm: numbers = order measured", fontsize=8)
+        floor = min(s for _, _, s in good)
+        contrast = (scale - floor) / scale
+        main.set_title(
+            f"contrast {100 * contrast:.0f} % (best {scale:.4g}, lowest {floor:.4g})",
+            fontsize=8,
+        )
+    else:
+        main.text(0.5, 0.5, "no measurements yet", ha="center", va="center",
+                  transform=main.transAxes)
+    if main.get_legend_handles_labels()[0]:
+        main.legend(fontsize=7, loc="upper left")
+    header = title or "focus curve"
+    if state:
+        header += f" · {state}"
+    fig.suptitle(header, fontsize=10, y=0.99, color=_STATE_COLOURS.get(state or "", "black"))
+    if ended_badly:
+        what = f"{state.upper()}: {reason or 'no reason given'}"
+        if _finite(final_z_um) and _finite(start_z_um) and "stage" not in (reason or ""):
+            if abs(final_z_um - start_z_um) <= 1e-3:  # type: ignore[operator]
+                what += f" — stage returned to its start, z = {start_z_um:.2f} µm"
+            else:
+                what += f" — stage left at z = {final_z_um:.2f} µm"
+        fig.text(0.01, 0.925, "\n".join(textwrap.wrap(what, 120)), fontsize=9,
+                 color=_STATE_COLOURS.get(state, "tab:red"), va="top", ha="left",
+                 weight="bold")
+        fig.subplots_adjust(top=0.80, bottom=0.11, left=0.07, right=0.98)
+    else:
+        fig.subplots_adjust(top=0.88, bottom=0.12, left=0.07, right=0.98)
+    metadata = {"Title": header, "Software": "autofocus"}
+    if state:
+        metadata["State"] = state
+    if reason:
+        metadata["Reason"] = reason
+    if reason_code:
+        metadata["Reason-Code"] = reason_code
     out = io.BytesIO()
-    fig.savefig(out, format="png")
+    fig.savefig(out, format="png", metadata=metadata)
     return out.getvalue()
 
 
-def _fit_curve(fit: dict[str, Any] | None) -> tuple[list[float], list[float]]:
+def _finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def _zoom_centre(
+    good: Sequence[tuple[int, float, float]], fit: dict[str, Any] | None, best_z_um: float | None
+) -> float:
+    """The chosen z, else the fitted peak, else the sharpest measured point (µm)."""
+    if best_z_um is not None and _finite(best_z_um):
+        return float(best_z_um)
+    if fit and _finite(fit.get("z_um")):
+        return float(fit["z_um"])
+    if good:
+        return max(good, key=lambda p: p[2])[1]
+    return 0.0
+
+
+def _zoom_half_width(
+    good: Sequence[tuple[int, float, float]], fit: dict[str, Any] | None, centre: float
+) -> float:
+    """Half-width (µm) of the zoom: 4 fitted half-widths, widened to hold ≥ 3 points."""
+    w = ((fit or {}).get("params") or {}).get("w_um")
+    half = 4.0 * abs(w) if isinstance(w, int | float) and _finite(w) and w != 0 else 2.0
+    distances = sorted(abs(z - centre) for _, z, _ in good)
+    if len(distances) >= 3:
+        half = max(half, 1.15 * distances[2])
+    return max(half, 0.05)
+
+
+def _dense_fit(fit: dict[str, Any] | None) -> tuple[list[float], list[float]]:
+    """The fitted model sampled densely over its span; falls back to the stored samples."""
     if not fit:
         return [], []
+    lo, hi = fit.get("z_min_um"), fit.get("z_max_um")
+    params = fit.get("params")
+    if isinstance(params, dict) and params and _finite(lo) and _finite(hi) and hi > lo:
+        try:
+            import numpy as np
+
+            from autofocus.search.strategies.peakfit import PeakFit
+
+            model = PeakFit(fit["kind"], float(fit["z_um"]), float(fit["score"]),
+                            float(fit.get("r2") or 0.0), params, float(lo), float(hi),
+                            int(fit.get("n_points") or 0))
+            z0 = float(fit["z_um"])
+            zs = np.union1d(np.linspace(lo, hi, DENSE_SAMPLES),
+                            np.linspace(max(lo, z0 - 3.0), min(hi, z0 + 3.0), 300))
+            scores = np.asarray(model.evaluate(zs), dtype=float)
+            ok = np.isfinite(scores)
+            if ok.sum() >= 2:
+                return zs[ok].tolist(), scores[ok].tolist()
+        except (KeyError, TypeError, ValueError, ImportError):
+            pass  # an unknown or older fit format: draw what was stored
     curve = fit.get("curve")
     if isinstance(curve, dict) and curve.get("z_um") and curve.get("score"):
         pairs = [
@@ -74,9 +206,11 @@ def _fit_curve(fit: dict[str, Any] | None) -> tuple[list[float], list[float]]:
         ]
         return [p[0] for p in pairs], [p[1] for p in pairs]
     coeffs = fit.get("coeffs")
-    lo, hi = fit.get("z_min_um"), fit.get("z_max_um")
-    if isinstance(coeffs, list) and len(coeffs) == 3 and lo is not None and hi is not None:
-        n = 41
-        zs = [lo + (hi - lo) * i / (n - 1) for i in range(n)]
-        return zs, [coeffs[0] * z * z + coeffs[1] * z + coeffs[2] for z in zs]
+    if isinstance(coeffs, list) and len(coeffs) == 3 and _finite(lo) and _finite(hi):
+        n = 200
+        zs_list = [lo + (hi - lo) * i / (n - 1) for i in range(n)]
+        return zs_list, [coeffs[0] * z * z + coeffs[1] * z + coeffs[2] for z in zs_list]
     return [], []
+
+
+__all__ = ["DENSE_SAMPLES", "curve_png"]

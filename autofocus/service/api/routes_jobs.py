@@ -262,7 +262,8 @@ def _sse(event: StoredEvent) -> str:
 )
 async def job_curve(request: Request, job_id: JobId) -> Response:
     """The job's focus curve as a PNG: measured points, the fit, the chosen z (also for a job
-    still running: the points so far)."""
+    still running: the points so far). A failed or cancelled job's picture names the
+    reason, also as PNG text metadata (`State`, `Reason`)."""
     manager = _manager(request)
     job = manager.get(job_id)
     result = job.result or {}
@@ -274,7 +275,7 @@ async def job_curve(request: Request, job_id: JobId) -> Response:
             for e in manager.store.events(job_id)
             if e.kind == "measurement"
         ]
-    title = f"job {job.id[:8]} · {job.state.value} · {job.request.get('scorer')}"
+    title = f"job {job.id[:8]} · {job.request.get('strategy')} / {job.request.get('scorer')}"
     png = await run_in_threadpool(
         curve_png,
         points,
@@ -282,5 +283,9 @@ async def job_curve(request: Request, job_id: JobId) -> Response:
         best_z_um=result.get("best_z_um") if result.get("success") else None,
         start_z_um=job.progress.get("start_z_um"),
         title=title,
+        state=job.state.value,
+        reason=job.error or result.get("reason"),
+        reason_code=result.get("reason_code"),
+        final_z_um=result.get("final_z_um"),
     )
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})

@@ -29,7 +29,7 @@ import structlog
 
 from autofocus.errors import UnknownNameError
 from autofocus.scoring.base import Scorer
-from autofocus.scoring.registry import canonical_scorer_name, get_scorer
+from autofocus.scoring.registry import canonical_scorer_name, get_scorer, is_model_path
 from autofocus.service.jobs.events import EventBroker
 from autofocus.service.jobs.hardware import HardwareWatch
 from autofocus.service.jobs.models import Job, JobState
@@ -460,7 +460,9 @@ class JobManager:
         # The learned scorer needs the model file and provider from the settings; the
         # classical measures take no options.
         opts: dict[str, Any] = {}
-        if key.startswith("focusnet"):
+        if is_model_path(key):  # a model file (e.g. from `autofocus calibrate`) by path
+            opts["execution_provider"] = self.settings.execution_provider
+        elif key.startswith("focusnet"):
             if self.settings.model_path is not None:
                 opts["model_path"] = self.settings.model_path
             opts["execution_provider"] = self.settings.execution_provider
