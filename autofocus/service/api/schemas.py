@@ -52,7 +52,8 @@ class FocusBody(BaseModel):
     )
 
     strategy: str | None = Field(
-        None, min_length=1, max_length=64, description="Search strategy, e.g. `coarse-fine`."
+        None, min_length=1, max_length=64,
+        description="Search strategy, e.g. `guided` (default) or `coarse-fine`.",
     )
     scorer: str | None = Field(
         None, min_length=1, max_length=64, description="Focus measure or model, e.g. `tenengrad`."
