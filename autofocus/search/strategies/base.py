@@ -135,7 +135,9 @@ class Strategy(Protocol):
     """Ask/tell focus search.
 
     - `ask()` returns the next batch of Z positions (µm) to measure, all within
-      [space.lo_um, space.hi_um]; it returns [] only once `done` is True.
+      [space.lo_um, space.hi_um] (a strategy that follows a peak past an end may go
+      up to `space.edge_extension_um` beyond, inside the limits); it returns [] only
+      once `done` is True.
     - `tell(z_um, scores)` reports the measured scores for exactly the positions
       from the last `ask()` (same order). A NaN score means the frame was
       unusable; strategies must tolerate it.
@@ -143,6 +145,12 @@ class Strategy(Protocol):
       exceed `space.max_frames`.
     - `outcome()` (valid once done) summarises the search.
     - `history` holds every (z_um, score) told so far, in order.
+
+    Optional, when a strategy defines them: `wants_capture = True` asks the engine
+    for each frame's wide-capture score; `configure(estimates=...)` is called once
+    before the first `ask()` with whether the scorer offers defocus estimates;
+    `observe(z_um, capture=..., capture_noise=..., estimate=...)` receives them
+    for the last batch just before `tell()`.
     """
 
     name: str
