@@ -14,7 +14,15 @@
 
 Within a batch of positions the engine acquires frames in ascending Z while a
 worker thread scores the frames already acquired, so acquisition overlaps
-scoring.
+scoring; every frame reaches `on_measure` as soon as its score is known (frames
+go to the scorer one by one while it keeps up, in small batches when it is
+busy). A frame that cannot be scored (blank, non-finite, a corrupted transfer:
+`frames.frame_problem`) gets a NaN score. For strategies that want it the
+engine also measures each frame's wide-capture score, and when the scorer
+offers a defocus estimate it passes the batch's estimate to the strategy.
+The verification frame at the chosen Z must itself be usable and consistent
+with the curve; a bad one is re-taken once. A failed run carries a stable
+`reason_code` (`autofocus.search.reasons.FailureReason`).
 """
 
 from __future__ import annotations
