@@ -82,6 +82,9 @@ ASYMMETRY_RATIO = 1.4
 # A fine score this many noise sigmas above its baseline is bracketed without waiting
 # for the capture curve to agree.
 STRONG_FINE_SNR = 30.0
+# Both probe frames must be at least this likely empty before the search stops with
+# `no_specimen` (a far-defocused sparse field can look empty to the model).
+NO_SPECIMEN_P = 0.97
 # A gap next to the top wider than this many bracket spacings is filled before a fit.
 FILL_GAP = 1.4
 # A peak whose neighbours stay above this fraction of its height is flat-topped.
@@ -226,7 +229,7 @@ class Guided(SearchStrategy):
         yield probe
         self.details["path"] = "estimate"
         no_spec = self._no_specimen_p()
-        if no_spec is not None and no_spec >= 0.9:
+        if no_spec is not None and no_spec >= NO_SPECIMEN_P:
             return self.fail(
                 f"no usable specimen: the defocus model gives {100 * no_spec:.0f} % probability "
                 "that the field is blank, empty, saturated or noise only",
