@@ -82,6 +82,10 @@ ASYMMETRY_RATIO = 1.4
 # A fine score this many noise sigmas above its baseline is bracketed without waiting
 # for the capture curve to agree.
 STRONG_FINE_SNR = 30.0
+# The capture curve rising through a found peak by more than this (relative, over
+# 2 DOF) is followed, at most this many frames.
+CAPTURE_FOLLOW_SLOPE = 0.3
+CAPTURE_FOLLOW_FRAMES = 4
 # Both probe frames must be at least this likely empty before the search stops with
 # `no_specimen` (a far-defocused sparse field can look empty to the model).
 NO_SPECIMEN_P = 0.97
@@ -376,8 +380,54 @@ class Guided(SearchStrategy):
                     break
         if self.rival_check == "full":
             refined = yield from self._full_rival_check(refined, cell)
+        if not space.planes_um:
+            refined = yield from self._follow_capture(refined, cell)
         refined = yield from self._confirm_dips(refined, cell)
         return self._verdict(refined, reference=space.reference_z_um)
+
+    def _follow_capture(self, refined: list[_Refined], cell: float) -> Step:
+        """The capture curve must peak where the fine peak is.
+
+        If it still rises through the found peak (the focus measure's peak is a
+        local one, e.g. a learned score's, and focus lies further out), walk up
+        the capture curve in 2-DOF steps while it keeps rising (at most
+        `CAPTURE_FOLLOW_FRAMES`), and refine a candidate where it tops out when
+        that is ≥ 3 DOF away: two planes are then judged by the rival rule.
+        """
+        dof = self.space.dof
+        found = [r for r in refined if r.peak is not None]
+        if not found:
+            return refined
+        main = max(found, key=lambda r: r.peak.height if r.peak else 0.0)
+        assert main.peak is not None
+        zm = main.peak.z_um
+        z, c, noise = self._capture_points()
+        near = np.abs(z - zm) <= 2.0 * dof
+        if int(np.count_nonzero(near)) < 3:
+            return refined
+        zi, ci = z[near], c[near]
+        slope = float(np.polyfit(zi - zm, ci, 1)[0])
+        rel = abs(slope) * 2.0 * dof / max(float(np.max(ci)), 1e-300)
+        if rel < CAPTURE_FOLLOW_SLOPE:
+            return refined
+        direction = 1.0 if slope > 0 else -1.0
+        lo, hi = self.bounds()
+        best_z = float(zi[np.argmax(ci)])
+        best_c = float(np.max(ci))
+        pos = float(zi.max() if direction > 0 else zi.min())
+        for _ in range(CAPTURE_FOLLOW_FRAMES):
+            pos += direction * 2.0 * dof
+            if not lo <= pos <= hi or self._near(pos, 0.5 * dof):
+                break
+            yield self._fresh([pos])
+            cp = self.capture_at(self.clamp(pos))
+            if not math.isfinite(cp) or cp <= best_c:
+                break
+            best_z, best_c = self.clamp(pos), cp
+        self.details["capture_followed_to_um"] = best_z
+        if abs(best_z - zm) >= RIVAL_MIN_SEPARATION_DOF * dof:
+            refined.append((yield from self._refine(best_z, cell, [zm])))
+        return refined
 
     def _full_rival_check(self, refined: list[_Refined], cell: float) -> Step:
         """`rival_check="full"`: sample the rest of the range finely enough to see any plane
