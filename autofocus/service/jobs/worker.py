@@ -277,7 +277,7 @@ class Worker:
                 verify=d.verify,
                 mode=req.get("mode", "search"),
                 rival=req.get("rival", "fail"),
-                rival_check=req.get("rival_check", "capture"),
+                rival_check=req.get("rival_check", "full"),
                 expected_z_um=req.get("expected_z_um"),
             )
             result = focus(
