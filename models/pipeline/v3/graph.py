@@ -42,8 +42,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+
+try:  # the `train` extra: only building a graph needs it, not the constants or data
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+except ImportError:  # pragma: no cover - exercised where the extra is not installed
+    onnx = TensorProto = helper = numpy_helper = None
 
 from models.pipeline import spec
 
@@ -75,6 +79,9 @@ def feature_names() -> list[str]:
 
 class _Graph:
     def __init__(self) -> None:
+        if onnx is None:
+            raise ImportError("building the focusnet-v3 graph needs the `onnx` package: "
+                              "pip install 'autofocus-service[train]'")
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self._n = 0
