@@ -66,28 +66,45 @@ def synthetic(scorer: Any, n_stacks: int = 40) -> dict[str, Any]:
 
 
 def sign_accuracy(scorer: Any, n_stacks: int = 30, max_dof: float = 8.0,
-                  shape: tuple[int, int] = SHAPE) -> dict[str, Any]:
-    """Sign of focus from two frames 1 DOF apart, both ≥ 1 DOF from focus, same side."""
+                  shape: tuple[int, int] = SHAPE, n_frames: int = 2) -> dict[str, Any]:
+    """Sign of focus from `n_frames` frames 1 DOF apart, all ≥ 1 DOF from focus, same side.
+
+    `accuracy`: share of all trials whose `focus_z_um` is on the right side of
+    the frames' centre; `decided`: share with `side_settled` (the estimator's
+    own "the side is settled"), `decided_accuracy`: accuracy on those (the
+    rest abstain: their `focus_sigma_um` spans both solutions).
+    """
     grid = np.arange(-max_dof, max_dof + 1e-9, 1.0)
     hits: dict[str, list[bool]] = {}
+    settled: dict[str, list[bool]] = {}
     rng = np.random.default_rng(TEST_SEED0)
     for ci, cond in enumerate(("train", "train_v2", "sparse", "debris", "bf_phase")):
         for i in range(n_stacks):
             st = make_stack(TEST_SEED0 + 500 + 1000 * ci + i, cond, shape=shape, dz_dof=grid)
             z0 = float(rng.uniform(-50, 50))
             z = st.dz_um + z0
-            for a in range(grid.size - 1):
-                b = a + 1
-                if min(abs(grid[a]), abs(grid[b])) < 1.0:
+            for a in range(grid.size - n_frames + 1):
+                idx = list(range(a, a + n_frames))
+                g = grid[idx]
+                if np.min(np.abs(g)) < 1.0 or np.sign(g[0]) != np.sign(g[-1]):
                     continue
-                est = scorer.estimate([st.frames[a], st.frames[b]], [z[a], z[b]],
-                                      dof_um=st.dof_um)
-                truth = -np.sign(grid[a] + grid[b])
-                pred = np.sign((est.focus_z_um or 0.5 * (z[a] + z[b])) - 0.5 * (z[a] + z[b]))
+                est = scorer.estimate([st.frames[k] for k in idx], z[idx], dof_um=st.dof_um)
+                mid = float(np.mean(z[idx]))
+                truth = -np.sign(g[0])
+                pred = np.sign((est.focus_z_um or mid) - mid)
                 hits.setdefault(cond, []).append(bool(pred == truth))
+                settled.setdefault(cond, []).append(bool(getattr(est, "side_settled", False)))
     per = {c: float(np.mean(h)) for c, h in hits.items()}
-    allh = [x for h in hits.values() for x in h]
-    return {"pairs": len(allh), "accuracy": float(np.mean(allh)), "per_condition": per,
+    allh = np.array([x for h in hits.values() for x in h])
+    alls = np.array([x for h in settled.values() for x in h])
+    per_dec = {c: {"decided": float(np.mean(settled[c])),
+                   "decided_accuracy": (float(np.mean(np.array(hits[c])[np.array(settled[c])]))
+                                        if any(settled[c]) else None)} for c in hits}
+    return {"pairs": int(allh.size), "frames_per_trial": n_frames,
+            "accuracy": float(np.mean(allh)), "per_condition": per,
+            "decided": float(np.mean(alls)),
+            "decided_accuracy": float(np.mean(allh[alls])) if alls.any() else None,
+            "per_condition_decided": per_dec,
             "range_dof": [1.0, max_dof], "frame_px": list(shape)}
 
 
@@ -137,7 +154,7 @@ def sim_microscope_two_frames(scorer: Any, seeds: int = 12) -> dict[str, Any]:
     """
     from drivers.sim import SimConfig, SimulatedMicroscope
 
-    right, errors = [], []
+    right, errors, settled = [], [], []
     for seed in range(seeds):
         for modality in ("fluorescence", "brightfield"):
             mic = SimulatedMicroscope(SimConfig.preset("cells", modality, focus_z_um=0.0),
@@ -156,7 +173,11 @@ def sim_microscope_two_frames(scorer: Any, seeds: int = 12) -> dict[str, Any]:
             mid = start + dof / 2
             right.append(bool(np.sign(est.focus_z_um - mid) == np.sign(focus - mid)))
             errors.append(abs(est.focus_z_um - focus) / dof)
+            settled.append(bool(getattr(est, "side_settled", False)))
+    r, d = np.array(right), np.array(settled)
     return {"trials": len(right), "side_right": float(np.mean(right)),
+            "decided": float(np.mean(d)),
+            "decided_side_right": float(np.mean(r[d])) if d.any() else None,
             "median_abs_focus_error_dof": float(np.median(errors)),
             "setup": "cells presets (fluorescence, brightfield), start 2–6 DOF from focus"}
 
@@ -197,6 +218,7 @@ def evaluate(model_path: Path, real_dir: Path | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     out: dict[str, Any] = {"synthetic": synthetic(scorer), "sign": sign_accuracy(scorer),
                            "sign_512px": sign_accuracy(scorer, n_stacks=10, shape=(512, 512)),
+                           "sign_3_frames": sign_accuracy(scorer, n_frames=3),
                            "no_specimen": no_specimen(scorer),
                            "sim_microscope_two_frames": sim_microscope_two_frames(scorer)}
     if real_dir is not None and (real_dir / "manifest.csv").is_file():
