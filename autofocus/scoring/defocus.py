@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 SPECTRUM_TILE_PX = 192
 """Side (px) of the square tiles whose radial power spectra feed the pair head (version 2)."""
 SPECTRUM_BANDS = 16

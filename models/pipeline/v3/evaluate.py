@@ -73,10 +73,16 @@ def sign_accuracy(scorer: Any, n_stacks: int = 30, max_dof: float = 8.0,
     the frames' centre; `decided`: share with `side_settled` (the estimator's
     own "the side is settled"), `decided_accuracy`: accuracy on those (the
     rest abstain: their `focus_sigma_um` spans both solutions).
+    `accuracy_no_layer_conflict`: accuracy over the trials where no second
+    layer (debris / distractor plane of `debris` and `train_v2` stacks) lies
+    on the other side of the frames from the labelled focus — there two frames
+    see a real second focal plane in the other direction, and "the side of
+    the labelled plane" is not a property of the images.
     """
     grid = np.arange(-max_dof, max_dof + 1e-9, 1.0)
     hits: dict[str, list[bool]] = {}
     settled: dict[str, list[bool]] = {}
+    conflict: list[bool] = []
     rng = np.random.default_rng(TEST_SEED0)
     for ci, cond in enumerate(("train", "train_v2", "sparse", "debris", "bf_phase")):
         for i in range(n_stacks):
@@ -94,9 +100,13 @@ def sign_accuracy(scorer: Any, n_stacks: int = 30, max_dof: float = 8.0,
                 pred = np.sign((est.focus_z_um or mid) - mid)
                 hits.setdefault(cond, []).append(bool(pred == truth))
                 settled.setdefault(cond, []).append(bool(getattr(est, "side_settled", False)))
+                layer_dz = st.meta.get("debris_dz_um")
+                conflict.append(layer_dz is not None
+                                and np.sign(z0 + float(layer_dz) - mid) != np.sign(z0 - mid))
     per = {c: float(np.mean(h)) for c, h in hits.items()}
     allh = np.array([x for h in hits.values() for x in h])
     alls = np.array([x for h in settled.values() for x in h])
+    clean = ~np.array(conflict, bool)
     per_dec = {c: {"decided": float(np.mean(settled[c])),
                    "decided_accuracy": (float(np.mean(np.array(hits[c])[np.array(settled[c])]))
                                         if any(settled[c]) else None)} for c in hits}
@@ -105,6 +115,10 @@ def sign_accuracy(scorer: Any, n_stacks: int = 30, max_dof: float = 8.0,
             "decided": float(np.mean(alls)),
             "decided_accuracy": float(np.mean(allh[alls])) if alls.any() else None,
             "per_condition_decided": per_dec,
+            "layer_conflict_share": float(np.mean(~clean)),
+            "accuracy_no_layer_conflict": float(np.mean(allh[clean])),
+            "decided_accuracy_no_layer_conflict": (float(np.mean(allh[clean & alls]))
+                                                   if (clean & alls).any() else None),
             "range_dof": [1.0, max_dof], "frame_px": list(shape)}
 
 
