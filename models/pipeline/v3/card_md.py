@@ -162,12 +162,25 @@ def render(card: dict[str, Any]) -> str:
                       "peak stands ≥ 5 noise σ above background — every false flag at 0.3–0.7 "
                       "falls on stacks whose beads peak at ~3 σ, i.e. at the noise floor):", "",
                       "| threshold | no-specimen frames flagged | false flags, all sparse | "
-                      "false flags, visible sparse |", "|---|---|---|---|"]
+                      "false flags, visible sparse | same, matched-filter visible |",
+                      "|---|---|---|---|---|"]
             for t, v in ns["tradeoff"].items():
+                mf = v.get("false_flags_matched_filter_visible_within_2_dof")
                 lines.append(f"| {t} | {v['no_specimen_flagged']:.1%} | "
                              f"{v['false_flags_sparse_within_2_dof']:.1%} | "
-                             f"{v['false_flags_visible_sparse_within_2_dof']:.1%} |")
+                             f"{v['false_flags_visible_sparse_within_2_dof']:.1%} | "
+                             f"{'–' if mf is None else f'{mf:.1%}'} |")
             lines.append("")
+            if "matched_filter_visible_within_2_dof" in ns:
+                n_near = ns["sparse_frames_within_2_dof"]
+                n_vis = ns["matched_filter_visible_within_2_dof"]
+                lines += [f"'Matched-filter visible' judges each frame where it is: "
+                          f"{ns['matched_filter_means']} (threshold "
+                          f"{ns['matched_filter_threshold']:.1f}). Of the "
+                          f"{n_near} sparse frames within 2 DOF of focus, {n_vis} pass it; "
+                          f"the other {n_near - n_vis}"
+                          " show no spot a blank frame would not show once in a hundred — "
+                          "no usable specimen by that definition.", ""]
         if "threshold_for_1pct_false_flags_within_2_dof" in ns:
             lines.append(f"At the threshold that keeps false flags near focus at 1 % "
                          f"({ns['threshold_for_1pct_false_flags_within_2_dof']:.3f}), "
