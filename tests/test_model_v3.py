@@ -249,11 +249,11 @@ def test_build_pipeline_end_to_end_on_a_tiny_set(tmp_path):
     from models.pipeline.v3.build import main
 
     assert main(["--stacks", "8", "--blank", "40", "--epochs", "2", "--no-eval",
-                 "--out", str(tmp_path)]) == 0
+                 "--pair-stacks", "6", "--out", str(tmp_path)]) == 0
     path = tmp_path / "focusnet-v3.onnx"
     card = json.loads(path.with_suffix(".json").read_text())
     assert card["parity"]["max_abs_diff"]["logit"] < 1e-3
-    assert card["pair_head"]["train_pairs"] > 0
+    assert card["pair_head"]["train_pairs"] > 0 and card["pair_head"]["version"] == 2
     scorer = get_scorer(str(path), provider="cpu")
     assert isinstance(scorer, OnnxDefocusScorer)
     est = scorer.estimate([np.full((64, 64), 100, np.uint16)] * 2, [0.0, 1.0], dof_um=1.0)
