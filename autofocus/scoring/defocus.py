@@ -13,6 +13,7 @@ Pure numpy; no model here, so strategies and tests can use it on any numbers.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -29,6 +30,22 @@ SIDE_SETTLED_DCHI2 = 4.0
 costs at least this much more (Δχ²; side probability ≥ 1/(1+e⁻²) ≈ 0.88)."""
 
 
+@functools.lru_cache(maxsize=8)
+def _spectrum_tables(t: int) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """Hann window, its power, the radial band of each rfft2 bin and bins per band, for t px."""
+    win = np.outer(np.hanning(t), np.hanning(t))
+    ky = np.fft.fftfreq(t)[:, None]
+    kx = np.fft.rfftfreq(t)[None, :]
+    band = np.digitize(np.sqrt(ky ** 2 + kx ** 2),
+                       np.geomspace(2.0 / t, 0.5, SPECTRUM_BANDS + 1)) - 1
+    band[band < 0] = SPECTRUM_BANDS  # below the lowest band (DC): not counted
+    band = band.ravel()
+    counts = np.bincount(band, minlength=SPECTRUM_BANDS + 2)[:SPECTRUM_BANDS]
+    for a in (win, band, counts):
+        a.flags.writeable = False
+    return win, float((win ** 2).sum()), band, counts
+
+
 def frame_spectrum(grey: np.ndarray) -> np.ndarray:
     """Radial power spectrum of a grey frame (camera units): (SPECTRUM_BANDS + 1,) float64.
 
@@ -42,7 +59,7 @@ def frame_spectrum(grey: np.ndarray) -> np.ndarray:
     specimen (`PairHead` version 2). Raises `ValueError` for a frame that is
     not 2-D or smaller than 8 px.
     """
-    f = np.asarray(grey, np.float64)
+    f = np.asarray(grey)
     if f.ndim != 2 or min(f.shape) < 8:
         raise ValueError(f"frame_spectrum needs a 2-D frame of at least 8 px, got {f.shape}")
     h, w = f.shape
@@ -51,22 +68,15 @@ def frame_spectrum(grey: np.ndarray) -> np.ndarray:
     y0, x0 = (h - ny * t) // 2, (w - nx * t) // 2
     centres = sorted(((iy - (ny - 1) / 2) ** 2 + (ix - (nx - 1) / 2) ** 2, iy, ix)
                      for iy in range(ny) for ix in range(nx))[:SPECTRUM_MAX_TILES]
-    win = np.outer(np.hanning(t), np.hanning(t))
-    norm = float((win ** 2).sum())
-    ky = np.fft.fftfreq(t)[:, None]
-    kx = np.fft.rfftfreq(t)[None, :]
-    band = np.digitize(np.sqrt(ky ** 2 + kx ** 2),
-                       np.geomspace(2.0 / t, 0.5, SPECTRUM_BANDS + 1)) - 1
-    band[band < 0] = SPECTRUM_BANDS  # below the lowest band (DC): not counted
-    counts = np.bincount(band.ravel(), minlength=SPECTRUM_BANDS + 2)[:SPECTRUM_BANDS]
+    win, norm, band, counts = _spectrum_tables(t)
     power = np.zeros(SPECTRUM_BANDS)
     for _, iy, ix in centres:
-        tile = f[y0 + iy * t:y0 + (iy + 1) * t, x0 + ix * t:x0 + (ix + 1) * t]
+        tile = f[y0 + iy * t:y0 + (iy + 1) * t, x0 + ix * t:x0 + (ix + 1) * t].astype(np.float64)
         p = np.abs(np.fft.rfft2((tile - tile.mean()) * win)) ** 2 / norm
-        power += np.bincount(band.ravel(), weights=p.ravel(),
+        power += np.bincount(band, weights=p.ravel(),
                              minlength=SPECTRUM_BANDS + 2)[:SPECTRUM_BANDS]
     power /= np.maximum(counts, 1) * len(centres)
-    return np.concatenate([power, [float(f.mean())]])
+    return np.concatenate([power, [float(f.mean(dtype=np.float64))]])
 
 
 def spectrum_pair_features(spec_a: np.ndarray, spec_b: np.ndarray) -> np.ndarray:
