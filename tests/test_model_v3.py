@@ -164,7 +164,12 @@ def test_fit_reports_whether_the_side_is_settled():
     sure = fit_focus(z, d, s, pairs=[(0, 1, 6.0)])
     guess = fit_focus(z, d, s, pairs=[(0, 1, 0.2)])
     assert sure.side_settled and sure.side_p > 0.99
+    assert sure.pair_support == pytest.approx(6.0)  # the pair backs the chosen side
     assert not guess.side_settled and 0.5 <= guess.side_p < 0.88
+    # Pair evidence of log-odds ≥ 2 settles the side even where the V-fit is torn.
+    torn = fit_focus(z, np.array([2.0, 2.4]), np.array([0.5, 0.5]), pairs=[(0, 1, 2.5)])
+    assert torn.rival_chi2 - torn.chi2 < 4.0
+    assert torn.pair_support == pytest.approx(2.5) and torn.side_settled
     # An unsettled side widens the uncertainty to span the mirror solution.
     assert guess.focus_sigma_um >= abs(guess.rival_z_um - guess.focus_z_um) / 2 - 1e-9
     none = fit_focus(np.array([1.0, 1.0]), np.ones(2), np.ones(2))

@@ -27,7 +27,10 @@ SPECTRUM_MAX_TILES = 16
 """At most this many tiles (from the frame centre outwards) are averaged per frame."""
 SIDE_SETTLED_DCHI2 = 4.0
 """The side of focus counts as settled when the best solution on the other side of the frames
-costs at least this much more (Δχ²; side probability ≥ 1/(1+e⁻²) ≈ 0.88)."""
+costs at least this much more (Δχ²; side probability ≥ 1/(1+e⁻²) ≈ 0.88) …"""
+SIDE_SETTLED_PAIR_LOGODDS = 2.0
+"""… or when the pair terms alone back the chosen side with summed log-odds ≥ this (the same
+0.88; the V-fit of two noisy distances often pulls Δχ² below 4 although the pairs agree)."""
 
 
 @functools.lru_cache(maxsize=8)
@@ -109,9 +112,12 @@ class FocusFit:
     at distinct z were given. `chi2` is the weighted residual sum of squares
     of the best fit; `rival_z_um` the best solution on the other side of the
     frames (None when there is none), whose cost is `rival_chi2`.
-    `side_p` = 1/(1+exp(−Δχ²/2)), the probability the fit gives to focus lying
-    on `focus_z_um`'s side rather than the rival's (1.0 without a rival);
-    `side_settled` is True when Δχ² ≥ `SIDE_SETTLED_DCHI2`.
+    `pair_support` the summed pair log-odds in favour of the order
+    `focus_z_um` implies (negative when the pairs disagree). `side_p` =
+    the larger of 1/(1+exp(−Δχ²/2)) and 1/(1+exp(−pair_support)), the
+    probability given to focus lying on `focus_z_um`'s side rather than the
+    rival's (1.0 without a rival); `side_settled` is True when Δχ² ≥
+    `SIDE_SETTLED_DCHI2` or pair_support ≥ `SIDE_SETTLED_PAIR_LOGODDS`.
     """
 
     focus_z_um: float | None
@@ -119,6 +125,7 @@ class FocusFit:
     chi2: float = math.nan
     rival_z_um: float | None = None
     rival_chi2: float = math.nan
+    pair_support: float = 0.0
 
     @property
     def side_p(self) -> float | None:
@@ -127,14 +134,18 @@ class FocusFit:
             return None
         if self.rival_z_um is None or not math.isfinite(self.rival_chi2):
             return 1.0
-        return 1.0 / (1.0 + math.exp(-min(max(self.rival_chi2 - self.chi2, 0.0), 60.0) / 2.0))
+        fit_p = 1.0 / (1.0 + math.exp(-min(max(self.rival_chi2 - self.chi2, 0.0), 60.0) / 2.0))
+        pair_p = 1.0 / (1.0 + math.exp(-min(max(self.pair_support, -60.0), 60.0)))
+        return max(fit_p, pair_p)
 
     @property
     def side_settled(self) -> bool | None:
         """True when the other side of the frames is ruled out (Δχ² ≥ SIDE_SETTLED_DCHI2)."""
         if self.focus_z_um is None:
             return None
-        return self.rival_z_um is None or self.rival_chi2 - self.chi2 >= SIDE_SETTLED_DCHI2
+        return (self.rival_z_um is None or not math.isfinite(self.rival_chi2)
+                or self.rival_chi2 - self.chi2 >= SIDE_SETTLED_DCHI2
+                or self.pair_support >= SIDE_SETTLED_PAIR_LOGODDS)
 
 
 @dataclass(frozen=True)
@@ -227,14 +238,15 @@ def fit_focus(z_um: np.ndarray, distance_um: np.ndarray, sigma_um: np.ndarray,
     if weight is not None:
         w = w * np.clip(np.asarray(weight, np.float64).ravel(), 0.0, 1.0)
     ok = np.isfinite(z) & np.isfinite(d) & np.isfinite(w) & (w > 0)
-    # Pair terms: (midpoint, +1 when j lies above i, −2 log p(j closer), −2 log p(i closer)).
+    # Pair terms: (midpoint, +1 when j lies above i, −2 log p(j closer), −2 log p(i closer),
+    # log-odds j closer).
     pair_terms = []
     for i, j, lo in pairs or ():
         if ok[i] and ok[j] and z[i] != z[j] and math.isfinite(lo):
             p = 1.0 / (1.0 + math.exp(-max(min(lo, 30.0), -30.0)))
             pair_terms.append((0.5 * (z[i] + z[j]), 1.0 if z[j] > z[i] else -1.0,
                                -2.0 * math.log(max(p, 1e-12)),
-                               -2.0 * math.log(max(1.0 - p, 1e-12))))
+                               -2.0 * math.log(max(1.0 - p, 1e-12)), float(lo)))
     z, d, w = z[ok], np.maximum(d[ok], 0.0), w[ok]
     if np.unique(np.round(z, 9)).size < 2:
         return FocusFit(None, None)
@@ -250,7 +262,7 @@ def fit_focus(z_um: np.ndarray, distance_um: np.ndarray, sigma_um: np.ndarray,
         zf = float(np.sum(w * (z - sign * d)) / np.sum(w))
         zf = min(max(zf, lo), hi)
         cost = float(np.sum(w * (np.abs(z - zf) - d) ** 2))
-        for midpoint, up, cost_j, cost_i in pair_terms:
+        for midpoint, up, cost_j, cost_i, _ in pair_terms:
             # zf above the midpoint makes the upper frame the closer one.
             j_closer = (zf - midpoint) * up > 0
             cost += cost_j if j_closer else cost_i
@@ -262,10 +274,16 @@ def fit_focus(z_um: np.ndarray, distance_um: np.ndarray, sigma_um: np.ndarray,
     centre = float(np.average(z, weights=w))
     rival = [(c, zf) for c, zf in candidates[1:] if (zf - centre) * (best_z - centre) < 0]
     rival_cost, rival_z = rival[0] if rival else (math.nan, None)
-    if rival_z is not None and rival_cost - best_cost < 4.0:
-        sigma = max(sigma, abs(rival_z - best_z) / 2.0)
-    return FocusFit(best_z, sigma, best_cost, rival_z, rival_cost)
+    # Summed pair log-odds for the order the winner implies (zf above the midpoint: j closer).
+    support = sum((lo if (best_z - midpoint) * up > 0 else -lo)
+                  for midpoint, up, _, _, lo in pair_terms)
+    fit = FocusFit(best_z, sigma, best_cost, rival_z, rival_cost, float(support))
+    if not fit.side_settled and rival_z is not None:
+        # The side is not settled: widen the uncertainty to span the mirror solution.
+        fit = FocusFit(best_z, max(sigma, abs(rival_z - best_z) / 2.0), best_cost, rival_z,
+                       rival_cost, float(support))
+    return fit
 
 
-__all__ = ["SIDE_SETTLED_DCHI2", "FocusFit", "PairHead", "fit_focus", "frame_spectrum",
-           "spectrum_pair_features"]
+__all__ = ["SIDE_SETTLED_DCHI2", "SIDE_SETTLED_PAIR_LOGODDS", "FocusFit", "PairHead", "fit_focus",
+           "frame_spectrum", "spectrum_pair_features"]
