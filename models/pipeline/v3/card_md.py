@@ -124,11 +124,12 @@ def render(card: dict[str, Any]) -> str:
                 if r and "decided" in r]
         if rows:
             lines += ["", "Abstaining: `side_settled` is True when the mirror solution costs "
-                      "Δχ² ≥ 4 more (side probability ≥ 0.88); otherwise `focus_sigma_um` spans "
-                      "both solutions. 'No layer conflict' leaves out trials where a second "
-                      "layer (dust / distractor plane) lies on the other side of the frames from "
-                      "the labelled focus — there the frames see a real focal plane in the other "
-                      "direction.", "",
+                      "Δχ² ≥ 4 more or the pair terms alone back the chosen side with summed "
+                      "log-odds ≥ 2 (side probability ≥ 0.88 either way); otherwise "
+                      "`focus_sigma_um` spans both solutions. 'No layer conflict' leaves out "
+                      "trials where a second layer (dust / distractor plane) lies on the other "
+                      "side of the frames from the labelled focus — there the frames see a real "
+                      "focal plane in the other direction.", "",
                       "| trials | all: side right | decided | right when decided | "
                       "no layer conflict: right | same, decided |", "|---|---|---|---|---|---|"]
             for label, r in rows:
