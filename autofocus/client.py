@@ -85,6 +85,19 @@ class Job:
         return self.state == "succeeded"
 
     @property
+    def reason_code(self) -> str | None:
+        """The stable failure code (`flat_curve`, `rival_peak`, `hardware`, …); None on success.
+
+        The job's `error_code` (set for every failure the daemon can classify, also
+        before a search ran) or its result's `reason_code`; see
+        `autofocus.search.reasons.FailureReason` for the list.
+        """
+        code = self.raw.get("error_code")
+        if code is None and self.result:
+            code = self.result.get("reason_code")
+        return code
+
+    @property
     def best_z_um(self) -> float | None:
         """Where the stage was parked (µm) when the job succeeded, else None."""
         if not self.succeeded or not self.result:
@@ -142,6 +155,11 @@ class AutofocusClient:
         **fields: Any,
     ) -> Job:
         """Start a focus job with request `fields` (`range_um=40`, `scorer="vol"`, …).
+
+        Time-lapse tracking: `focus(mode="track", expected_z_um=z)` re-focuses with
+        three frames around `z` (a full search when focus drifted more than about a
+        depth of field). `rival="nearest"`/`"sharpest"` chooses between two
+        candidate planes instead of failing with reason_code `rival_peak`.
 
         `wait=True` blocks until the job ends (at most `wait_timeout_s`, default:
         no limit beyond the job's own `timeout_s`) and returns the finished job;

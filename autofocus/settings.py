@@ -108,7 +108,7 @@ class FocusDefaults(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    strategy: str = "coarse-fine"
+    strategy: str = "guided"
     scorer: str = "tenengrad"
     range_um: float = Field(50.0, gt=0, description="Full width of the searched Z range, µm.")
     tolerance_um: float = Field(0.5, gt=0, description="Wanted accuracy, µm (≈ DOF/4).")
@@ -118,6 +118,12 @@ class FocusDefaults(BaseModel):
     backlash_um: float = Field(5.0, ge=0, description="Overshoot used to approach from below.")
     settle_s: float = Field(0.0, ge=0, description="Extra wait after every move, seconds.")
     verify: bool = Field(True, description="Re-snap at the chosen z and check the score.")
+    rival_check: Literal["capture", "full"] = Field(
+        "capture",
+        description="How hard `guided` looks for a second focal plane: `capture` (what its "
+        "coarse pass sees) or `full` (the whole range finely enough to see a dim specimen "
+        "under bright debris; about range / 3 DOF more frames).",
+    )
 
 
 def default_database_path() -> Path:

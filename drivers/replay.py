@@ -154,6 +154,13 @@ class ReplayMicroscope:
         return self._z.copy()
 
     @property
+    def plane_positions_um(self) -> tuple[float, ...] | None:
+        """The Z positions (µm) this stage can serve distinct frames at, or None when any
+        position gives its own frame (`blend=True`). A search snaps to these planes
+        instead of re-measuring one plane at finer steps."""
+        return None if self.blend else tuple(float(z) for z in self._z)
+
+    @property
     def n_planes(self) -> int:
         """Number of recorded planes."""
         return len(self._planes)

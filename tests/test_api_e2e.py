@@ -273,3 +273,23 @@ def test_clean_shutdown_cancels_running_job_and_keeps_queued(tmp_path):
     assert stopped.state.value == "cancelled" and "shutting down" in stopped.error
     assert store.get(queued["id"]).state.value == "queued"  # runs after the next start
     store.close()
+
+
+def test_track_mode_rival_policy_and_reason_codes_over_http(server, http):
+    """`mode: track` re-focuses with three frames after a search; bad policies are 422;
+    every result carries `reason_code` (None on success)."""
+    first = http.post("/v1/focus", params={"wait": 30}, json={"range_um": 40}).json()
+    assert first["state"] == "succeeded", first["error"]
+    assert first["result"]["reason_code"] is None
+    z = first["result"]["best_z_um"]
+    track = http.post(
+        "/v1/focus", params={"wait": 30},
+        json={"mode": "track", "expected_z_um": z, "range_um": 40, "rival": "sharpest"},
+    ).json()
+    assert track["request"]["mode"] == "track" and track["request"]["rival"] == "sharpest"
+    assert track["state"] == "succeeded", track["error"]
+    assert track["result"]["strategy"] == "track"
+    assert track["result"]["frames"] == 3
+    assert abs(track["result"]["best_z_um"] - z) < 1.0
+    for body in ({"rival": "maybe"}, {"mode": "hover"}, {"rival_check": "some"}):
+        assert http.post("/v1/focus", json=body).status_code == 422

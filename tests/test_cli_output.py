@@ -151,14 +151,16 @@ def test_search_eval_csv_and_table(corpus):
     res = runner.invoke(app, ["eval", str(corpus), "--search", "--csv"])
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
-    assert {r["strategy"] for r in rows} == {"coarse-fine"}
+    from autofocus.search.strategies.registry import DEFAULT_STRATEGY
+
+    assert {r["strategy"] for r in rows} == {DEFAULT_STRATEGY}
     assert len(rows) == 2 * 3  # two stacks × three starts
     res = runner.invoke(app, ["eval", str(corpus), "--search"], env={"COLUMNS": "80"})
     assert res.exit_code == 0, res.output
     assert "a_rather_long_stack_name_number_two" in res.stdout
     assert max(len(line.rstrip()) for line in res.stdout.splitlines()) <= 80
     report = json.loads(runner.invoke(app, ["eval", str(corpus), "--search", "--json"]).stdout)
-    assert report["strategies"] == ["coarse-fine"]  # the default the help names
+    assert report["strategies"] == [DEFAULT_STRATEGY]  # the default the help names
 
 
 def test_bracketed_names_are_shown_verbatim(tmp_path):

@@ -103,6 +103,6 @@ def test_focus_cli_plot_writes_the_same_picture(tmp_path):
                               "--plot", str(out)])
     assert res.exit_code == 1, res.output
     text = _png_text(out.read_bytes())
-    assert text["State"] == "failed" and "flat" in text["Reason"]
+    assert text["State"] == "failed" and "no focus signal" in text["Reason"]
     res = runner.invoke(app, ["focus", "--plot", str(tmp_path / "no" / "such.png")])
     assert res.exit_code == 2 and "no such folder" in res.stderr

@@ -213,3 +213,20 @@ def test_timeout_fails_and_returns():
     result = focus(mic, range_um=40, tolerance_um=0.4, timeout_s=0.05)
     assert not result.success and result.error_type == "FocusTimeout"
     assert mic.z_um == pytest.approx(0.0)
+
+
+def test_every_frame_reaches_on_measure_while_the_batch_is_still_being_acquired():
+    """Live progress: a one-batch sweep reports its first measurements long before its
+    last frame is taken (frames are scored one by one while the scorer keeps up)."""
+    from autofocus.search.focus import focus as run_focus
+    from drivers.sim import SimConfig, SimulatedMicroscope
+
+    mic = SimulatedMicroscope(SimConfig.preset("beads", focus_z_um=1.0), seed=2)
+    snaps_at_report: list[int] = []
+    result = run_focus(
+        mic, strategy="sweep", range_um=20.0, tolerance_um=0.5,
+        on_measure=lambda m: snaps_at_report.append(mic.snap_count),
+    )
+    assert len(snaps_at_report) == len(result.curve) >= 20
+    assert snaps_at_report[0] < len(result.curve) // 2
+    assert snaps_at_report == sorted(snaps_at_report)

@@ -1,15 +1,31 @@
-"""`autofocus bench search`: search strategies side by side on the same simulated trials."""
+"""`autofocus bench search`: search strategies side by side on the same simulated trials.
+
+Cases (`--case`, repeatable; default `main`):
+
+- `main`: specimens × photon levels × `--per-case` offsets over `--range-um`;
+  also prints the confidence calibration table of the first contender.
+- `debris`: a debris layer 10–20 µm from the specimen (`--debris-trials`, 50).
+- `garbage`: 2–5 corrupted frames per run (`--garbage-trials`, 100).
+- `range200`: the `main` trials over a 200 µm range.
+- `tracking`: 100 time points of 0.1–1 DOF drift, `mode="track"`.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from autofocus.cli.bench import bench_app
 from autofocus.cli.help import AutofocusCommand
+
+if TYPE_CHECKING:
+    from autofocus.bench.search import Contender, Trial
+
+CASES = ("main", "debris", "garbage", "range200", "tracking")
 
 
 @bench_app.command(
@@ -38,14 +54,104 @@ def bench_search(
         typer.Option(metavar="PHOTONS", help="Photon level per px per ms (repeatable).  "
                      "[default: 50 and 10]"),
     ] = None,
+    case: Annotated[
+        list[str] | None,
+        typer.Option(metavar="CASE", help=f"Case to run (repeatable): {', '.join(CASES)}, or "
+                     "all.  [default: main]"),
+    ] = None,
+    debris_count: Annotated[
+        int, typer.Option("--debris-trials", help="Trials of the debris case.", min=1)
+    ] = 50,
+    garbage_count: Annotated[
+        int, typer.Option("--garbage-trials", help="Trials of the garbage case.", min=1)
+    ] = 100,
+    track_points: Annotated[
+        int, typer.Option("--track-points", help="Time points of the tracking case.", min=1)
+    ] = 100,
+    track_specimen: Annotated[
+        str, typer.Option(help="Specimen of the tracking case.")
+    ] = "cells",
+    strategy: Annotated[
+        list[str] | None,
+        typer.Option(metavar="PREFIX",
+                     help="Only contenders whose label starts with this (repeatable)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the trial set.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Run the default strategy and the baselines on identical simulated trials.
 
-    Success means |physical stage position after parking − true focus| ≤ DOF/4.
-    Reports success rate, frames and hardware time (virtual clock) per strategy.
+    Success means |physical stage position after parking − true focus| ≤ DOF/4;
+    "wrong successes" are reported successes more than DOF/2 off the specimen
+    plane. Reports success, frames, hardware time (virtual clock) and failure
+    codes per strategy, per case.
     """
+    from rich.console import Console
+
+    from autofocus.bench.search import (
+        calibration_table,
+        debris_trials,
+        default_contenders,
+        garbage_trials,
+        make_trials,
+        run_tracking,
+    )
+
+    cases = list(case or ["main"])
+    if "all" in cases:
+        cases = list(CASES)
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        Console(stderr=True).print(f"error: unknown case(s) {unknown}; choose from {CASES}")
+        raise typer.Exit(2)
+    contenders = default_contenders()
+    if strategy:
+        contenders = [c for c in contenders if any(c.label.startswith(s) for s in strategy)]
+    main_trials = make_trials(
+        per_case,
+        range_um=range_um,
+        specimens=specimen or ("beads", "cells", "fibres"),
+        modalities=modality or ("fluorescence",),
+        photon_levels=photons or (50.0, 10.0),
+        seed=seed,
+    )
+    reports: dict[str, Any] = {}
+    for name in cases:
+        if name == "tracking":
+            reports[name] = run_tracking(points=track_points, specimen=track_specimen,
+                                         scorer_name=scorer, seed=seed)
+            continue
+        rng = 200.0 if name == "range200" else range_um
+        trials = {
+            "main": main_trials,
+            "range200": make_trials(
+                per_case, range_um=200.0,
+                specimens=specimen or ("beads", "cells", "fibres"),
+                modalities=modality or ("fluorescence",),
+                photon_levels=photons or (50.0, 10.0), seed=seed,
+            ),
+            "debris": debris_trials(debris_count, range_um=range_um, seed=seed),
+            "garbage": garbage_trials(garbage_count, range_um=range_um, seed=seed),
+        }[name]
+        reports[name] = _run(trials, contenders, scorer, rng, name)
+    if as_json:
+        sys.stdout.write(json.dumps(_slim(reports), indent=2) + "\n")
+        return
+    for name, report in reports.items():
+        if name == "tracking":
+            _print_tracking(report)
+        else:
+            _print_table(report, name)
+            if name == "main":
+                first = next(iter(report["contenders"].values()))
+                label = next(iter(report["contenders"]))
+                _print_calibration(calibration_table(first["runs"]), label)
+
+
+def _run(
+    trials: Sequence[Trial], contenders: Sequence[Contender], scorer: str, range_um: float,
+    name: str,
+) -> dict[str, Any]:
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -55,20 +161,11 @@ def bench_search(
         TimeElapsedColumn,
     )
 
-    from autofocus.bench.search import default_contenders, make_trials, run_benchmark
+    from autofocus.bench.search import run_benchmark
 
-    trials = make_trials(
-        per_case,
-        range_um=range_um,
-        specimens=specimen or ("beads", "cells", "fibres"),
-        modalities=modality or ("fluorescence",),
-        photon_levels=photons or (50.0, 10.0),
-        seed=seed,
-    )
-    contenders = default_contenders()
     err = Console(stderr=True)
     with Progress(
-        TextColumn("[bold]trials[/bold]"),
+        TextColumn(f"[bold]{name}[/bold]"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -77,52 +174,94 @@ def bench_search(
         transient=True,
     ) as progress:
         task = progress.add_task("bench", total=len(trials) * len(contenders))
-        report = run_benchmark(
+        return run_benchmark(
             trials,
             contenders,
             scorer_name=scorer,
             range_um=range_um,
             progress=lambda: progress.advance(task),
         )
-    if as_json:
-        slim = {
+
+
+def _slim(reports: dict[str, Any]) -> dict[str, Any]:
+    from autofocus.bench.search import calibration_table
+
+    out: dict[str, Any] = {}
+    for name, report in reports.items():
+        if name == "tracking":
+            out[name] = {k: v for k, v in report.items() if k != "runs"}
+            continue
+        out[name] = {
             **report,
             "contenders": {
                 k: {kk: vv for kk, vv in v.items() if kk != "runs"}
                 for k, v in report["contenders"].items()
             },
         }
-        sys.stdout.write(json.dumps(slim, indent=2) + "\n")
-        return
-    _print_table(report)
+        if name == "main":
+            first = next(iter(report["contenders"].values()))
+            out[name]["calibration"] = calibration_table(first["runs"])
+    return out
 
 
-def _print_table(report: dict[str, Any]) -> None:
-    from autofocus.cli.output import note, stdout_console
-    from autofocus.cli.tables import Column, dropped_note, fitted_table
+def _print_table(report: dict[str, Any], name: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
 
-    console = stdout_console()
-    rows = [
-        [
+    table = Table(
+        title=f"search benchmark, case {name}: {report['trials']} simulated trials, range "
+        f"{report['range_um']:g} µm, scorer {report['scorer']}, DOF {report['dof_um']:.2f} µm"
+    )
+    for col in ("strategy", "success (≤ DOF/4)", "wrong successes (> DOF/2)", "mean frames",
+                "max frames", "mean hardware s", "median |error| µm", "failure codes"):
+        table.add_column(col, justify="left" if col in ("strategy", "failure codes") else "right")
+    for label, s in report["contenders"].items():
+        codes = ", ".join(f"{k} {v}" for k, v in sorted(s["failure_codes"].items()))
+        table.add_row(
             label,
             f"{100 * s['success_rate']:.1f} %",
+            str(s["wrong_successes"]),
             f"{s['mean_frames']:.1f}",
             str(s["max_frames"]),
             f"{s['mean_hardware_s']:.2f}",
             f"{s['median_abs_error_um']:.3f}",
-        ]
-        for label, s in report["contenders"].items()
-    ]
-    table, dropped = fitted_table(
-        f"search benchmark: {report['trials']} simulated trials, range "
-        f"{report['range_um']:g} µm, scorer {report['scorer']}, DOF {report['dof_um']:.2f} µm",
-        [Column("strategy", "left"), Column("success\n(≤ DOF/4)"), Column("mean\nframes"),
-         Column("max\nframes", priority=3), Column("mean\nhardware s", priority=2),
-         Column("median\n|error| µm", priority=1)],
-        rows,
-        console,
+            codes or "–",
+        )
+    Console(width=max(Console().width, 150)).print(table)
+
+
+def _print_calibration(rows: list[dict[str, Any]], label: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"confidence calibration of {label} (reported successes)")
+    for col in ("confidence", "n", "within DOF/4", "rate"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        span = ("≥ 0.90 (all)" if r.get("summary")
+                else f"{r['confidence_from']:.2f}–{r['confidence_to']:.2f}")
+        rate = "–" if r["rate"] is None else f"{100 * r['rate']:.1f} %"
+        table.add_row(span, str(r["n"]), str(r["within_tolerance"]), rate)
+    Console(width=max(Console().width, 100)).print(table)
+
+
+def _print_tracking(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"tracking: {report['specimen']}, {report['photons_per_px_ms']:g} photons/px/ms, "
+        f"{report['points']} time points, drift 0.1–1 DOF between points, "
+        f"DOF {report['dof_um']:.2f} µm"
     )
-    console.print(table)
-    message = dropped_note(dropped, console)
-    if message:
-        note(message, style="dim")
+    for col in ("within DOF/4", "mean frames", "max frames (tracked)", "max frames (all)",
+                "full-search fallbacks"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        f"{100 * report['success_rate']:.1f} %",
+        f"{report['mean_frames']:.2f}",
+        str(report["max_frames_tracked"]),
+        str(report["max_frames"]),
+        str(report["fallbacks"]),
+    )
+    Console(width=max(Console().width, 100)).print(table)

@@ -153,6 +153,35 @@ def focus_command(
         typer.Option(help="Exposure for this run (ms).  [default: the camera's]",
                      rich_help_panel=PANEL_SEARCH),
     ] = None,
+    mode: Annotated[
+        str,
+        typer.Option(help="search, or track: re-focus with 3 frames around --expected-z-um "
+                     "(else the start z); a full search when focus drifted more than about "
+                     "one depth of field.", rich_help_panel=PANEL_SEARCH),
+    ] = "search",
+    rival: Annotated[
+        str,
+        typer.Option(help="Two candidate focal planes (specimen and debris): fail (reason "
+                     "rival_peak, both named), nearest (to --expected-z-um, else the start) "
+                     "or sharpest.", rich_help_panel=PANEL_SEARCH),
+    ] = "fail",
+    rival_check: Annotated[
+        str | None,
+        typer.Option(help="How hard to look for a second plane: capture (what the coarse "
+                     "pass sees) or full (the whole range, finely enough to see a dim "
+                     "specimen under bright debris; more frames).  "
+                     "[default: {default:focus.rival_check}]", rich_help_panel=PANEL_SEARCH),
+    ] = None,
+    expected_z_um: Annotated[
+        float | None,
+        typer.Option(help="Where focus is expected (µm): centre of a track, reference of "
+                     "--rival nearest.", rich_help_panel=PANEL_SEARCH),
+    ] = None,
+    dof_um: Annotated[
+        float | None,
+        typer.Option(help="Depth of field (µm).  [default: what the microscope reports, "
+                     "else 4 × tolerance]", rich_help_panel=PANEL_SEARCH),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the result as JSON.",
                            rich_help_panel=PANEL_OUTPUT),
@@ -266,6 +295,11 @@ def focus_command(
         backlash_um=backlash_um if backlash_um is not None else d.backlash_um,
         settle_s=d.settle_s,
         verify=d.verify,
+        mode=mode,
+        rival=rival,
+        rival_check=rival_check or d.rival_check,
+        expected_z_um=expected_z_um,
+        dof_um=dof_um,
     )
     if request.on_failure not in ("return", "stay"):
         raise die(f"--on-failure must be 'return' or 'stay', got {request.on_failure!r}")
@@ -468,4 +502,6 @@ def _print_summary(report: dict[str, Any]) -> None:
     console = stdout_console()
     console.print(table)
     if not ok:
-        console.print(Text(f"reason: {report['reason']}", style="red"))
+        code = report.get("reason_code")
+        suffix = f" [{code}]" if code else ""
+        console.print(Text(f"reason: {report['reason']}{suffix}", style="red"))

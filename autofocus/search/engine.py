@@ -14,16 +14,26 @@
 
 Within a batch of positions the engine acquires frames in ascending Z while a
 worker thread scores the frames already acquired, so acquisition overlaps
-scoring.
+scoring; every frame reaches `on_measure` as soon as its score is known (frames
+go to the scorer one by one while it keeps up, in small batches when it is
+busy). A frame that cannot be scored (blank, non-finite, a corrupted transfer:
+`frames.frame_problem`) gets a NaN score. For strategies that want it the
+engine also measures each frame's wide-capture score, and when the scorer
+offers a defocus estimate it passes the batch's estimate to the strategy.
+The verification frame at the chosen Z must itself be usable and consistent
+with the curve; a bad one is re-taken once. A failed run carries a stable
+`reason_code` (`autofocus.search.reasons.FailureReason`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -36,9 +46,12 @@ from autofocus.errors import (
     MicroscopeError,
     NoFocusSignal,
 )
-from autofocus.scoring.base import Scorer
+from autofocus.scoring.base import DefocusEstimate, DefocusEstimator, Scorer, offers_estimate
+from autofocus.search.frames import capture_rel_noise, capture_score, frame_problem
+from autofocus.search.reasons import FailureReason
 from autofocus.search.result import FocusResult, Measurement, Timing
 from autofocus.search.strategies.base import SearchOutcome, Strategy
+from autofocus.search.strategies.common import reason_code
 from drivers.base import Microscope
 
 log = structlog.get_logger("autofocus.search.engine")
@@ -83,6 +96,7 @@ class Engine:
         settle_s: float = 0.0,
         verify: bool = True,
         score_batch: int = 8,
+        dof_um: float | None = None,
     ) -> None:
         if backlash_um < 0 or not math.isfinite(backlash_um):
             raise ValueError(f"backlash_um must be a finite number ≥ 0, got {backlash_um}")
@@ -94,6 +108,7 @@ class Engine:
         self.settle_s = float(settle_s)
         self.verify = verify
         self.score_batch = max(1, int(score_batch))
+        self.dof_um = dof_um
 
     # ----------------------------------------------------------------- public
 
@@ -149,6 +164,10 @@ class _Run:
         self.t0_hw = self.clock.now_s()
         self.hw_wall_s = 0.0  # wall time spent inside hardware calls
         self.score_wall_s = 0.0
+        self.unusable_frames = 0
+        self.wants_capture = False
+        self.estimator: DefocusEstimator | None = None
+        self.dof_um = engine.dof_um
         self.log = log.bind(strategy=strategy.name, scorer=self.scorer.name)
 
     # ------------------------------------------------------------- top level
@@ -193,41 +212,109 @@ class _Run:
     # ------------------------------------------------------------------ search
 
     def _search(self) -> SearchOutcome:
+        strategy = self.strategy
+        self.wants_capture = bool(getattr(strategy, "wants_capture", False))
+        self.estimator = self.scorer if offers_estimate(self.scorer) else None
+        observe = getattr(strategy, "observe", None)
+        configure = getattr(strategy, "configure", None)
+        if callable(configure):
+            configure(estimates=self.estimator is not None)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer") as pool:
-            while not self.strategy.done:
-                batch = [float(z) for z in self.strategy.ask()]
+            while not strategy.done:
+                batch = [float(z) for z in strategy.ask()]
                 if not batch:
                     break
-                scores = self._measure_batch(batch, pool)
-                self.strategy.tell(batch, scores)
-        return self.strategy.outcome()
+                measured = self._measure_batch(batch, pool)
+                if callable(observe):
+                    observe(
+                        measured.z_um,
+                        capture=measured.capture if self.wants_capture else None,
+                        capture_noise=measured.capture_noise if self.wants_capture else None,
+                        estimate=measured.estimate,
+                    )
+                strategy.tell(measured.z_um, measured.scores)
+        return strategy.outcome()
 
-    def _measure_batch(self, batch: Sequence[float], pool: ThreadPoolExecutor) -> list[float]:
-        """Acquire the batch in ascending Z, scoring chunks in `pool` as frames arrive."""
+    def _measure_batch(self, batch: Sequence[float], pool: ThreadPoolExecutor) -> _Batch:
+        """Acquire the batch in ascending Z while `pool` scores each frame as it arrives.
+
+        Every frame is handed to the scorer as soon as it is acquired, and its
+        `Measurement` reaches `on_measure` as soon as its score is known (in the
+        order measured), so progress is live even for a long batch.
+        """
         order = sorted(range(len(batch)), key=lambda i: batch[i])
-        scores: list[float] = [math.nan] * len(batch)
+        z_done = list(batch)
+        out = _Batch(
+            z_um=z_done,
+            scores=[math.nan] * len(batch),
+            capture=[math.nan] * len(batch),
+            capture_noise=[math.nan] * len(batch),
+        )
+        futures: list[tuple[list[int], Future[tuple[np.ndarray, list[float], list[float]]]]] = []
+        frames: list[np.ndarray] = []
         pending_idx: list[int] = []
-        pending_frames: list[np.ndarray] = []
-        futures: list[tuple[list[int], Future[np.ndarray]]] = []
-        for n, i in enumerate(order):
-            self._check_cancel_and_timeout()
-            z_um = self._move(batch[i])
-            frame = self._snap()
-            self.frames += 1
-            pending_idx.append(i)
-            pending_frames.append(frame)
-            batch[i] = z_um  # type: ignore[index]  # the position actually commanded
-            if len(pending_frames) >= self.engine.score_batch or n == len(order) - 1:
-                futures.append((pending_idx, pool.submit(self._score, pending_frames)))
-                pending_idx, pending_frames = [], []
-        for idx, fut in futures:
-            chunk = fut.result()
-            for i, s in zip(idx, chunk, strict=True):
-                scores[i] = float(s)
+        pending: list[np.ndarray] = []
+        emitted = 0
+
+        def submit() -> None:
+            nonlocal pending_idx, pending
+            if pending:
+                futures.append((pending_idx, pool.submit(self._score, pending)))
+                pending_idx, pending = [], []
+
+        try:
+            for i in order:
+                self._check_cancel_and_timeout()
+                z_done[i] = self._move(batch[i])
+                frame = self._snap()
+                self.frames += 1
+                if self.estimator is not None:
+                    frames.append(frame)
+                pending_idx.append(i)
+                pending.append(frame)
+                # Hand frames to the scorer as soon as it is free (batched while it is busy).
+                busy = bool(futures) and not futures[-1][1].done()
+                if not busy or len(pending) >= self.engine.score_batch:
+                    submit()
+                emitted = self._emit_done(futures, emitted, out, block=False)
+        finally:
+            submit()
+            emitted = self._emit_done(futures, emitted, out, block=True)
+        if self.estimator is not None and frames:
+            zs = [z_done[i] for i in order]
+            try:
+                t = time.perf_counter()
+                out.estimate = self.estimator.estimate(frames, zs, dof_um=self.dof_um)
+                self.score_wall_s += time.perf_counter() - t
+            except Exception as exc:  # noqa: BLE001 - an estimate is optional help
+                self.log.warning("focus.estimate_failed", error=str(exc))
+                out.estimate = None
+            else:
+                # The estimate is per frame in acquisition order; the strategy wants ask order.
+                out.estimate = _reorder_estimate(out.estimate, order)
+        return out
+
+    def _emit_done(
+        self,
+        futures: list[tuple[list[int], Future[tuple[np.ndarray, list[float], list[float]]]]],
+        emitted: int,
+        out: _Batch,
+        *,
+        block: bool,
+    ) -> int:
+        """Report scored chunks in acquisition order; returns how many chunks are reported."""
+        while emitted < len(futures):
+            idx, fut = futures[emitted]
+            if not block and not fut.done():
+                break
+            scores, capture, noise = fut.result()
+            for k, i in enumerate(idx):
+                s = float(scores[k])
+                out.scores[i], out.capture[i], out.capture_noise[i] = s, capture[k], noise[k]
                 m = Measurement(
                     index=len(self.curve),
-                    z_um=float(batch[i]),
-                    score=float(s),
+                    z_um=float(out.z_um[i]),
+                    score=s,
                     t_s=self.clock.now_s() - self.t0_hw,
                 )
                 self.curve.append(m)
@@ -237,12 +324,22 @@ class _Run:
                         self.on_measure(m)
                     except Exception as exc:  # noqa: BLE001 - a watcher must not kill the run
                         self.log.warning("focus.on_measure_failed", error=str(exc))
-        return scores
+            emitted += 1
+        return emitted
 
-    def _score(self, frames: list[np.ndarray]) -> np.ndarray:
-        """Score frames; unusable (blank/constant) frames get NaN instead of a score."""
+    def _score(self, frames: list[np.ndarray]) -> tuple[np.ndarray, list[float], list[float]]:
+        """Score frames; unusable frames (blank, non-finite, corrupted) get NaN.
+
+        Also returns each frame's wide-capture score and its relative noise
+        (NaN unless the strategy asked for them).
+        """
         t = time.perf_counter()
-        usable = [i for i, f in enumerate(frames) if _usable(f)]
+        problems = [frame_problem(f) for f in frames]
+        usable = [i for i, p in enumerate(problems) if p is None]
+        for p in problems:
+            if p is not None:
+                self.unusable_frames += 1
+                self.log.warning("focus.unusable_frame", problem=p)
         out = np.full(len(frames), np.nan)
         if usable:
             s = np.asarray(self.scorer.score([frames[i] for i in usable]), dtype=float)
@@ -252,8 +349,14 @@ class _Run:
                     f"for {len(usable)} frames"
                 )
             out[usable] = s
+        capture = [math.nan] * len(frames)
+        noise = [math.nan] * len(frames)
+        if getattr(self, "wants_capture", False):
+            for i in usable:
+                capture[i] = capture_score(frames[i])
+                noise[i] = capture_rel_noise(frames[i].shape)
         self.score_wall_s += time.perf_counter() - t
-        return out
+        return out, capture, noise
 
     # ---------------------------------------------------------------- hardware
 
@@ -304,24 +407,44 @@ class _Run:
     # ------------------------------------------------------------ end of run
 
     def _park(self, outcome: SearchOutcome) -> None:
-        """Move to the best Z (from below) and, when enabled, verify the frame there."""
+        """Move to the best Z (from below) and, when enabled, verify the frame there.
+
+        The verification frame must itself be usable and its score must lie
+        between the middle of the measured curve and a little above its top
+        (a corrupted frame scores far above anything measured). One bad frame
+        is re-taken once; a second failure fails the run (`verify_failed`).
+        """
         assert outcome.best_z_um is not None
         self._check_cancel_and_timeout()
         self._move(outcome.best_z_um)
-        if not self.engine.verify:
+        # A tracking strategy whose frames already agree on one peak needs no extra frame.
+        if not self.engine.verify or outcome.details.get("verified_in_search"):
             return
-        frame = self._snap()
-        self.frames += 1
-        score = float(self._score([frame])[0])
         finite = [m.score for m in self.curve if math.isfinite(m.score)]
         lo, hi = min(finite), max(finite)
         threshold = lo + 0.5 * (hi - lo)
-        self.verify_score = score
-        if not math.isfinite(score) or score < threshold:
+        # Far above anything the curve (or its fitted top) reached: not the same plane.
+        top = max(hi, outcome.best_score) if outcome.best_score is not None else hi
+        ceiling = top + 4.0 * (top - lo)
+        scores: list[float] = []
+        for attempt in range(2):
+            self._check_cancel_and_timeout()
+            frame = self._snap()
+            self.frames += 1
+            score = float(self._score([frame])[0][0])
+            scores.append(score)
+            if math.isfinite(score) and threshold <= score <= ceiling:
+                break
+            self.log.warning("focus.verify_retake", attempt=attempt + 1, score=score)
+        self.verify_score = scores[-1]
+        self.verify_scores = scores
+        score = scores[-1]
+        if not (math.isfinite(score) and threshold <= score <= ceiling):
+            shown = ", ".join("unusable" if not math.isfinite(v) else f"{v:.4g}" for v in scores)
             raise VerificationFailed(
-                f"the frame re-acquired at the chosen z={outcome.best_z_um:.3f} µm scored "
-                f"{score:.4g}, below the curve's midpoint {threshold:.4g}: the camera or stage "
-                "gave inconsistent results"
+                f"the frames re-acquired at the chosen z={outcome.best_z_um:.3f} µm scored "
+                f"{shown}, outside the {threshold:.4g}..{ceiling:.4g} the measured curve allows: "
+                "the camera or stage gave inconsistent results"
             )
 
     def _recover(self, start_z_um: float, on_failure: OnFailure) -> float | None:
@@ -352,7 +475,9 @@ class _Run:
         self.timing.overhead_s = max(0.0, elapsed - self.hw_wall_s - self.score_wall_s)
         reason = None
         error_type = None
+        code = None
         if error is not None:
+            code = _reason_code(error, outcome)
             reason = str(error) or type(error).__name__
             error_type = type(error).__name__
             if not isinstance(error, MicroscopeError | AutofocusError):
@@ -365,6 +490,10 @@ class _Run:
             details["clamped"] = [{"asked_z_um": a, "z_um": b} for a, b in self.clamped]
         if hasattr(self, "verify_score"):
             details["verify_score"] = self.verify_score
+            if len(self.verify_scores) > 1:
+                details["verify_retaken"] = True
+        if self.unusable_frames:
+            details["unusable_frames"] = self.unusable_frames
         result = FocusResult(
             success=error is None,
             best_z_um=outcome.best_z_um if outcome else None,
@@ -372,6 +501,7 @@ class _Run:
             confidence=outcome.confidence if outcome and error is None else 0.0,
             reason=reason,
             error_type=error_type,
+            reason_code=code,
             start_z_um=start_z_um,
             final_z_um=final_z,
             frames=self.frames,
@@ -394,11 +524,46 @@ class _Run:
         return result
 
 
-def _usable(frame: np.ndarray) -> bool:
-    """A frame is unusable when it is constant (blank) or has non-finite pixels."""
-    if frame.dtype.kind == "f" and not np.isfinite(frame).all():
-        return False
-    return bool(frame.max() != frame.min())
+@dataclass
+class _Batch:
+    """What one measured batch gave, in the order the strategy asked: the positions
+    actually commanded, fine scores, capture scores and their relative noise, and
+    the scorer's defocus estimate (or None)."""
+
+    z_um: list[float]
+    scores: list[float]
+    capture: list[float]
+    capture_noise: list[float]
+    estimate: DefocusEstimate | None = None
+
+
+def _reorder_estimate(est: DefocusEstimate, order: list[int]) -> DefocusEstimate:
+    """`est` (per frame in acquisition order `order`) with its arrays in ask order."""
+    inverse = np.argsort(np.asarray(order))
+    def pick(a: np.ndarray) -> np.ndarray:
+        a = np.asarray(a, dtype=float)
+        return a[inverse] if a.shape == (len(order),) else a
+    return dataclasses.replace(
+        est,
+        distance_dof=pick(est.distance_dof),
+        sigma_dof=pick(est.sigma_dof),
+        no_specimen_p=pick(est.no_specimen_p),
+    )
+
+
+def _reason_code(error: Exception, outcome: SearchOutcome | None) -> str:
+    """The `FailureReason` code of a failed run."""
+    if isinstance(error, Cancelled):
+        return FailureReason.CANCELLED.value
+    if isinstance(error, FocusTimeout):
+        return FailureReason.TIMEOUT.value
+    if isinstance(error, VerificationFailed):
+        return FailureReason.VERIFY_FAILED.value
+    if isinstance(error, SearchFailed | NoFocusSignal) and outcome is not None:
+        return outcome.code or reason_code(outcome.reason) or FailureReason.FLAT_CURVE.value
+    if isinstance(error, MicroscopeError | ImageError):
+        return FailureReason.HARDWARE.value
+    return FailureReason.HARDWARE.value
 
 
 def _outcome_error_class(outcome: SearchOutcome) -> type[AutofocusError]:

@@ -32,7 +32,19 @@ class FocusRequest:
 
     `center_z_um` None means "where the stage is now". `range_um` is the full
     width searched (center ± range/2). `tolerance_um` is the accuracy wanted;
-    `coarse_step_um` the spacing of a coarse sweep (default 8 × tolerance).
+    `coarse_step_um` the spacing of a coarse sweep (default: from the strategy).
+    `mode` "search" (default: the request's strategy) or "track" (time-lapse:
+    three frames around the current z, a full search only when focus drifted
+    more than about one DOF; the strategy is then `track`). `rival` what to do
+    when the curve holds two candidate focal planes:
+    "fail" (default), "nearest" (to `expected_z_um`, else the start) or
+    "sharpest"; `rival_check` "capture" (default: rivals seen by the coarse
+    pass) or "full" (the whole range sampled finely enough to see a dim
+    specimen under bright debris; about range / 3 DOF more frames). `dof_um`
+    the depth of field (default: what the microscope reports, else 4 ×
+    tolerance). `edge_extension_um` how far beyond an end of
+    the range a strategy may follow a peak found at that end (default a
+    quarter of the range; always inside the Z limits).
     """
 
     scorer: str = "tenengrad"
@@ -50,9 +62,41 @@ class FocusRequest:
     verify: bool = True
     scorer_options: dict[str, Any] = field(default_factory=dict)
     strategy_options: dict[str, Any] = field(default_factory=dict)
+    rival: str = "fail"
+    rival_check: str = "capture"
+    mode: str = "search"
+    expected_z_um: float | None = None
+    dof_um: float | None = None
+    edge_extension_um: float | None = None
 
 
-def search_space(request: FocusRequest, current_z_um: float, limits: ZLimits) -> SearchSpace:
+def microscope_dof_um(microscope: object) -> float | None:
+    """The depth of field (µm) a microscope reports (`depth_of_field_um`), or None."""
+    try:
+        value = getattr(microscope, "depth_of_field_um", None)
+        value = float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+    return value if value is not None and math.isfinite(value) and value > 0 else None
+
+
+def microscope_planes_um(microscope: object) -> tuple[float, ...] | None:
+    """The discrete Z planes a microscope serves (`plane_positions_um`: a replayed stack).
+
+    None when any position gives its own frame.
+    """
+    planes = getattr(microscope, "plane_positions_um", None)
+    return tuple(float(p) for p in planes) if planes else None
+
+
+def search_space(
+    request: FocusRequest,
+    current_z_um: float,
+    limits: ZLimits,
+    *,
+    dof_um: float | None = None,
+    planes_um: tuple[float, ...] | None = None,
+) -> SearchSpace:
     """The `SearchSpace` of `request` on a stage at `current_z_um` with `limits`.
 
     Raises `LimitError` when the requested interval is not entirely inside the
@@ -81,6 +125,28 @@ def search_space(request: FocusRequest, current_z_um: float, limits: ZLimits) ->
             f"{request.range_um / 2:g} µm) leaves the Z limits [{limits.min_um}, "
             f"{limits.max_um}] µm; the stage was not moved"
         )
+    for name, opt in (
+        ("expected_z_um", request.expected_z_um),
+        ("dof_um", request.dof_um),
+        ("edge_extension_um", request.edge_extension_um),
+    ):
+        if opt is not None and not math.isfinite(opt):
+            raise ValueError(f"{name} must be a finite number, got {opt}")
+    if request.dof_um is not None and request.dof_um <= 0:
+        raise ValueError(f"dof_um must be positive, got {request.dof_um}")
+    if request.edge_extension_um is not None and request.edge_extension_um < 0:
+        raise ValueError(f"edge_extension_um must be ≥ 0, got {request.edge_extension_um}")
+    if request.mode not in ("search", "track"):
+        raise ValueError(f"mode must be 'search' or 'track', got {request.mode!r}")
+    if request.rival_check not in ("capture", "full"):
+        raise ValueError(
+            f"rival_check must be 'capture' or 'full', got {request.rival_check!r}"
+        )
+    if request.rival not in ("fail", "nearest", "sharpest"):
+        raise ValueError(
+            f"rival must be 'fail', 'nearest' or 'sharpest', got {request.rival!r}"
+        )
+    ext = request.edge_extension_um
     return SearchSpace(
         center_z_um=center,
         range_um=float(request.range_um),
@@ -89,6 +155,12 @@ def search_space(request: FocusRequest, current_z_um: float, limits: ZLimits) ->
         tolerance_um=float(request.tolerance_um),
         coarse_step_um=request.coarse_step_um,
         max_frames=int(request.max_frames),
+        dof_um=request.dof_um if request.dof_um is not None else dof_um,
+        edge_extension_um=0.25 * float(request.range_um) if ext is None else float(ext),
+        planes_um=planes_um,
+        rival=request.rival,
+        reference_z_um=request.expected_z_um,
+        rival_check=request.rival_check,
     )
 
 
@@ -113,15 +185,23 @@ def focus(
         overrides["scorer"], scorer = scorer, None
     if overrides:
         req = FocusRequest(**{**req.__dict__, **overrides})
-    space = search_space(req, float(microscope.z_um), microscope.z_limits_um)
+    space = search_space(
+        req,
+        float(microscope.z_um),
+        microscope.z_limits_um,
+        dof_um=microscope_dof_um(microscope),
+        planes_um=microscope_planes_um(microscope),
+    )
     scorer_obj = scorer or get_scorer(req.scorer, **req.scorer_options)
-    strategy = make_strategy(req.strategy, space, **req.strategy_options)
+    name = "track" if req.mode == "track" else req.strategy
+    strategy = make_strategy(name, space, **req.strategy_options)
     engine = Engine(
         microscope,
         scorer_obj,
         backlash_um=req.backlash_um,
         settle_s=req.settle_s,
         verify=req.verify,
+        dof_um=space.dof_um,
     )
     # A driver may bracket a search (Micro-Manager: pause a locked hardware autofocus).
     session = getattr(microscope, "search_session", None)

@@ -51,7 +51,8 @@ class FocusResult:
     (`final_z_um` ≈ `best_z_um`). On failure or cancel `reason` says why in one
     sentence, `error_type` names the error class (e.g. `StageError`,
     `NoFocusSignal`, `Cancelled`) and the stage is back at `start_z_um` unless the
-    request said `on_failure="stay"`. `curve` holds every measurement in order;
+    request said `on_failure="stay"`. `reason_code` is the stable
+    `FailureReason` code of a failure (None on success). `curve` holds every measurement in order;
     `frames` counts frames acquired (including the verification frame).
     """
 
@@ -71,6 +72,7 @@ class FocusResult:
     fit: dict[str, Any] | None = None
     commanded_z_um: list[float] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    reason_code: str | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -85,6 +87,7 @@ class FocusResult:
             "best_score": self.best_score,
             "confidence": round(self.confidence, 4),
             "reason": self.reason,
+            "reason_code": self.reason_code,
             "error_type": self.error_type,
             "start_z_um": self.start_z_um,
             "final_z_um": self.final_z_um,

@@ -273,6 +273,14 @@ def _run_one(
     plane_z = None if best is None else float(mic.plane_z_um[mic.nearest_plane_index(best)])
     error = None if best is None else best - truth
     plane_error = None if plane_z is None else plane_z - truth
+    # Frames that re-measured a plane already measured in this run (the verification
+    # frame is a deliberate re-take and does not count).
+    seen: set[int] = set()
+    remeasured = 0
+    for m in result.curve:
+        k = mic.nearest_plane_index(m.z_um)
+        remeasured += k in seen
+        seen.add(k)
     return {
         "strategy": strategy,
         "lo_um": interval_um[0],
@@ -288,9 +296,11 @@ def _run_one(
         "plane_success": plane_error is not None and abs(plane_error) <= tol + _TOL_SLACK_UM,
         "final_z_um": result.final_z_um,
         "frames": result.frames,
+        "remeasured_planes": remeasured,
         "hardware_s": result.timing.hardware_s,
         "elapsed_s": elapsed_s,
         "reason": result.reason,
+        "reason_code": result.reason_code,
     }
 
 
@@ -299,7 +309,8 @@ def summarise_runs(entries: Sequence[Mapping[str, Any]], strategy: str) -> dict[
 
     Returns `runs`, `successes`, `plane_successes`, `found` (searches that
     ended with a focus), `mean_frames`, `median_abs_error_um` and
-    `max_abs_error_um` (over found runs; None when none), `stacks_where_
+    `max_abs_error_um` (over found runs; None when none), `remeasured_planes`
+    (frames, verification excluded, that re-measured an already measured plane), `stacks_where_
     exhaustive_succeeds`, `successes_where_exhaustive_succeeds` and
     `runs_where_exhaustive_succeeds` (does the search match the exhaustive
     choice where that choice is right?), `regular_runs_fewer_frames`
@@ -316,6 +327,7 @@ def summarise_runs(entries: Sequence[Mapping[str, Any]], strategy: str) -> dict[
         "plane_successes": sum(r["plane_success"] for _, r in runs),
         "found": sum(r["found"] for _, r in runs),
         "mean_frames": statistics.fmean(r["frames"] for _, r in runs) if runs else None,
+        "remeasured_planes": sum(r.get("remeasured_planes", 0) for _, r in runs),
         "median_abs_error_um": statistics.median(errors) if errors else None,
         "max_abs_error_um": max(errors) if errors else None,
         "stacks_where_exhaustive_succeeds": sum(e["exhaustive"]["success"] for e in entries),

@@ -111,6 +111,11 @@ class SimulatedMicroscope:
     # -- the Microscope protocol ----------------------------------------------------------------
 
     @property
+    def depth_of_field_um(self) -> float:
+        """The objective's depth of field in µm (from NA, wavelength, immersion index, pixel)."""
+        return float(self.config.optics.depth_of_field_um)
+
+    @property
     def z_limits_um(self) -> ZLimits:
         """Configured Z travel limits (µm)."""
         return self._limits

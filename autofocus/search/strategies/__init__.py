@@ -1,7 +1,7 @@
 """Focus search strategies: pure ask/tell state machines (see `base`).
 
 `make_strategy(name, space, **options)` builds one by name (`registry`);
-`DEFAULT_STRATEGY` is "coarse-fine".
+`DEFAULT_STRATEGY` is "guided".
 """
 
 from autofocus.search.strategies.base import SearchOutcome, SearchSpace, Strategy

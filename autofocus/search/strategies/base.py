@@ -7,6 +7,7 @@ them and tells it the scores, until `done`. Positions are in micrometres.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -21,7 +22,16 @@ class SearchSpace:
     `tolerance_um` is the accuracy wanted (typically a quarter of the depth of
     field); `coarse_step_um` is the spacing of a first sweep (default
     8 × tolerance, about twice the depth of field). `max_frames` caps how many
-    positions a strategy may ask for in total.
+    positions a strategy may ask for in total. `dof_um` is the optics' depth of
+    field (None: 4 × tolerance). `edge_extension_um` lets a strategy that finds
+    the sharpest plane at an end of the range look that far beyond it (never
+    outside the limits). `planes_um`, when set, are the only positions the
+    microscope can serve (a replayed z-stack): strategies snap to them.
+    `rival` is the rival-peak policy ("fail", "nearest", "sharpest") and
+    `reference_z_um` the z that "nearest" measures from (default: the centre).
+    `rival_check` how hard a strategy that checks for rivals looks: "capture"
+    (from its coarse pass) or "full" (sample the whole range finely enough to
+    see a dim plane; more frames).
     """
 
     center_z_um: float
@@ -31,6 +41,12 @@ class SearchSpace:
     tolerance_um: float
     coarse_step_um: float | None = None
     max_frames: int = 200
+    dof_um: float | None = None
+    edge_extension_um: float = 0.0
+    planes_um: tuple[float, ...] | None = None
+    rival: str = "fail"
+    reference_z_um: float | None = None
+    rival_check: str = "capture"
 
     def __post_init__(self) -> None:
         if not self.range_um > 0:
@@ -46,6 +62,34 @@ class SearchSpace:
             )
         if self.max_frames < 3:
             raise ValueError("max_frames must be at least 3")
+        if self.dof_um is not None and not (math.isfinite(self.dof_um) and self.dof_um > 0):
+            raise ValueError(f"dof_um must be a positive number, got {self.dof_um}")
+        if not (math.isfinite(self.edge_extension_um) and self.edge_extension_um >= 0):
+            raise ValueError(f"edge_extension_um must be ≥ 0, got {self.edge_extension_um}")
+        if self.rival_check not in ("capture", "full"):
+            raise ValueError(f"rival_check must be 'capture' or 'full', got {self.rival_check!r}")
+        if self.rival not in ("fail", "nearest", "sharpest"):
+            raise ValueError(f"rival must be 'fail', 'nearest' or 'sharpest', got {self.rival!r}")
+        if self.planes_um is not None:
+            planes = tuple(sorted(float(p) for p in self.planes_um))
+            if not planes or not all(math.isfinite(p) for p in planes):
+                raise ValueError("planes_um must be a non-empty list of finite positions")
+            object.__setattr__(self, "planes_um", planes)
+
+    @property
+    def dof(self) -> float:
+        """Depth of field in µm: `dof_um`, or 4 × `tolerance_um` when the optics are unknown."""
+        return float(self.dof_um) if self.dof_um else 4.0 * self.tolerance_um
+
+    @property
+    def ext_lo_um(self) -> float:
+        """Lowest position an edge extension may reach (inside the limits)."""
+        return max(self.lo_um - self.edge_extension_um, self.z_min_um)
+
+    @property
+    def ext_hi_um(self) -> float:
+        """Highest position an edge extension may reach (inside the limits)."""
+        return min(self.hi_um + self.edge_extension_um, self.z_max_um)
 
     @property
     def lo_um(self) -> float:
@@ -72,7 +116,8 @@ class SearchOutcome:
     `success` is False and `reason` is one plain sentence (flat curve, peak at
     the edge of the range, too few frames). `fit` optionally describes a fitted
     peak for plotting, e.g. {"kind": "parabola", "coeffs": [a, b, c], "z_min_um":
-    .., "z_max_um": ..} with score = a z² + b z + c.
+    .., "z_max_um": ..} with score = a z² + b z + c. `code` is the failure's
+    `FailureReason` value (None on success).
     """
 
     success: bool
@@ -82,6 +127,7 @@ class SearchOutcome:
     reason: str | None = None
     fit: dict[str, Any] | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    code: str | None = None
 
 
 @runtime_checkable
@@ -89,7 +135,9 @@ class Strategy(Protocol):
     """Ask/tell focus search.
 
     - `ask()` returns the next batch of Z positions (µm) to measure, all within
-      [space.lo_um, space.hi_um]; it returns [] only once `done` is True.
+      [space.lo_um, space.hi_um] (a strategy that follows a peak past an end may go
+      up to `space.edge_extension_um` beyond, inside the limits); it returns [] only
+      once `done` is True.
     - `tell(z_um, scores)` reports the measured scores for exactly the positions
       from the last `ask()` (same order). A NaN score means the frame was
       unusable; strategies must tolerate it.
@@ -97,6 +145,12 @@ class Strategy(Protocol):
       exceed `space.max_frames`.
     - `outcome()` (valid once done) summarises the search.
     - `history` holds every (z_um, score) told so far, in order.
+
+    Optional, when a strategy defines them: `wants_capture = True` asks the engine
+    for each frame's wide-capture score; `configure(estimates=...)` is called once
+    before the first `ask()` with whether the scorer offers defocus estimates;
+    `observe(z_um, capture=..., capture_noise=..., estimate=...)` receives them
+    for the last batch just before `tell()`.
     """
 
     name: str

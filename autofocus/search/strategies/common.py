@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from autofocus.search.reasons import FailureReason
 from autofocus.search.strategies.base import SearchOutcome, SearchSpace
 from autofocus.search.strategies.peakfit import (
     PeakFit,
@@ -71,11 +72,35 @@ def jsonable(value: Any) -> Any:
 
 
 def flat_reason(scores: Any) -> str:
-    """The failure sentence for a curve without a focus peak."""
+    """The failure sentence for a curve without a focus peak.
+
+    It states what was measured (the spread of the scores) without judging
+    it: a curve can vary a lot and still be flat compared with its noise.
+    """
     return (
-        "no focus signal: the focus curve is flat "
-        f"(contrast varies by only {100.0 * contrast(scores):.1f} %)"
+        "no focus signal: no peak stood out of the noise of the focus curve "
+        f"(scores spread by {100.0 * contrast(scores):.1f} % of the highest, "
+        "all of it within the frame-to-frame noise)"
     )
+
+
+def reason_code(reason: str | None) -> str | None:
+    """The `FailureReason` code of a strategy failure sentence (None for None)."""
+    if reason is None:
+        return None
+    text = reason.lower()
+    for needle, code in (
+        ("no focus signal", FailureReason.FLAT_CURVE),
+        ("edge of the search range", FailureReason.EDGE_PEAK),
+        ("candidate focal planes", FailureReason.RIVAL_PEAK),
+        ("max_frames", FailureReason.BUDGET_EXHAUSTED),
+        ("too few frames", FailureReason.FLAT_CURVE),
+        ("no usable specimen", FailureReason.NO_SPECIMEN),
+        ("not a focal plane", FailureReason.IMPLAUSIBLE_PEAK),
+    ):
+        if needle in text:
+            return code.value
+    return FailureReason.IMPLAUSIBLE_PEAK.value
 
 
 def edge_reason(z_um: float) -> str:
@@ -122,6 +147,8 @@ class SearchStrategy:
         self._batch: list[float] = []  # the generator's whole current batch
         self._pending: list[float] = []  # its positions not measured yet
         self._outcome: SearchOutcome | None = None
+        self._capture: list[tuple[float, float, float]] = []  # (asked z, capture, rel. noise)
+        self.estimates: list[tuple[list[float], Any]] = []  # (asked z, DefocusEstimate)
 
     # -- the Strategy protocol -------------------------------------------------------
     def ask(self) -> list[float]:
@@ -192,9 +219,50 @@ class SearchStrategy:
         raise NotImplementedError
         yield []
 
+    def bounds(self) -> tuple[float, float]:
+        """The interval this strategy may ask positions in (µm): [lo_um, hi_um] by default."""
+        return self.space.lo_um, self.space.hi_um
+
     def clamp(self, z_um: float) -> float:
-        """`z_um` clamped into [space.lo_um, space.hi_um]."""
-        return min(max(float(z_um), self.space.lo_um), self.space.hi_um)
+        """`z_um` clamped into `bounds()`, and onto the nearest plane when the space has planes."""
+        lo, hi = self.bounds()
+        z = min(max(float(z_um), lo), hi)
+        planes = self.space.planes_um
+        if planes:
+            inside = [p for p in planes if lo - SAME_Z_UM <= p <= hi + SAME_Z_UM] or list(planes)
+            z = min(inside, key=lambda p: (abs(p - z), p))
+        return z
+
+    def observe(
+        self,
+        z_um: Sequence[float],
+        *,
+        capture: Sequence[float] | None = None,
+        capture_noise: Sequence[float] | None = None,
+        estimate: Any = None,
+    ) -> None:
+        """Extra per-frame information for the positions of the last `ask()` (same order).
+
+        Called by the engine just before `tell()`: `capture` the wide-capture
+        score of each frame (`autofocus.search.frames.capture_score`, NaN for an
+        unusable frame), `capture_noise` its expected relative noise, `estimate`
+        the scorer's `DefocusEstimate` for these frames when it offers one.
+        The base class keeps them (`capture_at`, `estimates`); strategies that
+        do not use them ignore them.
+        """
+        if capture is not None:
+            noise = list(capture_noise) if capture_noise is not None else [math.nan] * len(capture)
+            for asked, c, n in zip(self._pending, capture, noise, strict=False):
+                self._capture.append((asked, float(c), float(n)))
+        if estimate is not None:
+            self.estimates.append((list(self._pending), estimate))
+
+    def capture_at(self, z_um: float) -> float:
+        """The capture score measured at `z_um` (NaN when unknown or unusable)."""
+        for k, c, _ in self._capture:
+            if abs(k - z_um) <= SAME_Z_UM:
+                return c
+        return math.nan
 
     def is_known(self, z_um: float) -> bool:
         """True when `z_um` has been measured already (within 1e-9 µm)."""
@@ -214,6 +282,8 @@ class SearchStrategy:
         fit: PeakFit | None = None,
         details: dict[str, Any] | None = None,
         curve: tuple[np.ndarray, np.ndarray] | None = None,
+        code: str | None = None,
+        confidence_value: float | None = None,
     ) -> SearchOutcome:
         """Build the outcome, computing confidence from `curve` (default: all points).
 
@@ -230,11 +300,16 @@ class SearchStrategy:
         else:
             sigma = noise_sigma(z, s)
         r2 = fit.r2 if fit is not None and fit.kind not in ("argmax", "half-max") else None
-        conf = confidence(prom, sigma, r2)
+        conf = confidence(prom, sigma, r2) if confidence_value is None else float(confidence_value)
         if not success:
             conf = min(conf, 0.5)
         info: dict[str, Any] = {"frames": self.frames, "noise_sigma": sigma, "prominence": prom}
         info.update(details or {})
+        if success and best_z_um is not None and self.space.planes_um:
+            on_plane = self._sharper_adjacent_plane(float(best_z_um))
+            if on_plane is not None and abs(on_plane[0] - best_z_um) > SAME_Z_UM:
+                info["moved_onto_recorded_plane_from_um"] = float(best_z_um)
+                best_z_um, best_score = on_plane
         return SearchOutcome(
             success=success,
             best_z_um=None if best_z_um is None else float(best_z_um),
@@ -243,7 +318,26 @@ class SearchStrategy:
             reason=reason,
             fit=None if fit is None or fit.kind == "argmax" else jsonable(fit.to_dict()),
             details=jsonable(info),
+            code=code if code is not None or success else reason_code(reason),
         )
+
+    def _sharper_adjacent_plane(self, z_um: float) -> tuple[float, float] | None:
+        """Recorded planes only: of the measured planes either side of `z_um`, the sharper.
+
+        A replayed stack can only show recorded planes, so a fitted centre
+        between two planes is parked on the sharper of them (None when no
+        plane around `z_um` was measured).
+        """
+        z, s = self.points()
+        if z.size == 0:
+            return None
+        below = np.flatnonzero(z <= z_um + SAME_Z_UM)
+        above = np.flatnonzero(z >= z_um - SAME_Z_UM)
+        idx = [int(below[-1])] if below.size else []
+        if above.size:
+            idx.append(int(above[0]))
+        k = max(idx, key=lambda i: s[i])
+        return float(z[k]), float(s[k])
 
     def best_measured(self) -> tuple[float | None, float | None]:
         """(z, score) of the best finite measurement so far, or (None, None)."""
@@ -253,10 +347,15 @@ class SearchStrategy:
         i = int(np.argmax(s))
         return float(z[i]), float(s[i])
 
-    def fail(self, reason: str, **details: Any) -> SearchOutcome:
-        """A failure outcome carrying the best measurement so far (for information)."""
+    def fail(self, reason: str, code: str | None = None, **details: Any) -> SearchOutcome:
+        """A failure outcome carrying the best measurement so far (for information).
+
+        `code` is a `FailureReason` value; None infers it from the sentence.
+        """
         z, s = self.best_measured()
-        return self.finish(success=False, best_z_um=z, best_score=s, reason=reason, details=details)
+        return self.finish(
+            success=False, best_z_um=z, best_score=s, reason=reason, details=details, code=code
+        )
 
     # -- driving the generator -------------------------------------------------------------
     def _start(self) -> None:

@@ -1,7 +1,7 @@
 """Strategies by name: `make_strategy("coarse-fine", space, **options)`.
 
-Names are case-insensitive and "_" equals "-". Built in: sweep, golden, brent,
-hillclimb, coarse-fine (the default; alias "auto"), and the benchmark baselines
+Names are case-insensitive and "_" equals "-". Built in: guided (the default; alias "auto"),
+track, sweep, golden, brent, hillclimb, coarse-fine, and the benchmark baselines
 oughtafocus and jaf.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 from autofocus.errors import UnknownNameError
 from autofocus.search.strategies.base import SearchSpace, Strategy
 
-DEFAULT_STRATEGY = "coarse-fine"
+DEFAULT_STRATEGY = "guided"
 
 StrategyFactory = Callable[..., Strategy]
 
@@ -98,15 +98,31 @@ def _ensure_builtin_loaded() -> None:
     from autofocus.search.strategies.brent import Brent
     from autofocus.search.strategies.coarse_fine import CoarseFine
     from autofocus.search.strategies.golden import GoldenSection
+    from autofocus.search.strategies.guided import Guided
     from autofocus.search.strategies.hillclimb import HillClimb
     from autofocus.search.strategies.sweep import Sweep
+    from autofocus.search.strategies.track import Track
 
     register_strategy(
         "coarse-fine",
         CoarseFine,
-        aliases=("auto", "default", "coarsefine"),
+        aliases=("coarsefine",),
         description="coarse sweep (one batch), failure checks, then a few points fitted with a "
-        "peak model (default)",
+        "peak model (the previous default)",
+    )
+    register_strategy(
+        "guided",
+        Guided,
+        aliases=("auto", "default"),
+        description="few frames (default): defocus-estimate jumps when the scorer offers "
+        "them, else a wide-capture sweep stepped from the optics, then a bracketed fit and "
+        "trust checks",
+    )
+    register_strategy(
+        "track",
+        Track,
+        description="time-lapse: 3 frames around the last focus; a full guided search when "
+        "focus drifted more than about one depth of field",
     )
     register_strategy(
         "sweep", Sweep, description="exhaustive sweep at half the depth of field, then a peak fit"
@@ -120,7 +136,7 @@ def _ensure_builtin_loaded() -> None:
     register_strategy(
         "hillclimb",
         HillClimb,
-        aliases=("hill-climb", "track"),
+        aliases=("hill-climb",),
         description="climb from the current z; for small drifts",
     )
     register_strategy(

@@ -52,7 +52,8 @@ class FocusBody(BaseModel):
     )
 
     strategy: str | None = Field(
-        None, min_length=1, max_length=64, description="Search strategy, e.g. `coarse-fine`."
+        None, min_length=1, max_length=64,
+        description="Search strategy, e.g. `guided` (default) or `coarse-fine`.",
     )
     scorer: str | None = Field(
         None, min_length=1, max_length=64, description="Focus measure or model, e.g. `tenengrad`."
@@ -70,6 +71,28 @@ class FocusBody(BaseModel):
     timeout_s: float | None = Field(None, gt=0, le=3600, description="Give up after, seconds.")
     on_failure: Literal["return", "stay"] | None = Field(
         None, description="`return` the stage to its start on failure (default) or `stay`."
+    )
+    mode: Literal["search", "track"] | None = Field(
+        None,
+        description="`search` (default) or `track`: time-lapse re-focus with 3 frames around "
+        "`expected_z_um` (else the stage position); a full search when focus drifted more "
+        "than about one depth of field (the result's details say so).",
+    )
+    rival: Literal["fail", "nearest", "sharpest"] | None = Field(
+        None,
+        description="Two candidate focal planes (e.g. specimen and debris): `fail` (default, "
+        "reason_code `rival_peak`, both named), `nearest` to `expected_z_um` (else the "
+        "start), or `sharpest`.",
+    )
+    rival_check: Literal["capture", "full"] | None = Field(
+        None,
+        description="`capture` (default): rivals the coarse pass can see; `full`: the whole "
+        "range sampled finely enough to see a dim specimen under bright debris (about "
+        "range / 3 DOF more frames).",
+    )
+    expected_z_um: float | None = Field(
+        None, ge=-1e6, le=1e6,
+        description="Where focus is expected, µm: centre of a track, reference of `nearest`.",
     )
 
 

@@ -55,6 +55,10 @@ REQUEST_FIELDS = (
     "max_frames",
     "timeout_s",
     "on_failure",
+    "mode",
+    "rival",
+    "rival_check",
+    "expected_z_um",
 )
 
 
@@ -326,6 +330,10 @@ class JobManager:
             "timeout_s": d.timeout_s,
             "on_failure": d.on_failure,
             "coarse_step_um": None,
+            "mode": "search",
+            "rival": "fail",
+            "rival_check": d.rival_check,
+            "expected_z_um": None,
         }
         snap_defaults = self.snapshot.request_defaults or {}
         req.update({k: v for k, v in snap_defaults.items() if k in req})
@@ -346,6 +354,10 @@ class JobManager:
             range_um=float(req["range_um"]),
             tolerance_um=float(req["tolerance_um"]),
             max_frames=int(req["max_frames"]),
+            mode=str(req["mode"]),
+            rival=str(req["rival"]),
+            rival_check=str(req["rival_check"]),
+            expected_z_um=req["expected_z_um"],
         )
         try:
             search_space(focus_request, snap.z_um, snap.z_limits_um)

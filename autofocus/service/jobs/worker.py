@@ -275,6 +275,10 @@ class Worker:
                 backlash_um=d.backlash_um,
                 settle_s=d.settle_s,
                 verify=d.verify,
+                mode=req.get("mode", "search"),
+                rival=req.get("rival", "fail"),
+                rival_check=req.get("rival_check", "capture"),
+                expected_z_um=req.get("expected_z_um"),
             )
             result = focus(
                 mic, request, scorer=scorer, cancel=running.cancel, on_measure=on_measure
