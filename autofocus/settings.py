@@ -119,10 +119,11 @@ class FocusDefaults(BaseModel):
     settle_s: float = Field(0.0, ge=0, description="Extra wait after every move, seconds.")
     verify: bool = Field(True, description="Re-snap at the chosen z and check the score.")
     rival_check: Literal["capture", "full"] = Field(
-        "capture",
-        description="How hard `guided` looks for a second focal plane: `capture` (what its "
-        "coarse pass sees) or `full` (the whole range finely enough to see a dim specimen "
-        "under bright debris; about range / 3 DOF more frames).",
+        "full",
+        description="How hard `guided` looks for a second focal plane: `full` (default: the "
+        "whole range finely enough to see a dim specimen under bright debris; about range / "
+        "3 DOF more frames) or `capture` (only what its coarse pass sees: ~3x fewer frames, "
+        "but it can park on debris when a dim specimen lies several DOF away).",
     )
 
 

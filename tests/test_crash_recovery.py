@@ -7,86 +7,13 @@ and the daemon accepts new jobs.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
-import time
-from pathlib import Path
 
-import httpx
 import pytest
-
-from autofocus.service.api.server import free_port
-
-REPO = Path(__file__).resolve().parents[1]
+from daemon_proc import Daemon, wait_frames
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
-
-
-class Daemon:
-    """`autofocus serve` in a subprocess on a free loopback port."""
-
-    def __init__(self, db: Path, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {
-            **os.environ,
-            "AUTOFOCUS_FOCUS__SETTLE_S": "0.03",  # real-time jobs last a few seconds
-            "AUTOFOCUS_LOG_LEVEL": "info",
-        }
-        env.pop("AUTOFOCUS_CONFIG", None)
-        self.log = log.open("ab")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from autofocus.cli import main; main()",
-                "serve",
-                "--port",
-                str(self.port),
-                "--database",
-                str(db),
-                "--real-time",
-                "--log-format",
-                "json",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.http = httpx.Client(base_url=self.url, timeout=30)
-
-    def wait_ready(self, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, "the daemon exited while starting"
-            try:
-                if self.http.get("/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("the daemon did not become ready")
-
-    def close(self) -> None:
-        self.http.close()
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.log.close()
-
-
-def _wait_frames(http: httpx.Client, job_id: str, frames: int, timeout_s: float = 30) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = http.get(f"/v1/jobs/{job_id}").json()
-        if job["state"] == "running" and job["progress"]["frames"] >= frames:
-            return job
-        assert job["state"] in ("queued", "running"), job
-        time.sleep(0.02)
-    raise AssertionError("the job made no progress")
 
 
 def test_sigkill_mid_job_then_restart(tmp_path):
@@ -98,13 +25,13 @@ def test_sigkill_mid_job_then_restart(tmp_path):
         done = first.http.post("/v1/focus", params={"wait": 60}, json={"range_um": 40}).json()
         assert done["state"] in ("succeeded", "failed") and done["result"] is not None
         cancelled = first.http.post("/v1/focus", json={"range_um": 40}).json()
-        _wait_frames(first.http, cancelled["id"], 1)
+        wait_frames(first.http, cancelled["id"], 1)
         cancelled = first.http.delete(f"/v1/jobs/{cancelled['id']}", params={"wait": 30}).json()
         assert cancelled["state"] == "cancelled"
 
         victim = first.http.post("/v1/focus", json={"range_um": 80, "tolerance_um": 0.25}).json()
         waiting = first.http.post("/v1/focus", json={"range_um": 40}).json()
-        running = _wait_frames(first.http, victim["id"], 3)
+        running = wait_frames(first.http, victim["id"], 3)
         assert first.http.get(f"/v1/jobs/{waiting['id']}").json()["state"] == "queued"
         first.proc.send_signal(signal.SIGKILL)
         assert first.proc.wait(10) == -signal.SIGKILL

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from autofocus.cli.offline import _print_search
 from autofocus.search.focus import focus
 from autofocus.search.strategies.registry import DEFAULT_STRATEGY
 from autofocus.stacks.replay import open_replay, replay_request
-from autofocus.stacks.search_eval import evaluate_search, render_search_table
+from autofocus.stacks.search_eval import evaluate_search
 
 SCORER = "tenengrad"
 SLACK_UM = 1e-9
@@ -87,7 +88,7 @@ def test_summary_and_table_agree_with_the_runs(report):
     assert s["successes"] == sum(r["success"] for r in runs)
     assert s["regular_runs_fewer_frames"] == s["regular_runs"]
     console = Console(record=True, width=220)
-    console.print(render_search_table(report))
+    _print_search(report, console)
     text = console.export_text()
     for entry in report["stacks"]:
         assert entry["stack"] in text

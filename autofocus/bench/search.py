@@ -61,8 +61,10 @@ class Contender:
 def default_contenders() -> list[Contender]:
     """The default strategy and the baselines named in the benchmark's definition."""
     return [
-        Contender("guided (default)", "guided", lambda dof: {}),
-        Contender("guided, rival_check full", "guided", lambda dof: {"rival_check": "full"}),
+        Contender("guided (default, rival_check full)", "guided", lambda dof: {}),
+        Contender(
+            "guided, rival_check capture", "guided", lambda dof: {"rival_check": "capture"}
+        ),
         Contender("coarse-fine (previous default)", "coarse-fine", lambda dof: {}),
         Contender("sweep @ DOF/2 (exhaustive)", "sweep", lambda dof: {"step_um": dof / 2}),
         Contender("OughtaFocus defaults (10 µm, 1 µm)", "oughtafocus", lambda dof: {}),

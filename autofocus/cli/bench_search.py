@@ -86,6 +86,8 @@ def bench_search(
     plane. Reports success, frames, hardware time (virtual clock) and failure
     codes per strategy, per case.
     """
+    import os
+
     from rich.console import Console
 
     from autofocus.bench.search import (
@@ -97,6 +99,12 @@ def bench_search(
         run_tracking,
     )
 
+    if "AUTOFOCUS_LOG_LEVEL" not in os.environ:
+        from autofocus.logging import configure_logging
+
+        # The garbage and debris cases make the engine warn on every injected frame by design;
+        # the tables report those outcomes, so only errors are logged here.
+        configure_logging("console", "error")
     cases = list(case or ["main"])
     if "all" in cases:
         cases = list(CASES)

@@ -38,9 +38,10 @@ class FocusRequest:
     more than about one DOF; the strategy is then `track`). `rival` what to do
     when the curve holds two candidate focal planes:
     "fail" (default), "nearest" (to `expected_z_um`, else the start) or
-    "sharpest"; `rival_check` "capture" (default: rivals seen by the coarse
-    pass) or "full" (the whole range sampled finely enough to see a dim
-    specimen under bright debris; about range / 3 DOF more frames). `dof_um`
+    "sharpest"; `rival_check` "full" (default: the whole range sampled finely
+    enough to see a dim specimen under bright debris; about range / 3 DOF more
+    frames) or "capture" (only rivals the coarse pass can see: fewer frames,
+    for specimens known to be free of debris). `dof_um`
     the depth of field (default: what the microscope reports, else 4 ×
     tolerance). `edge_extension_um` how far beyond an end of
     the range a strategy may follow a peak found at that end (default a
@@ -63,7 +64,7 @@ class FocusRequest:
     scorer_options: dict[str, Any] = field(default_factory=dict)
     strategy_options: dict[str, Any] = field(default_factory=dict)
     rival: str = "fail"
-    rival_check: str = "capture"
+    rival_check: str = "full"
     mode: str = "search"
     expected_z_um: float | None = None
     dof_um: float | None = None

@@ -31,7 +31,6 @@ once.
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -39,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.table import Table
 
 from autofocus.scoring.registry import canonical_scorer_name, get_scorer
 from autofocus.search.focus import FocusRequest, focus
@@ -339,130 +337,12 @@ def summarise_runs(entries: Sequence[Mapping[str, Any]], strategy: str) -> dict[
     }
 
 
-def render_search_table(report: Mapping[str, Any]) -> Table:
-    """A rich table of an `evaluate_search` report: a row per stack and strategy, then totals.
-
-    With several windows the rows are per stack, strategy and window. Columns:
-    stack (planes; "irr." when unevenly spaced), the exhaustive best plane (z,
-    error, ✓/✗), strategy, successes out of runs (strict, and by the plane
-    served at the chosen z), frames (mean [range] / planes in the stack),
-    |error| (median / max over searches that found a focus, µm) and a note:
-    the first failure reason, or that a found focus lay outside the tolerance.
-    """
-    windows = list(report.get("windows", ["full"]))
-    table = Table(
-        title=f"search evaluation — scorer {report['scorer']}, starts "
-        + ", ".join(str(s) for s in report["starts"])
-        + ", windows "
-        + ", ".join(windows),
-    )
-    columns = [
-        ("stack", "left"),
-        ("planes", "right"),
-        ("exhaustive z (err)", "right"),
-        ("strategy", "left"),
-        ("window", "left"),
-        ("success", "right"),
-        ("plane ok", "right"),
-        ("frames", "right"),
-        ("|err| med/max µm", "right"),
-        ("note", "left"),
-    ]
-    if len(windows) == 1:
-        columns.pop(4)
-    for col, justify in columns:
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
-
-    def row(*cells: str, window: str) -> None:
-        cells_list = list(cells)
-        if len(windows) > 1:
-            cells_list.insert(4, window)
-        table.add_row(*cells_list)
-
-    for entry in report["stacks"]:
-        ex = entry["exhaustive"]
-        mark = "[green]✓[/green]" if ex["success"] else "[red]✗[/red]"
-        ex_text = f"{ex['z_um']:.3f} ({ex['error_um']:+.3f}) {mark}"
-        planes = f"{entry['planes']}{'' if entry['regular'] else ' irr.'}"
-        first = True
-        for strategy in report["strategies"]:
-            for window in windows:
-                runs = [
-                    r
-                    for r in entry["runs"]
-                    if r["strategy"] == strategy and r.get("window", "full") == window
-                ]
-                row(
-                    entry["stack"] if first else "",
-                    planes if first else "",
-                    ex_text if first else "",
-                    strategy,
-                    _ratio(sum(r["success"] for r in runs), len(runs)),
-                    f"{sum(r['plane_success'] for r in runs)}/{len(runs)}",
-                    _frames_text([r["frames"] for r in runs], entry["planes"]),
-                    _errors_text([r["error_um"] for r in runs]),
-                    _first_reason(runs),
-                    window=window,
-                )
-                first = False
-        table.add_section()
-    for strategy in report["strategies"]:
-        s = report["summary"][strategy]
-        row(
-            "[bold]all stacks[/bold]",
-            "",
-            f"{s['stacks_where_exhaustive_succeeds']}/{len(report['stacks'])} ✓",
-            strategy,
-            _ratio(s["successes"], s["runs"]),
-            f"{s['plane_successes']}/{s['runs']}",
-            "–" if s["mean_frames"] is None else f"{s['mean_frames']:.1f}",
-            _errors_text([s["median_abs_error_um"], s["max_abs_error_um"]], already_abs=True),
-            f"where exhaustive ✓: {s['successes_where_exhaustive_succeeds']}/"
-            f"{s['runs_where_exhaustive_succeeds']}",
-            window="all",
-        )
-    return table
-
-
-def _ratio(k: int, n: int) -> str:
-    colour = "green" if n and k == n else ("red" if k == 0 else "yellow")
-    return f"[{colour}]{k}/{n}[/{colour}]"
-
-
-def _frames_text(frames: Sequence[int], planes: int) -> str:
-    if not frames:
-        return "–"
-    lo, hi = min(frames), max(frames)
-    text = f"{statistics.fmean(frames):.1f}" + (f" [{lo}–{hi}]" if lo != hi else "")
-    return f"{text} / {planes}"
-
-
-def _errors_text(errors: Sequence[float | None], *, already_abs: bool = False) -> str:
-    vals = [abs(e) for e in errors if e is not None and math.isfinite(e)]
-    if not vals:
-        return "–"
-    if already_abs:
-        return "/".join(f"{v:.3g}" for v in vals)
-    return f"{statistics.median(vals):.3g}/{max(vals):.3g}"
-
-
-def _first_reason(runs: Sequence[Mapping[str, Any]]) -> str:
-    for r in runs:
-        if not r["found"] and r["reason"]:
-            text = str(r["reason"])
-            return text if len(text) <= 60 else text[:57] + "…"
-    if any(r["found"] and not r["success"] for r in runs):
-        return "found a focus outside the tolerance"
-    return ""
-
-
 __all__ = [
     "DEFAULT_STARTS",
     "WINDOWS",
     "WINDOW_FRACTION",
     "window_um",
     "evaluate_search",
-    "render_search_table",
     "start_position_um",
     "summarise_runs",
 ]

@@ -457,8 +457,19 @@ class Guided(SearchStrategy):
             g for g in grid
             if all(abs(g - pz) > 3.0 * dof for pz in peaks_z) and not self._near(g, 0.5 * step)
         ]
-        self.details["rival_check"] = {"step_um": step, "frames": len(grid)}
-        if grid and len(grid) <= self.frames_left - 2:
+        self.details["rival_check"] = {"step_um": step, "frames": len(grid), "complete": True}
+        room = self.frames_left - 2
+        if grid and len(grid) > room:
+            # Not enough frames for the whole check: look at an even subset and say so, so a
+            # caller (and `details`) can see that a dim rival may have been missed; raise
+            # `max_frames` for a complete check over a wide range.
+            keep = max(room, 0)
+            grid = [grid[round(i * (len(grid) - 1) / max(keep - 1, 1))] for i in range(keep)]
+            self.details["rival_check"].update(
+                frames=len(grid), complete=False,
+                note="frame budget too small for a complete rival check: raise max_frames",
+            )
+        if grid:
             yield self._fresh(grid)
         z, s = self.points()
         base, sigma = self._fine_noise()

@@ -86,9 +86,9 @@ class FocusBody(BaseModel):
     )
     rival_check: Literal["capture", "full"] | None = Field(
         None,
-        description="`capture` (default): rivals the coarse pass can see; `full`: the whole "
-        "range sampled finely enough to see a dim specimen under bright debris (about "
-        "range / 3 DOF more frames).",
+        description="`full` (default, `[focus] rival_check`): the whole range sampled finely "
+        "enough to see a dim specimen under bright debris (about range / 3 DOF more frames); "
+        "`capture`: only rivals the coarse pass can see (fewer frames; for clean specimens).",
     )
     expected_z_um: float | None = Field(
         None, ge=-1e6, le=1e6,

@@ -27,13 +27,14 @@ from typing import Any
 
 import structlog
 
+from autofocus.search.reasons import FailureReason
 from autofocus.service.jobs.models import JobState
 
 log = structlog.get_logger("autofocus.watchdog")
 
 EXIT_CODE = 70  # EX_SOFTWARE: systemd's Restart=on-failure restarts on any non-zero code
 EXIT_DELAY_S = 1.0
-HARDWARE = "hardware"  # the failure reason code (autofocus.search reason codes)
+HARDWARE = FailureReason.HARDWARE.value  # the job's reason code when the watchdog trips
 
 
 def _exit_now(code: int) -> None:

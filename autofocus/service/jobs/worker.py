@@ -21,6 +21,7 @@ import structlog
 
 from autofocus.errors import AutofocusError, ImageError, MicroscopeError
 from autofocus.scoring.base import Scorer
+from autofocus.search.reasons import FailureReason
 from autofocus.search.result import Measurement
 from autofocus.service.jobs.hardware import GuardedMicroscope
 from autofocus.service.jobs.models import JobState
@@ -277,7 +278,7 @@ class Worker:
                 verify=d.verify,
                 mode=req.get("mode", "search"),
                 rival=req.get("rival", "fail"),
-                rival_check=req.get("rival_check", "capture"),
+                rival_check=req.get("rival_check", "full"),
                 expected_z_um=req.get("expected_z_um"),
             )
             result = focus(
@@ -402,12 +403,12 @@ def reason_code(result: Any, result_dict: dict[str, Any]) -> str | None:
     if code:
         return str(getattr(code, "value", code))
     if getattr(result, "cancelled", False):
-        return "cancelled"
+        return FailureReason.CANCELLED.value
     error_type = result_dict.get("error_type") or getattr(result, "error_type", None)
     if error_type == "FocusTimeout":
-        return "timeout"
+        return FailureReason.TIMEOUT.value
     if error_type in _HARDWARE_ERRORS:
-        return "hardware"
+        return FailureReason.HARDWARE.value
     return None
 
 
