@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 from autofocus.scoring.base import DefocusEstimate, DefocusEstimator, offers_estimate
-from autofocus.scoring.defocus import PairHead, fit_focus
+from autofocus.scoring.defocus import (
+    SPECTRUM_BANDS,
+    PairHead,
+    fit_focus,
+    frame_spectrum,
+    spectrum_pair_features,
+)
 from autofocus.scoring.model import (
     OnnxDefocusScorer,
     model_input,
@@ -49,6 +55,7 @@ def test_estimate_has_one_entry_per_frame_in_range(v3):
     assert np.all((est.no_specimen_p >= 0) & (est.no_specimen_p <= 1))
     assert est.dof_um == st.dof_um and est.distance_um is not None
     assert est.focus_z_um is not None and est.focus_sigma_um > 0
+    assert 0.5 <= est.side_p <= 1.0 and isinstance(est.side_settled, bool)
     # Seven planes around focus: the fused focus lands near it.
     assert abs(est.focus_z_um - 40.0) < 3 * st.dof_um
     # Without optics no µm figure, only DOF units.
@@ -116,6 +123,62 @@ def test_pair_head_is_antisymmetric():
     fwd = head.logodds(a, -1.0, 0.5, b, -2.0, 1.5)
     back = head.logodds(b, -2.0, 1.5, a, -1.0, 0.5)
     assert fwd == pytest.approx(-back)
+
+
+def test_version_2_pair_head_is_antisymmetric_and_needs_spectra():
+    rng = np.random.default_rng(2)
+    n = 4 * SPECTRUM_BANDS + 37
+    head = PairHead(rng.normal(size=n), np.abs(rng.normal(size=n)) + 0.1, version=2)
+    a, b = rng.normal(size=12), rng.normal(size=12)
+    sa = np.concatenate([np.abs(rng.normal(size=SPECTRUM_BANDS)) + 0.01, [100.0]])
+    sb = np.concatenate([np.abs(rng.normal(size=SPECTRUM_BANDS)) + 0.01, [120.0]])
+    fwd = head.logodds(a, -1.0, 0.5, b, -2.0, 1.5, sa, sb)
+    back = head.logodds(b, -2.0, 1.5, a, -1.0, 0.5, sb, sa)
+    assert fwd == pytest.approx(-back)
+    with pytest.raises(ValueError, match="frame_spectrum"):
+        head.logodds(a, -1.0, 0.5, b, -2.0, 1.5)
+
+
+def test_frame_spectrum_ratio_cancels_the_specimen_and_sees_blur():
+    """Band-power change between two blurs of one field: same for two different specimens,
+    and the sharper frame has more high-frequency power (the version-2 pair feature)."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(3)
+    changes = []
+    for seed in (0, 1):
+        field = gaussian_filter(np.random.default_rng(seed).normal(size=(384, 384)), 1.0)
+        far = 1000 + 50 * gaussian_filter(field, 4.0)
+        near = 1000 + 50 * gaussian_filter(field, 2.0)
+        sf, sn = frame_spectrum(far), frame_spectrum(near)
+        assert sf.shape == (SPECTRUM_BANDS + 1,) and sf[-1] == pytest.approx(1000, rel=1e-3)
+        changes.append(spectrum_pair_features(sf, sn)[:SPECTRUM_BANDS])
+    assert np.all(changes[0][4:12] > 0)  # mid/high bands gain power towards focus
+    np.testing.assert_allclose(changes[0][2:12], changes[1][2:12], atol=0.5)
+    with pytest.raises(ValueError, match="2-D"):
+        frame_spectrum(rng.normal(size=(4, 4)))
+
+
+def test_fit_reports_whether_the_side_is_settled():
+    z, d, s = np.array([0.0, 1.0]), np.array([2.0, 2.0]), np.array([1.0, 1.0])
+    sure = fit_focus(z, d, s, pairs=[(0, 1, 6.0)])
+    guess = fit_focus(z, d, s, pairs=[(0, 1, 0.2)])
+    assert sure.side_settled and sure.side_p > 0.99
+    assert sure.pair_support == pytest.approx(6.0)  # the pair backs the chosen side
+    assert not guess.side_settled and 0.5 <= guess.side_p < 0.88
+    # Pair evidence of log-odds ≥ 2 settles the side even where the V-fit is torn.
+    torn = fit_focus(z, np.array([2.0, 2.4]), np.array([0.5, 0.5]), pairs=[(0, 1, 2.5)])
+    assert torn.rival_chi2 - torn.chi2 < 4.0
+    assert torn.pair_support == pytest.approx(2.5) and torn.side_settled
+    # An unsettled side widens the uncertainty to span the mirror solution.
+    assert guess.focus_sigma_um >= abs(guess.rival_z_um - guess.focus_z_um) / 2 - 1e-9
+    none = fit_focus(np.array([1.0, 1.0]), np.ones(2), np.ones(2))
+    assert none.side_p is None and none.side_settled is None
+
+
+def test_shipped_card_has_the_spectral_pair_head(v3):
+    assert v3.pair_head is not None and v3.pair_head.version == 2 and v3.pair_head.needs_spectra
+    assert v3.pair_head.weights.size == 4 * SPECTRUM_BANDS + 37
 
 
 def test_training_and_serving_share_the_preprocessing(v3):
@@ -191,11 +254,11 @@ def test_build_pipeline_end_to_end_on_a_tiny_set(tmp_path):
     from models.pipeline.v3.build import main
 
     assert main(["--stacks", "8", "--blank", "40", "--epochs", "2", "--no-eval",
-                 "--out", str(tmp_path)]) == 0
+                 "--pair-stacks", "6", "--out", str(tmp_path)]) == 0
     path = tmp_path / "focusnet-v3.onnx"
     card = json.loads(path.with_suffix(".json").read_text())
     assert card["parity"]["max_abs_diff"]["logit"] < 1e-3
-    assert card["pair_head"]["train_pairs"] > 0
+    assert card["pair_head"]["train_pairs"] > 0 and card["pair_head"]["version"] == 2
     scorer = get_scorer(str(path), provider="cpu")
     assert isinstance(scorer, OnnxDefocusScorer)
     est = scorer.estimate([np.full((64, 64), 100, np.uint16)] * 2, [0.0, 1.0], dof_um=1.0)

@@ -47,6 +47,12 @@ class DefocusEstimate:
     - `focus_z_um`, `focus_sigma_um`: a signed estimate of the focal plane (µm,
       stage coordinates) and its one-sigma uncertainty, available when the frames
       were taken at two or more distinct z and `dof_um` is known; else None.
+    - `side_p`: probability (0.5–1) that focus lies on `focus_z_um`'s side of
+      the frames rather than at the mirror solution; `side_settled`: True when
+      the mirror solution is ruled out (the estimator's own threshold), False
+      when the side is a guess — then `focus_sigma_um` already spans both
+      solutions and a search should probe rather than jump. None with no
+      `focus_z_um`.
     """
 
     distance_dof: np.ndarray
@@ -55,6 +61,8 @@ class DefocusEstimate:
     dof_um: float | None
     focus_z_um: float | None = None
     focus_sigma_um: float | None = None
+    side_p: float | None = None
+    side_settled: bool | None = None
 
     @property
     def distance_um(self) -> np.ndarray | None:

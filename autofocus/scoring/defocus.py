@@ -13,10 +13,95 @@ Pure numpy; no model here, so strategies and tests can use it on any numbers.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
+
+SPECTRUM_TILE_PX = 192
+"""Side (px) of the square tiles whose radial power spectra feed the pair head (version 2)."""
+SPECTRUM_BANDS = 16
+"""Radial frequency bands of `frame_spectrum`, log-spaced from 2 cycles per tile to Nyquist."""
+SPECTRUM_MAX_TILES = 16
+"""At most this many tiles (from the frame centre outwards) are averaged per frame."""
+SIDE_SETTLED_DCHI2 = 4.0
+"""The side of focus counts as settled when the best solution on the other side of the frames
+costs at least this much more (Δχ²; side probability ≥ 1/(1+e⁻²) ≈ 0.88) …"""
+SIDE_SETTLED_PAIR_LOGODDS = 2.0
+"""… or when the pair terms alone back the chosen side with summed log-odds ≥ this (the same
+0.88; the V-fit of two noisy distances often pulls Δχ² below 4 although the pairs agree)."""
+
+
+@functools.lru_cache(maxsize=8)
+def _spectrum_tables(t: int) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """Hann window, its power, the radial band of each rfft2 bin and bins per band, for t px."""
+    win = np.outer(np.hanning(t), np.hanning(t))
+    ky = np.fft.fftfreq(t)[:, None]
+    kx = np.fft.rfftfreq(t)[None, :]
+    band = np.digitize(np.sqrt(ky ** 2 + kx ** 2),
+                       np.geomspace(2.0 / t, 0.5, SPECTRUM_BANDS + 1)) - 1
+    band[band < 0] = SPECTRUM_BANDS  # below the lowest band (DC): not counted
+    band = band.ravel()
+    counts = np.bincount(band, minlength=SPECTRUM_BANDS + 2)[:SPECTRUM_BANDS]
+    for a in (win, band, counts):
+        a.flags.writeable = False
+    return win, float((win ** 2).sum()), band, counts
+
+
+def frame_spectrum(grey: np.ndarray) -> np.ndarray:
+    """Radial power spectrum of a grey frame (camera units): (SPECTRUM_BANDS + 1,) float64.
+
+    Entries 0…SPECTRUM_BANDS−1: mean power (Hann-windowed periodogram of the
+    mean-subtracted tile, per pixel) in log-spaced radial frequency bands,
+    averaged over up to `SPECTRUM_MAX_TILES` non-overlapping
+    `SPECTRUM_TILE_PX`-px tiles nearest the frame centre (one centred tile of
+    the shorter side when the frame is smaller); the last entry is the mean
+    intensity. Defocus multiplies a field's spectrum by the optical transfer
+    function, so the band-power ratio of two frames of one field cancels the
+    specimen (`PairHead` version 2). Raises `ValueError` for a frame that is
+    not 2-D or smaller than 8 px.
+    """
+    f = np.asarray(grey)
+    if f.ndim != 2 or min(f.shape) < 8:
+        raise ValueError(f"frame_spectrum needs a 2-D frame of at least 8 px, got {f.shape}")
+    h, w = f.shape
+    t = min(SPECTRUM_TILE_PX, h, w)
+    ny, nx = h // t, w // t
+    y0, x0 = (h - ny * t) // 2, (w - nx * t) // 2
+    centres = sorted(((iy - (ny - 1) / 2) ** 2 + (ix - (nx - 1) / 2) ** 2, iy, ix)
+                     for iy in range(ny) for ix in range(nx))[:SPECTRUM_MAX_TILES]
+    win, norm, band, counts = _spectrum_tables(t)
+    power = np.zeros(SPECTRUM_BANDS)
+    for _, iy, ix in centres:
+        tile = f[y0 + iy * t:y0 + (iy + 1) * t, x0 + ix * t:x0 + (ix + 1) * t].astype(np.float64)
+        p = np.abs(np.fft.rfft2((tile - tile.mean()) * win)) ** 2 / norm
+        power += np.bincount(band, weights=p.ravel(),
+                             minlength=SPECTRUM_BANDS + 2)[:SPECTRUM_BANDS]
+    power /= np.maximum(counts, 1) * len(centres)
+    return np.concatenate([power, [float(f.mean(dtype=np.float64))]])
+
+
+def spectrum_pair_features(spec_a: np.ndarray, spec_b: np.ndarray) -> np.ndarray:
+    """Antisymmetric features (4·SPECTRUM_BANDS,) of two `frame_spectrum`s, frames a → b.
+
+    dl = change of log band power relative to the squared mean (exposure and
+    bleaching cancel, and the specimen cancels band by band); the noise floor
+    (the weaker frame's mean power in the top three bands) is subtracted for a
+    second version of dl; each is also weighted by the band's signal-to-floor
+    ratio snr (log), so bands lost in noise count less.
+    """
+    pa, pb = spec_a[:-1], spec_b[:-1]
+    ma, mb = spec_a[-1], spec_b[-1]
+    floor = max(min(pa[-3:].mean(), pb[-3:].mean()), 1e-12)
+    dmu = 2.0 * math.log(mb / ma) if ma > 0 and mb > 0 else 0.0
+    la, lb = np.log(pa + 1e-12), np.log(pb + 1e-12)
+    dl = lb - la - dmu
+    dl_floor = (np.log(np.maximum(pb - floor, 1e-3 * floor))
+                - np.log(np.maximum(pa - floor, 1e-3 * floor)) - dmu)
+    snr = 0.5 * (la + lb) - math.log(floor)
+    t = np.tanh(snr / 2.0)
+    return np.concatenate([dl, dl * t, dl * snr, dl_floor * t])
 
 
 @dataclass(frozen=True)
@@ -27,6 +112,12 @@ class FocusFit:
     at distinct z were given. `chi2` is the weighted residual sum of squares
     of the best fit; `rival_z_um` the best solution on the other side of the
     frames (None when there is none), whose cost is `rival_chi2`.
+    `pair_support` the summed pair log-odds in favour of the order
+    `focus_z_um` implies (negative when the pairs disagree). `side_p` =
+    the larger of 1/(1+exp(−Δχ²/2)) and 1/(1+exp(−pair_support)), the
+    probability given to focus lying on `focus_z_um`'s side rather than the
+    rival's (1.0 without a rival); `side_settled` is True when Δχ² ≥
+    `SIDE_SETTLED_DCHI2` or pair_support ≥ `SIDE_SETTLED_PAIR_LOGODDS`.
     """
 
     focus_z_um: float | None
@@ -34,37 +125,81 @@ class FocusFit:
     chi2: float = math.nan
     rival_z_um: float | None = None
     rival_chi2: float = math.nan
+    pair_support: float = 0.0
+
+    @property
+    def side_p(self) -> float | None:
+        """Probability (0.5–1) that focus lies on `focus_z_um`'s side; None without a fit."""
+        if self.focus_z_um is None:
+            return None
+        if self.rival_z_um is None or not math.isfinite(self.rival_chi2):
+            return 1.0
+        fit_p = 1.0 / (1.0 + math.exp(-min(max(self.rival_chi2 - self.chi2, 0.0), 60.0) / 2.0))
+        pair_p = 1.0 / (1.0 + math.exp(-min(max(self.pair_support, -60.0), 60.0)))
+        return max(fit_p, pair_p)
+
+    @property
+    def side_settled(self) -> bool | None:
+        """True when the other side of the frames is ruled out (Δχ² ≥ SIDE_SETTLED_DCHI2)."""
+        if self.focus_z_um is None:
+            return None
+        return (self.rival_z_um is None or not math.isfinite(self.rival_chi2)
+                or self.rival_chi2 - self.chi2 >= SIDE_SETTLED_DCHI2
+                or self.pair_support >= SIDE_SETTLED_PAIR_LOGODDS)
 
 
 @dataclass(frozen=True)
 class PairHead:
     """Logistic model: is frame b closer to focus than frame a (same field, same side)?
 
-    Inputs per frame: `frame_bands` (12,) the frame-averaged log band energies
-    relative to the detail energy, log(E_b / V), and `contrast` log(V / μ²) (both
-    graph `features` channels), and `m` the predicted log-distance. Pair features:
-    Δ = log-energy change relative to brightness (b − a, so the specimen cancels),
-    Δ·(mean spectral shape), Δ·(mean m), m_b − m_a; divided by `scale`, dotted
-    with `weights`: the log-odds that b is closer. Antisymmetric by
-    construction (no bias). `max_gap_dof` the largest |z_b − z_a| it was trained on.
+    Version 1 inputs per frame: `frame_bands` (12,) the frame-averaged log band
+    energies relative to the detail energy, log(E_b / V), and `contrast`
+    log(V / μ²) (both graph `features` channels), and `m` the predicted
+    log-distance. Pair features (37): Δ = log-energy change relative to
+    brightness (b − a, so the specimen cancels), Δ·(mean spectral shape),
+    Δ·(mean m), m_b − m_a. Version 2 puts `spectrum_pair_features` of the two
+    frames' `frame_spectrum` (finer radial bands, noise floor removed) in
+    front of those 37. Features are divided by `scale` and dotted with
+    `weights`: the log-odds that b is closer. Antisymmetric by construction
+    (no bias). `max_gap_dof` the largest |z_b − z_a| it was trained on.
     """
 
     weights: np.ndarray
     scale: np.ndarray
     max_gap_dof: float = 3.0
+    version: int = 1
+
+    @property
+    def needs_spectra(self) -> bool:
+        """True when `logodds` needs each frame's `frame_spectrum` (version 2)."""
+        return self.version >= 2
 
     @staticmethod
     def features(bands_a: np.ndarray, contrast_a: float, m_a: float, bands_b: np.ndarray,
                  contrast_b: float, m_b: float) -> np.ndarray:
-        """The unscaled pair feature vector (37,) for frames a → b."""
+        """The unscaled version-1 pair feature vector (37,) for frames a → b."""
         dl = (bands_b + contrast_b) - (bands_a + contrast_a)
         shape = 0.5 * (bands_a + bands_b)
         return np.concatenate([dl, dl * shape, dl * 0.5 * (m_a + m_b), [m_b - m_a]])
 
+    def pair_features(self, bands_a: np.ndarray, contrast_a: float, m_a: float,
+                      bands_b: np.ndarray, contrast_b: float, m_b: float,
+                      spec_a: np.ndarray | None = None,
+                      spec_b: np.ndarray | None = None) -> np.ndarray:
+        """The unscaled feature vector of this head's version for frames a → b."""
+        v1 = self.features(bands_a, contrast_a, m_a, bands_b, contrast_b, m_b)
+        if not self.needs_spectra:
+            return v1
+        if spec_a is None or spec_b is None:
+            raise ValueError("this pair head (version 2) needs both frames' frame_spectrum")
+        return np.concatenate([spectrum_pair_features(spec_a, spec_b), v1])
+
     def logodds(self, bands_a: np.ndarray, contrast_a: float, m_a: float,
-                bands_b: np.ndarray, contrast_b: float, m_b: float) -> float:
+                bands_b: np.ndarray, contrast_b: float, m_b: float,
+                spec_a: np.ndarray | None = None, spec_b: np.ndarray | None = None) -> float:
         """Log-odds that frame b is closer to focus than frame a."""
-        x = self.features(bands_a, contrast_a, m_a, bands_b, contrast_b, m_b)
+        x = self.pair_features(bands_a, contrast_a, m_a, bands_b, contrast_b, m_b,
+                               spec_a, spec_b)
         return float(np.dot(x / self.scale, self.weights))
 
     @classmethod
@@ -74,7 +209,7 @@ class PairHead:
             return None
         return cls(np.asarray(section["weights"], np.float64),
                    np.asarray(section["scale"], np.float64),
-                   float(section.get("max_gap_dof", 3.0)))
+                   float(section.get("max_gap_dof", 3.0)), int(section.get("version", 1)))
 
 
 def fit_focus(z_um: np.ndarray, distance_um: np.ndarray, sigma_um: np.ndarray,
@@ -103,14 +238,15 @@ def fit_focus(z_um: np.ndarray, distance_um: np.ndarray, sigma_um: np.ndarray,
     if weight is not None:
         w = w * np.clip(np.asarray(weight, np.float64).ravel(), 0.0, 1.0)
     ok = np.isfinite(z) & np.isfinite(d) & np.isfinite(w) & (w > 0)
-    # Pair terms: (midpoint, +1 when j lies above i, −2 log p(j closer), −2 log p(i closer)).
+    # Pair terms: (midpoint, +1 when j lies above i, −2 log p(j closer), −2 log p(i closer),
+    # log-odds j closer).
     pair_terms = []
     for i, j, lo in pairs or ():
         if ok[i] and ok[j] and z[i] != z[j] and math.isfinite(lo):
             p = 1.0 / (1.0 + math.exp(-max(min(lo, 30.0), -30.0)))
             pair_terms.append((0.5 * (z[i] + z[j]), 1.0 if z[j] > z[i] else -1.0,
                                -2.0 * math.log(max(p, 1e-12)),
-                               -2.0 * math.log(max(1.0 - p, 1e-12))))
+                               -2.0 * math.log(max(1.0 - p, 1e-12)), float(lo)))
     z, d, w = z[ok], np.maximum(d[ok], 0.0), w[ok]
     if np.unique(np.round(z, 9)).size < 2:
         return FocusFit(None, None)
@@ -126,7 +262,7 @@ def fit_focus(z_um: np.ndarray, distance_um: np.ndarray, sigma_um: np.ndarray,
         zf = float(np.sum(w * (z - sign * d)) / np.sum(w))
         zf = min(max(zf, lo), hi)
         cost = float(np.sum(w * (np.abs(z - zf) - d) ** 2))
-        for midpoint, up, cost_j, cost_i in pair_terms:
+        for midpoint, up, cost_j, cost_i, _ in pair_terms:
             # zf above the midpoint makes the upper frame the closer one.
             j_closer = (zf - midpoint) * up > 0
             cost += cost_j if j_closer else cost_i
@@ -138,9 +274,16 @@ def fit_focus(z_um: np.ndarray, distance_um: np.ndarray, sigma_um: np.ndarray,
     centre = float(np.average(z, weights=w))
     rival = [(c, zf) for c, zf in candidates[1:] if (zf - centre) * (best_z - centre) < 0]
     rival_cost, rival_z = rival[0] if rival else (math.nan, None)
-    if rival_z is not None and rival_cost - best_cost < 4.0:
-        sigma = max(sigma, abs(rival_z - best_z) / 2.0)
-    return FocusFit(best_z, sigma, best_cost, rival_z, rival_cost)
+    # Summed pair log-odds for the order the winner implies (zf above the midpoint: j closer).
+    support = sum((lo if (best_z - midpoint) * up > 0 else -lo)
+                  for midpoint, up, _, _, lo in pair_terms)
+    fit = FocusFit(best_z, sigma, best_cost, rival_z, rival_cost, float(support))
+    if not fit.side_settled and rival_z is not None:
+        # The side is not settled: widen the uncertainty to span the mirror solution.
+        fit = FocusFit(best_z, max(sigma, abs(rival_z - best_z) / 2.0), best_cost, rival_z,
+                       rival_cost, float(support))
+    return fit
 
 
-__all__ = ["FocusFit", "PairHead", "fit_focus"]
+__all__ = ["SIDE_SETTLED_DCHI2", "SIDE_SETTLED_PAIR_LOGODDS", "FocusFit", "PairHead", "fit_focus",
+           "frame_spectrum", "spectrum_pair_features"]

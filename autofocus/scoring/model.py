@@ -40,7 +40,7 @@ import structlog
 
 from autofocus.errors import ImageError, ModelError
 from autofocus.scoring.base import DefocusEstimate, DefocusEstimator, ScorerEntry
-from autofocus.scoring.defocus import PairHead, fit_focus
+from autofocus.scoring.defocus import PairHead, fit_focus, frame_spectrum
 from autofocus.scoring.preprocess import (
     PREPROCESS_VERSION,
     RAW_PREPROCESS_VERSION,
@@ -601,30 +601,44 @@ class OnnxDefocusScorer(OnnxFocusScorer):
         lv = np.clip(out["log_distance_var"], -12.0, 6.0)
         sigma = np.maximum(np.exp(out["log_distance"]) * np.exp(0.5 * lv), MIN_SIGMA_DOF)
         no_specimen = np.clip(out["no_specimen_p"], 0.0, 1.0)
-        focus_z = focus_sigma = None
+        focus_z = focus_sigma = side_p = None
+        side_settled = None
         if dof is not None and np.unique(z).size >= 2:
-            pairs = self._pairs(z, out, dof) if want_pairs else None
+            pairs = self._pairs(frames, z, out, dof) if want_pairs else None
             fit = fit_focus(z, distance * dof, sigma * dof, weight=1.0 - no_specimen,
                             pairs=pairs)
             focus_z, focus_sigma = fit.focus_z_um, fit.focus_sigma_um
+            side_p, side_settled = fit.side_p, fit.side_settled
         return DefocusEstimate(distance_dof=distance, sigma_dof=sigma,
                                no_specimen_p=no_specimen, dof_um=dof,
-                               focus_z_um=focus_z, focus_sigma_um=focus_sigma)
+                               focus_z_um=focus_z, focus_sigma_um=focus_sigma,
+                               side_p=side_p, side_settled=side_settled)
 
 
-    def _pairs(self, z: np.ndarray, out: dict[str, np.ndarray],
+    def _pairs(self, frames: Sequence[np.ndarray], z: np.ndarray, out: dict[str, np.ndarray],
                dof: float) -> list[tuple[int, int, float]]:
         """Pair-head log-odds for frames a known Δz apart (0.3–`max_gap_dof` DOF)."""
-        assert self.pair_head is not None
+        head = self.pair_head
+        assert head is not None
         frame = [np.asarray(f)[:, 0, 0] for f in out["features"]]  # frame channels broadcast
         m = out["log_distance"]
+        spectra: dict[int, np.ndarray] = {}
+
+        def spectrum(k: int) -> np.ndarray | None:
+            if not head.needs_spectra:
+                return None
+            if k not in spectra:
+                spectra[k] = frame_spectrum(prepare_raw(frames[k], roi=self.roi))
+            return spectra[k]
+
         pairs = []
         for i in range(z.size):
             for j in range(i + 1, z.size):
                 gap = abs(z[j] - z[i]) / dof
-                if 0.3 <= gap <= self.pair_head.max_gap_dof:
-                    pairs.append((i, j, self.pair_head.logodds(
-                        frame[i][12:24], frame[i][24], m[i], frame[j][12:24], frame[j][24], m[j])))
+                if 0.3 <= gap <= head.max_gap_dof:
+                    pairs.append((i, j, head.logodds(
+                        frame[i][12:24], frame[i][24], m[i], frame[j][12:24], frame[j][24], m[j],
+                        spectrum(i), spectrum(j))))
         return pairs
 
 

@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, default=None)
     p.add_argument("--out", type=Path, default=MODELS_DIR)
     p.add_argument("--stem", default="focusnet-v3")
+    p.add_argument("--pair-stacks", type=int, default=600,
+                   help="stacks for the version-2 pair head (0 = keep the v1 head)")
     p.add_argument("--no-eval", action="store_true")
     p.add_argument("--real", type=Path, default=None,
                    help="labelled real corpus: its in-focus planes go through synthetic defocus "
@@ -157,6 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     _step(f"wrote {path} (parity {json.dumps(card['parity']['max_abs_diff'])})", t0)
     if args.real:
         path = _calibrate_on_real(path, card, args, t0)
+    if args.pair_stacks > 0:
+        from models.pipeline.v3.export import write_card
+        from models.pipeline.v3.pair_v2 import refit
+
+        _step(f"pair head v2 on {args.pair_stacks} stacks (radial band powers)", t0)
+        card = json.loads(path.with_suffix(".json").read_text())
+        card["pair_head"] = refit(path, args.pair_stacks)
+        write_card(card, path.with_suffix(".json"))
     if not args.no_eval:
         from models.pipeline.v3.evaluate import evaluate_into_card
 

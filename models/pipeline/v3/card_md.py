@@ -17,6 +17,23 @@ def _f(x: Any, fmt: str = ".3f") -> str:
     return "–" if x is None else format(x, fmt)
 
 
+def _pair_head_lines(ph: dict) -> list[str]:
+    """The pair head's version and training in a few lines."""
+    if not ph:
+        return []
+    if int(ph.get("version", 1)) >= 2:
+        return [f"Pair head version 2 (`python -m models.pipeline.v3.pair_v2`; the ONNX file is "
+                f"unchanged by it): logistic on the change of 16 radial band powers of both frames "
+                f"(`frame_spectrum`, Hann-windowed 192-px tiles, noise floor removed; the ratio "
+                f"of two frames' spectra is the ratio of the optical transfer functions, so the "
+                f"specimen cancels band by band) plus the 37 version-1 features; "
+                f"{ph['train_pairs']} pairs from {ph.get('train_stacks', '?')} synthetic stacks "
+                f"(seeds from {ph.get('train_seed0', '?')}), training accuracy "
+                f"{ph['train_accuracy']:.1%}.", ""]
+    return [f"Pair head version 1: {ph.get('train_pairs', '?')} pairs, training accuracy "
+            f"{ph.get('train_accuracy', float('nan')):.1%}.", ""]
+
+
 def render(card: dict[str, Any]) -> str:
     """Markdown text of the card."""
     m = card.get("metrics", {})
@@ -37,6 +54,7 @@ def render(card: dict[str, Any]) -> str:
         "signed focal plane: inverse-variance V-fit of the distances plus the card's "
         "`pair_head` (band-energy change between two frames of one field, which cancels the "
         "specimen) deciding the side.", "",
+        *_pair_head_lines(card.get("pair_head") or {}),
         "## Input", "",
         f"- `{card['input']['name']}` float32 (N, 1, H, W); preprocessing version "
         f"`{card['preprocess']['version']}` = `{card['preprocess']['function']}`: "
@@ -101,13 +119,34 @@ def render(card: dict[str, Any]) -> str:
             per = ", ".join(f"{k} {v:.1%}" for k, v in big["per_condition"].items())
             lines.append(f"On 512² px frames ({big['pairs']} pairs): **{big['accuracy']:.1%}**; "
                          f"per condition: {per}.")
+        rows = [(label, r) for label, r in (("2 frames, 192² px", sign), ("2 frames, 512² px", big),
+                                            ("3 frames, 192² px", m.get("sign_3_frames")))
+                if r and "decided" in r]
+        if rows:
+            lines += ["", "Abstaining: `side_settled` is True when the mirror solution costs "
+                      "Δχ² ≥ 4 more or the pair terms alone back the chosen side with summed "
+                      "log-odds ≥ 2 (side probability ≥ 0.88 either way); otherwise "
+                      "`focus_sigma_um` spans both solutions. 'No layer conflict' leaves out "
+                      "trials where a second layer (dust / distractor plane) lies on the other "
+                      "side of the frames from the labelled focus — there the frames see a real "
+                      "focal plane in the other direction.", "",
+                      "| trials | all: side right | decided | right when decided | "
+                      "no layer conflict: right | same, decided |", "|---|---|---|---|---|---|"]
+            for label, r in rows:
+                dnc = r.get("decided_accuracy_no_layer_conflict")
+                lines.append(f"| {label} ({r['pairs']}) | {r['accuracy']:.1%} | "
+                             f"{r['decided']:.1%} | {r['decided_accuracy']:.1%} | "
+                             f"{r.get('accuracy_no_layer_conflict', float('nan')):.1%} | "
+                             f"{'–' if dnc is None else f'{dnc:.1%}'} |")
         lines.append("")
     sim = m.get("sim_microscope_two_frames")
     if sim:
+        dec = (f"; the side was settled (`side_settled`) in {sim['decided']:.0%}"
+               if "decided" in sim else "")
         lines += [f"On the simulated microscope ({sim['setup']}; {sim['trials']} trials), two "
                   f"frames 1 DOF apart put `focus_z_um` on the right side in "
                   f"{sim['side_right']:.0%} of trials, median |error| "
-                  f"{sim['median_abs_focus_error_dof']:.2f} DOF.", ""]
+                  f"{sim['median_abs_focus_error_dof']:.2f} DOF{dec}.", ""]
     ns = m.get("no_specimen")
     if ns:
         per = ", ".join(f"{k} {v:.1%}" for k, v in ns["per_kind"].items())
@@ -124,12 +163,25 @@ def render(card: dict[str, Any]) -> str:
                       "peak stands ≥ 5 noise σ above background — every false flag at 0.3–0.7 "
                       "falls on stacks whose beads peak at ~3 σ, i.e. at the noise floor):", "",
                       "| threshold | no-specimen frames flagged | false flags, all sparse | "
-                      "false flags, visible sparse |", "|---|---|---|---|"]
+                      "false flags, visible sparse | same, matched-filter visible |",
+                      "|---|---|---|---|---|"]
             for t, v in ns["tradeoff"].items():
+                mf = v.get("false_flags_matched_filter_visible_within_2_dof")
                 lines.append(f"| {t} | {v['no_specimen_flagged']:.1%} | "
                              f"{v['false_flags_sparse_within_2_dof']:.1%} | "
-                             f"{v['false_flags_visible_sparse_within_2_dof']:.1%} |")
+                             f"{v['false_flags_visible_sparse_within_2_dof']:.1%} | "
+                             f"{'–' if mf is None else f'{mf:.1%}'} |")
             lines.append("")
+            if "matched_filter_visible_within_2_dof" in ns:
+                n_near = ns["sparse_frames_within_2_dof"]
+                n_vis = ns["matched_filter_visible_within_2_dof"]
+                lines += [f"'Matched-filter visible' judges each frame where it is: "
+                          f"{ns['matched_filter_means']} (threshold "
+                          f"{ns['matched_filter_threshold']:.1f}). Of the "
+                          f"{n_near} sparse frames within 2 DOF of focus, {n_vis} pass it; "
+                          f"the other {n_near - n_vis}"
+                          " show no spot a blank frame would not show once in a hundred — "
+                          "no usable specimen by that definition.", ""]
         if "threshold_for_1pct_false_flags_within_2_dof" in ns:
             lines.append(f"At the threshold that keeps false flags near focus at 1 % "
                          f"({ns['threshold_for_1pct_false_flags_within_2_dof']:.3f}), "
