@@ -450,13 +450,8 @@ class Guided(SearchStrategy):
         # Real focus curves fall off faster than a Gaussian far out: keep a margin.
         step = min(max(1.5 * reach, 1.5 * dof), 3.0 * dof)
         lo, hi = self.space.lo_um, self.space.hi_um
-        n = max(1, int(math.ceil((hi - lo) / step)))
         peaks_z = [r.peak.z_um for r in found if r.peak is not None]
-        grid = [lo + (k + 0.5) * (hi - lo) / n for k in range(n)]
-        grid = [
-            g for g in grid
-            if all(abs(g - pz) > 3.0 * dof for pz in peaks_z) and not self._near(g, 0.5 * step)
-        ]
+        grid = self._gap_fill(lo, hi, step, [(pz - 3.0 * dof, pz + 3.0 * dof) for pz in peaks_z])
         self.details["rival_check"] = {"step_um": step, "frames": len(grid), "complete": True}
         room = self.frames_left - 2
         if grid and len(grid) > room:
@@ -486,6 +481,53 @@ class Guided(SearchStrategy):
                     refined.append(res)
                     peaks_z = [*peaks_z, res.peak.z_um]
         return refined
+
+    def _gap_fill(
+        self, lo: float, hi: float, step: float, covered: list[tuple[float, float]]
+    ) -> list[float]:
+        """Positions (µm) that leave no stretch of [lo, hi] unseen at spacing `step`.
+
+        Every usable frame already measured counts, so stretches the coarse pass and
+        the refinements sampled densely cost nothing. Between two neighbouring
+        samples the gap is at most `step` afterwards; between a range end and its
+        nearest sample at most `step / 2` (a plane at the end is seen from one side
+        only). `covered` intervals (the found peaks' own ±3 DOF, judged by the
+        other checks) count as sampled.
+        """
+        z, _ = self.points()
+        marks = sorted(float(v) for v in z if lo - 1e-9 <= v <= hi + 1e-9)
+        spans = sorted((max(a, lo), min(b, hi)) for a, b in covered if b > lo and a < hi)
+        merged: list[list[float]] = []
+        for a, b in spans:
+            if merged and a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        # Sample marks inside a covered span are redundant; its ends act as samples.
+        marks = [m for m in marks if not any(a < m < b for a, b in merged)]
+        marks = sorted(marks + [v for a, b in merged for v in (a, b)])
+        out: list[float] = []
+        if not marks:
+            n = max(1, int(math.ceil((hi - lo) / step - 1e-9)))
+            return [lo + (k + 0.5) * (hi - lo) / n for k in range(n)]
+        # Range ends: the outermost sample within step / 2 of the end.
+        first, last = marks[0], marks[-1]
+        if first - lo > 0.5 * step + 1e-9:
+            n = int(math.ceil((first - lo) / step - 0.5 - 1e-9))
+            n = max(n, 1)
+            sp = (first - lo) / (n + 0.5)
+            out += [first - k * sp for k in range(1, n + 1)]
+        if hi - last > 0.5 * step + 1e-9:
+            n = max(int(math.ceil((hi - last) / step - 0.5 - 1e-9)), 1)
+            sp = (hi - last) / (n + 0.5)
+            out += [last + k * sp for k in range(1, n + 1)]
+        for a, b in zip(marks[:-1], marks[1:], strict=True):
+            if any(abs(a - x) < 1e-9 and abs(b - y) < 1e-9 for x, y in merged):
+                continue  # a covered span
+            if b - a > step + 1e-9:
+                n = int(math.ceil((b - a) / step - 1e-9))
+                out += [a + k * (b - a) / n for k in range(1, n)]
+        return sorted(out)
 
     def _confirm_dips(self, refined: list[_Refined], cell: float) -> Step:
         """Two peaks are two planes only if the curve dips between them.
