@@ -451,8 +451,9 @@ class Guided(SearchStrategy):
         step = min(max(1.5 * reach, 1.5 * dof), 3.0 * dof)
         lo, hi = self.space.lo_um, self.space.hi_um
         peaks_z = [r.peak.z_um for r in found if r.peak is not None]
-        grid = self._gap_fill(lo, hi, step, [(pz - 3.0 * dof, pz + 3.0 * dof) for pz in peaks_z])
-        self.details["rival_check"] = {"step_um": step, "frames": len(grid), "complete": True}
+        self.details["rival_check"] = {"step_um": step, "frames": 0, "complete": True}
+        covered = [(pz - 3.0 * dof, pz + 3.0 * dof) for pz in peaks_z]
+        grid = self._gap_fill(lo, hi, step, covered)
         room = self.frames_left - 2
         if grid and len(grid) > room:
             # Not enough frames for the whole check: look at an even subset and say so, so a
@@ -461,11 +462,35 @@ class Guided(SearchStrategy):
             keep = max(room, 0)
             grid = [grid[round(i * (len(grid) - 1) / max(keep - 1, 1))] for i in range(keep)]
             self.details["rival_check"].update(
-                frames=len(grid), complete=False,
+                complete=False,
                 note="frame budget too small for a complete rival check: raise max_frames",
             )
-        if grid:
-            yield self._fresh(grid)
+        # Every other position first: a rival bright enough to show at twice the spacing is
+        # found (and, with `rival: fail`, ends the search) before the rest is sampled; the
+        # second pass runs back the other way (one sweep out, one back).
+        batches = [grid[::2], grid[1::2][::-1]] if self.space.rival == "fail" else [grid]
+        for k, batch in enumerate(batches):
+            if batch:
+                self.details["rival_check"]["frames"] += len(batch)
+                yield self._fresh(batch)
+            refined, peaks_z = yield from self._bracket_rising(refined, peaks_z, step)
+            if k + 1 < len(batches):
+                refined = yield from self._confirm_dips(refined, cell)
+                _, rival_list = rivals([r.peak for r in refined if r.peak is not None], dof)
+                if rival_list:
+                    self.details["rival_check"].update(
+                        complete=False, note="stopped early: a rival plane was found",
+                    )
+                    return refined
+                peaks_z = [r.peak.z_um for r in refined if r.peak is not None]
+        return refined
+
+    def _bracket_rising(
+        self, refined: list[_Refined], peaks_z: list[float], step: float
+    ) -> Step:
+        """Bracket every sample ≥ 6 noise sigmas up that tops its neighbours and lies
+        more than 3 DOF from a known peak; returns (refined, peak positions)."""
+        dof = self.space.dof
         z, s = self.points()
         base, sigma = self._fine_noise()
         for i in range(z.size):
@@ -480,7 +505,7 @@ class Guided(SearchStrategy):
                 if res.peak is not None:
                     refined.append(res)
                     peaks_z = [*peaks_z, res.peak.z_um]
-        return refined
+        return refined, peaks_z
 
     def _gap_fill(
         self, lo: float, hi: float, step: float, covered: list[tuple[float, float]]
