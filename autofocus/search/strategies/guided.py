@@ -451,7 +451,8 @@ class Guided(SearchStrategy):
         step = min(max(1.5 * reach, 1.5 * dof), 3.0 * dof)
         lo, hi = self.space.lo_um, self.space.hi_um
         peaks_z = [r.peak.z_um for r in found if r.peak is not None]
-        self.details["rival_check"] = {"step_um": step, "frames": 0, "complete": True}
+        self.details["rival_check"] = {"step_um": step, "frames": 0, "complete": True,
+                                       "reach_um": reach}
         covered = [(pz - 3.0 * dof, pz + 3.0 * dof) for pz in peaks_z]
         grid = self._gap_fill(lo, hi, step, covered)
         room = self.frames_left - 2
@@ -465,10 +466,11 @@ class Guided(SearchStrategy):
                 complete=False,
                 note="frame budget too small for a complete rival check: raise max_frames",
             )
-        # Every other position first: a rival bright enough to show at twice the spacing is
-        # found (and, with `rival: fail`, ends the search) before the rest is sampled; the
-        # second pass runs back the other way (one sweep out, one back).
-        batches = [grid[::2], grid[1::2][::-1]] if self.space.rival == "fail" else [grid]
+        # The lower half first: a rival there is found (and, with `rival: fail`, ends the
+        # search) before the upper half is sampled. The engine acquires each batch in
+        # ascending Z, so the two halves travel the range once, like a single sweep.
+        half = (len(grid) + 1) // 2
+        batches = [grid[:half], grid[half:]] if self.space.rival == "fail" else [grid]
         for k, batch in enumerate(batches):
             if batch:
                 self.details["rival_check"]["frames"] += len(batch)
