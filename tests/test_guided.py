@@ -378,3 +378,45 @@ def test_a_peak_beyond_the_extension_is_an_edge_peak(dof, sign, seed):
     assert all(space.ext_lo_um - 1e-9 <= z <= space.ext_hi_um + 1e-9 for z in asked)
     assert not out.success
     assert out.code in ("edge_peak", "flat_curve")
+
+
+# -- full rival check ---------------------------------------------------------------------------
+@settings(**{**FAST, "max_examples": 25})
+@given(dof=dofs, frac=st.floats(-0.8, 0.8), range_dof=st.floats(15.0, 40.0),
+       seed=st.integers(0, 1000))
+def test_full_rival_check_leaves_no_gap_wider_than_its_spacing(dof, frac, range_dof, seed):
+    # Whatever the coarse pass and the refinements measured, after the check no stretch of
+    # the range outside the found plane's ±3 DOF is wider than the check's spacing, and each
+    # range end lies within half a spacing of a sample (a dim narrow plane cannot hide).
+    space = space_for(dof, range_dof, rival_check="full")
+    z0 = frac * space.range_um / 2
+    strategy = make_strategy("guided", space)
+    asked = drive(strategy, Planes(dof, [z0], [1.0], seed=seed))
+    out = strategy.outcome()
+    assert out.success, out.reason
+    check = out.details["rival_check"]
+    assert check["complete"]
+    step = check["step_um"]
+    lo, hi = space.lo_um, space.hi_um
+    zs = sorted({z for z in asked if lo - 1e-9 <= z <= hi + 1e-9
+                 and abs(z - out.best_z_um) > 3.0 * dof})
+    marks = sorted(zs + [v for v in (out.best_z_um - 3.0 * dof, out.best_z_um + 3.0 * dof)
+                         if lo < v < hi])
+    tol = 0.05 * dof  # the found peak's fitted z differs a little from the check's
+    assert marks[0] - lo <= 0.5 * step + tol
+    assert hi - marks[-1] <= 0.5 * step + tol
+    span = (out.best_z_um - 3.0 * dof, out.best_z_um + 3.0 * dof)
+    gaps = [b - a for a, b in zip(marks[:-1], marks[1:], strict=True) if (a, b) != span]
+    assert max(gaps, default=0.0) <= step + tol
+
+
+def test_full_rival_check_stops_early_on_a_rival_under_rival_fail():
+    # A rival in the lower half of the range ends the check before the upper half is sampled.
+    dof = 1.0
+    space = space_for(dof, 50.0, rival_check="full")
+    strategy = make_strategy("guided", space)
+    drive(strategy, Planes(dof, [-15.0, 5.0], [0.4, 1.0], seed=3))
+    out = strategy.outcome()
+    assert not out.success and out.code == "rival_peak"
+    named = sorted(c["z_um"] for c in out.details["candidates"])
+    assert abs(named[0] + 15.0) <= dof / 2 and abs(named[1] - 5.0) <= dof / 2
