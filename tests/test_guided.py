@@ -400,12 +400,11 @@ def test_full_rival_check_leaves_no_gap_wider_than_its_spacing(dof, frac, range_
     lo, hi = space.lo_um, space.hi_um
     zs = sorted({z for z in asked if lo - 1e-9 <= z <= hi + 1e-9
                  and abs(z - out.best_z_um) > 3.0 * dof})
-    marks = sorted(zs + [v for v in (out.best_z_um - 3.0 * dof, out.best_z_um + 3.0 * dof)
-                         if lo < v < hi])
+    span = (max(out.best_z_um - 3.0 * dof, lo), min(out.best_z_um + 3.0 * dof, hi))
+    marks = sorted(zs + list(span))
     tol = 0.05 * dof  # the found peak's fitted z differs a little from the check's
     assert marks[0] - lo <= 0.5 * step + tol
     assert hi - marks[-1] <= 0.5 * step + tol
-    span = (out.best_z_um - 3.0 * dof, out.best_z_um + 3.0 * dof)
     gaps = [b - a for a, b in zip(marks[:-1], marks[1:], strict=True) if (a, b) != span]
     assert max(gaps, default=0.0) <= step + tol
 
@@ -420,3 +419,11 @@ def test_full_rival_check_stops_early_on_a_rival_under_rival_fail():
     assert not out.success and out.code == "rival_peak"
     named = sorted(c["z_um"] for c in out.details["candidates"])
     assert abs(named[0] + 15.0) <= dof / 2 and abs(named[1] - 5.0) <= dof / 2
+    assert out.details["rival_check"]["note"] == "stopped early: a rival plane was found"
+    # Under `sharpest` the whole range is checked and the sharper plane chosen.
+    space = space_for(dof, 50.0, rival_check="full", rival="sharpest")
+    strategy = make_strategy("guided", space)
+    drive(strategy, Planes(dof, [-15.0, 5.0], [0.4, 1.0], seed=3))
+    out = strategy.outcome()
+    assert out.success and abs(out.best_z_um - 5.0) <= dof / 4
+    assert out.details["rival_check"]["complete"]
