@@ -435,7 +435,13 @@ class Guided(SearchStrategy):
 
         The spacing is 1.5 × the distance at which such a plane's fine score still
         stands 6 noise sigmas out (from the main peak's measured height, noise and
-        width), between 1.5 and 3 DOF. Costs about range / spacing frames.
+        width), between 1.5 and 3 DOF. Only the gaps wider than that are filled
+        (`_gap_fill`): every usable frame measured so far counts, the range ends lie
+        within half a spacing of a sample, the found planes' ±3 DOF are left to the
+        other checks. Costs about (range − 6 DOF per plane) / spacing frames, less
+        what the coarse pass and the refinements already measured. Under `rival:
+        fail` the lower half is sampled first and the check stops as soon as a
+        rival survives the dip test (`details.rival_check.note` says so).
         """
         dof = self.space.dof
         found = [r for r in refined if r.peak is not None]
