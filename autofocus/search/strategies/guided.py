@@ -123,6 +123,12 @@ class _Refined:
 _NO_RISE = _Refined(None, math.inf, None, 0.0, False, "no fine rise")
 
 
+def _strongest(refined: list[_Refined]) -> _Refined | None:
+    """The refined candidate with the highest fine peak, or None when none has a peak."""
+    found = [r for r in refined if r.peak is not None]
+    return max(found, key=lambda r: r.peak.height) if found else None  # type: ignore[union-attr]
+
+
 def coarse_step_um(range_um: float, dof_um: float, factor: float = 1.0) -> float:
     """The coarse spacing (µm) for a range: factor × DOF × √(range / DOF), within [2 DOF, range/2].
 
@@ -395,11 +401,9 @@ class Guided(SearchStrategy):
         that is ≥ 3 DOF away: two planes are then judged by the rival rule.
         """
         dof = self.space.dof
-        found = [r for r in refined if r.peak is not None]
-        if not found:
+        main = _strongest(refined)
+        if main is None:
             return refined
-        main = max(found, key=lambda r: r.peak.height if r.peak else 0.0)
-        assert main.peak is not None
         zm = main.peak.z_um
         z, c, noise = self._capture_points()
         near = np.abs(z - zm) <= 2.0 * dof
@@ -444,11 +448,9 @@ class Guided(SearchStrategy):
         rival survives the dip test (`details.rival_check.note` says so).
         """
         dof = self.space.dof
-        found = [r for r in refined if r.peak is not None]
-        if not found:
+        main = _strongest(refined)
+        if main is None:
             return refined
-        main = max(found, key=lambda r: r.peak.height if r.peak else 0.0)
-        assert main.peak is not None
         _, sigma = self._fine_noise()
         w = main.peak.hwhm_um or 0.6 * dof
         ratio = RIVAL_MIN_RATIO * main.peak.height / (6.0 * sigma)
@@ -456,7 +458,7 @@ class Guided(SearchStrategy):
         # Real focus curves fall off faster than a Gaussian far out: keep a margin.
         step = min(max(1.5 * reach, 1.5 * dof), 3.0 * dof)
         lo, hi = self.space.lo_um, self.space.hi_um
-        peaks_z = [r.peak.z_um for r in found if r.peak is not None]
+        peaks_z = [r.peak.z_um for r in refined if r.peak is not None]
         self.details["rival_check"] = {"step_um": step, "frames": 0, "complete": True,
                                        "reach_um": reach}
         covered = [(pz - 3.0 * dof, pz + 3.0 * dof) for pz in peaks_z]
