@@ -107,7 +107,6 @@ class Microscope(Protocol):
         ...
 
 
-@runtime_checkable
 class XYStage(Protocol):
     """Optional capability of a `Microscope`: a motorised XY stage (focus maps need one).
 

@@ -127,6 +127,9 @@ class MicroManagerMicroscope:
         self._get_roi = m("get_roi")
         self._set_roi = m("set_roi")
         self._clear_roi = m("clear_roi")
+        self._get_x_position = m("get_x_position")
+        self._get_y_position = m("get_y_position")
+        self._set_xy_position = m("set_xy_position")
 
         try:
             loaded = str_list(m("get_loaded_devices")())
@@ -446,8 +449,8 @@ class MicroManagerMicroscope:
         self._check_open()
         label = self._require_xy()
         try:
-            x = float(core_method(self._core, "get_x_position")(label))
-            y = float(core_method(self._core, "get_y_position")(label))
+            x = float(self._get_x_position(label))
+            y = float(self._get_y_position(label))
         except Exception as exc:
             raise StageError(
                 f'XY stage "{label}" could not report its position: {vendor_message(exc)}'
@@ -466,7 +469,7 @@ class MicroManagerMicroscope:
         if not (math.isfinite(x_um) and math.isfinite(y_um)):
             raise StageError(f"XY position must be finite numbers, got ({x_um}, {y_um})")
         try:
-            core_method(self._core, "set_xy_position")(label, float(x_um), float(y_um))
+            self._set_xy_position(label, float(x_um), float(y_um))
             self._wait_for_device(label)
         except Exception as exc:
             message = f'XY stage "{label}" failed to move to ({x_um:g}, {y_um:g}) µm: '

@@ -181,8 +181,8 @@ def parity_check(net: Any, model_path: Path, real_images: Sequence[np.ndarray] =
 
 
 def write_card(card: dict, path: Path) -> None:
-    """Write the model card JSON (sorted keys, 2-space indent)."""
-    Path(path).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    """Write the model card JSON (sorted keys, 2-space indent; numpy scalars as floats)."""
+    Path(path).write_text(json.dumps(card, indent=2, sort_keys=True, default=float) + "\n")
 
 
 def input_spec_card() -> dict:

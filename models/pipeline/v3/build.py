@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.pipeline import data as feature_cache
 from models.pipeline.v3 import data
 from models.pipeline.v3.train import TrainConfig, fit_head
 
@@ -34,12 +35,12 @@ def training_data(n_stacks: int, n_blank: int, cache: Path | None, t0: float):
     stack_file = cache / f"train_{n_stacks}.npz" if cache else None
     blank_file = cache / f"blank_train_{n_blank}.npz" if cache else None
     if stack_file and stack_file.is_file():
-        stacks = data.load_feature_stacks(str(stack_file))
+        stacks = feature_cache.load_feature_stacks(str(stack_file))
     else:
         _step(f"rendering {n_stacks} training stacks", t0)
         stacks = data.feature_stacks(data.condition_seeds(n_stacks, 0), front)
         if stack_file:
-            data.save_feature_stacks(str(stack_file), stacks)
+            feature_cache.save_feature_stacks(str(stack_file), stacks)
     if blank_file and blank_file.is_file():
         blank = np.load(blank_file)["features"]
     else:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import cv2
 import numpy as np
@@ -25,6 +23,7 @@ import numpy as np
 from autofocus.scoring.model import model_input
 from autofocus.scoring.preprocess import RAW_PREPROCESS_VERSION
 from models.pipeline import spec
+from models.pipeline.data import FeatureStack
 from models.pipeline.synth import expose, make_stack
 from models.pipeline.v3 import graph
 
@@ -36,17 +35,6 @@ N_PLANES = 15
 TRAIN_MIX = (("train", 0.35), ("train_v2", 0.25), ("sparse", 0.12), ("debris", 0.1),
              ("bf_phase", 0.1), ("low_light", 0.08))
 """(synth condition, share of the training stacks)."""
-
-
-@dataclass
-class FeatureStack:
-    """One stack's v3 front-end features (n_planes, 26, gh, gw), defocus (µm), DOF (µm)."""
-
-    name: str
-    features: np.ndarray
-    dz_um: np.ndarray
-    dof_um: float
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class FrontEnd:
@@ -152,22 +140,3 @@ def no_specimen_features(n: int, seed: int, front: FrontEnd | None = None,
     return feats, list(kinds)
 
 
-def save_feature_stacks(path: str, stacks: Sequence[FeatureStack]) -> None:
-    """Cache feature stacks (same plane count and grid) in one .npz."""
-    import json
-
-    np.savez_compressed(
-        path, features=np.stack([s.features for s in stacks]),
-        dz_um=np.stack([s.dz_um for s in stacks]), dof_um=np.array([s.dof_um for s in stacks]),
-        names=np.array([s.name for s in stacks]),
-        meta=np.array([json.dumps(s.meta, default=float) for s in stacks]))
-
-
-def load_feature_stacks(path: str) -> list[FeatureStack]:
-    """Read stacks written by `save_feature_stacks`."""
-    import json
-
-    with np.load(path, allow_pickle=False) as z:
-        return [FeatureStack(str(n), f, d, float(dof), json.loads(str(m)))
-                for f, d, dof, n, m in zip(z["features"], z["dz_um"], z["dof_um"], z["names"],
-                                           z["meta"], strict=True)]

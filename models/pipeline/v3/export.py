@@ -9,8 +9,6 @@ the same frames.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,14 +17,10 @@ import numpy as np
 import onnx
 
 from models.pipeline import spec
+from models.pipeline.export import sha256_file, write_card
 from models.pipeline.v3 import graph
 
 PARITY_TOLERANCE = 1e-3
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def card_outputs() -> dict[str, str]:
@@ -116,8 +110,3 @@ def export(head: Any, out_dir: Path, stem: str, card_extra: Mapping[str, Any],
     card["parity"] = parity_check(head, path, parity_frames) if parity_frames else None
     write_card(card, path.with_suffix(".json"))
     return path, card
-
-
-def write_card(card: dict, path: Path) -> None:
-    """Write a model card JSON (sorted keys, 2-space indent)."""
-    Path(path).write_text(json.dumps(card, indent=2, sort_keys=True, default=float) + "\n")

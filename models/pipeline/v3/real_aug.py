@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.pipeline import data as feature_cache
 from models.pipeline.v3 import data
 
 TILES_PER_STACK = 12
@@ -91,7 +92,7 @@ def main(argv: list[str]) -> int:
     real_dir = Path(argv[1]) if len(argv) > 1 else default_real_dir()
     t0 = time.perf_counter()
     front = data.FrontEnd()
-    synth = data.load_feature_stacks(str(cache / "train_1500.npz"))
+    synth = feature_cache.load_feature_stacks(str(cache / "train_1500.npz"))
     blank = np.load(cache / "blank_train_6000.npz")["features"]
     tiles = in_focus_tiles(real_dir, np.random.default_rng(0))
     real_aug = real_feature_stacks(tiles, front)
