@@ -23,6 +23,7 @@ import typer
 
 from autofocus.cli.app import app
 from autofocus.cli.help import AutofocusCommand, AutofocusGroup
+from autofocus.cli.output import fail
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,14 +37,6 @@ bench_app = typer.Typer(
 app.add_typer(bench_app, name="bench")
 
 EXIT_ERROR = 2
-
-
-def _fail(message: str) -> None:
-    from rich.console import Console
-    from rich.text import Text
-
-    Console(file=sys.stderr, soft_wrap=True).print(Text(f"error: {message}", style="bold red"))
-    raise typer.Exit(EXIT_ERROR)
 
 
 def bench_frames(n: int, size_px: int, *, seed: int = 0) -> list[np.ndarray]:
@@ -178,7 +171,7 @@ def bench_score(
     """Frames/s of the whole scoring path vs OpenCV variance of Laplacian, side by side."""
     sizes = tuple(batch) if batch else (1, 8, 32)
     if any(b < 1 for b in sizes):
-        _fail("batch sizes must be ≥ 1")
+        fail("batch sizes must be ≥ 1")
     options: dict[str, Any] = {}
     from autofocus.errors import AutofocusError
     from autofocus.scoring.registry import canonical_scorer_name
@@ -186,7 +179,7 @@ def bench_score(
     try:
         is_model = canonical_scorer_name(scorer) == "focusnet"
     except AutofocusError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if is_model:
         if provider is not None:
             options["provider"] = provider
@@ -206,7 +199,7 @@ def bench_score(
                 progress=lambda done, total: bar.update(done, total),
             )
     except (AutofocusError, ValueError, OSError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")

@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
-from autofocus.cli.bench import _fail, bench_app
+from autofocus.cli.bench import bench_app
 from autofocus.cli.help import AutofocusCommand
+from autofocus.cli.output import fail
 
 
 @bench_app.command(
@@ -52,7 +53,7 @@ def bench_focus_map(
             seed=seed,
         )
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")

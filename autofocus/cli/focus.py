@@ -34,21 +34,12 @@ from autofocus.cli.options import (
     ZStepOpt,
     hardware_overrides,
 )
+from autofocus.cli.output import fail
 
 if TYPE_CHECKING:
     from autofocus.search.focus import FocusRequest
     from autofocus.search.result import FocusResult
     from autofocus.settings import Settings
-
-
-def die(message: str, code: int = 2) -> typer.Exit:
-    """Print `error: message` on stderr (plain text, no markup) and return the `typer.Exit`
-    to raise."""
-    from rich.console import Console
-    from rich.text import Text
-
-    Console(stderr=True, soft_wrap=True).print(Text(f"error: {message}", style="bold red"))
-    return typer.Exit(code)
 
 
 def build_settings(config: Path | None, overrides: dict[str, Any]) -> Settings:
@@ -57,8 +48,6 @@ def build_settings(config: Path | None, overrides: dict[str, Any]) -> Settings:
     Nested groups are given as dicts (`{"sim": {"seed": 3}}`) and merged over
     the file's values. Raises `typer.Exit` with a readable message on bad values.
     """
-    from pydantic import ValidationError
-
     from autofocus.settings import ConfigError, load_settings
 
     try:
@@ -73,12 +62,7 @@ def build_settings(config: Path | None, overrides: dict[str, Any]) -> Settings:
                 merged[key] = value
         return load_settings(config, **merged)
     except (FileNotFoundError, ConfigError) as exc:
-        raise die(str(exc)) from exc
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise die(f"invalid settings: {problems}") from exc
+        fail(str(exc))
 
 
 @app.command(
@@ -302,13 +286,13 @@ def focus_command(
         dof_um=dof_um,
     )
     if request.on_failure not in ("return", "stay"):
-        raise die(f"--on-failure must be 'return' or 'stay', got {request.on_failure!r}")
+        fail(f"--on-failure must be 'return' or 'stay', got {request.on_failure!r}")
     if plot is not None and not plot.parent.resolve().is_dir():
-        raise die(f"--plot: no such folder {plot.parent}")
+        fail(f"--plot: no such folder {plot.parent}")
     try:
         microscope = open_microscope(settings)
     except (MicroscopeError, AutofocusError, ValueError) as exc:
-        raise die(f"could not open the {settings.driver} microscope: {exc}") from exc
+        fail(f"could not open the {settings.driver} microscope: {exc}")
     try:
         if settings.driver == "replay":
             request = _replay_defaults(
@@ -319,14 +303,14 @@ def focus_command(
         result = _run_with_progress(microscope, request, quiet=as_json)
         report = _report(result, microscope, settings)
     except (MicroscopeError, AutofocusError, ValueError, KeyError) as exc:
-        raise die(str(exc)) from exc
+        fail(str(exc))
     finally:
         microscope.close()
     if plot is not None:
         try:
             write_plot(plot, report)
         except OSError as exc:
-            raise die(f"could not write the plot to {plot}: {exc}") from exc
+            fail(f"could not write the plot to {plot}: {exc}")
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:

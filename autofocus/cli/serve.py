@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from autofocus.cli.app import app
-from autofocus.cli.focus import build_settings, die
+from autofocus.cli.focus import build_settings
 from autofocus.cli.help import AutofocusCommand
 from autofocus.cli.options import (
     PANEL_SIM,
@@ -34,6 +34,7 @@ from autofocus.cli.options import (
     ZStepOpt,
     hardware_overrides,
 )
+from autofocus.cli.output import fail
 
 if TYPE_CHECKING:
     from autofocus.settings import Settings
@@ -118,7 +119,7 @@ def serve_command(
         check_bind_allowed(settings)
         check_driver_settings(settings)  # e.g. Micro-Manager without Z limits: exit 2 now
     except (InsecureBindError, ConfigurationError) as exc:
-        raise die(str(exc)) from exc
+        fail(str(exc))
     configure_logging(settings.log_format, settings.log_level)
     print_banner(settings)
     run_server(settings)

@@ -6,7 +6,6 @@ through untouched and the per-request cost stays small under polling load.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
@@ -15,7 +14,7 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from autofocus.service.api.problems import PROBLEM_MEDIA_TYPE, PayloadTooLarge
+from autofocus.service.api.problems import PayloadTooLarge, send_problem
 from autofocus.service.metrics import Metrics
 
 log = structlog.get_logger("autofocus.http")
@@ -77,9 +76,7 @@ class RequestContextMiddleware:
             limit, setting = self._limit(scope)
             length = _content_length(headers)
             if length is not None and length > limit:
-                await self._reject_too_large(
-                    scope, receive, send_wrapper, length, request_id, limit, setting
-                )
+                await self._reject_too_large(scope, receive, send_wrapper, length, limit, setting)
                 return
             await self.app(scope, self._limited(receive, limit, setting), send_wrapper)
         finally:
@@ -117,7 +114,6 @@ class RequestContextMiddleware:
         receive: Receive,
         send: Send,
         length: int,
-        request_id: str,
         limit: int,
         setting: str,
     ) -> None:
@@ -128,27 +124,9 @@ class RequestContextMiddleware:
                 if message["type"] != "http.request":
                     break
                 more = message.get("more_body", False)
-        body = json.dumps(
-            {
-                "type": "urn:autofocus:problem:http-413",
-                "title": "Request body too large",
-                "status": 413,
-                "detail": _too_large_text(limit, setting),
-                "instance": scope.get("path", ""),
-                "request_id": request_id,
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+        await send_problem(
+            scope, send, 413, "http-413", "Request body too large", _too_large_text(limit, setting)
         )
-        await send({"type": "http.response.body", "body": body})
 
 
 def _content_length(headers: dict[str, str]) -> int | None:

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import structlog
 
-from autofocus.errors import AutofocusError, ImageError, MicroscopeError
+from autofocus.errors import AutofocusError, MicroscopeError
 from autofocus.scoring.base import Scorer
-from autofocus.search.reasons import FailureReason
+from autofocus.scoring.preprocess import crop_roi
 from autofocus.search.result import Measurement
 from autofocus.service.jobs.hardware import GuardedMicroscope
 from autofocus.service.jobs.models import JobState
@@ -103,17 +103,7 @@ class JobScorer:
 
     def score(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         if self.roi is not None:
-            x, y, w, h = self.roi
-            cropped = []
-            for f in frames:
-                c = f[y : y + h, x : x + w]
-                if c.shape[0] != h or c.shape[1] != w:
-                    raise ImageError(
-                        f"the ROI {w}×{h} px at ({x}, {y}) does not fit a "
-                        f"{f.shape[1]}×{f.shape[0]} px frame"
-                    )
-                cropped.append(c)
-            frames = cropped
+            frames = [crop_roi(f, self.roi) for f in frames]
         t = time.perf_counter()
         try:
             return self.inner.score(frames)
@@ -304,7 +294,7 @@ class Worker:
         else:
             state, error = JobState.FAILED, result.reason or "the focus search failed"
         progress["final_z_um"] = result.final_z_um
-        code = None if state is JobState.SUCCEEDED else reason_code(result, result_dict)
+        code = None if state is JobState.SUCCEEDED else result.reason_code
         self._finish(job_id, state, result_dict, error, progress, t0, error_code=code)
 
     def _finish(
@@ -389,27 +379,6 @@ def watch_open_s(hardware_timeout_s: float) -> float:
     """How long opening the microscope may take before the watchdog trips: loading a
     Micro-Manager configuration legitimately takes longer than one call (seconds)."""
     return max(60.0, 2.0 * float(hardware_timeout_s))
-
-
-_HARDWARE_ERRORS = frozenset(
-    {"MicroscopeError", "StageError", "CameraError", "DeviceTimeout", "ConfigurationError"}
-)
-
-
-def reason_code(result: Any, result_dict: dict[str, Any]) -> str | None:
-    """The stable reason code of a job that did not succeed: the search's own code when it
-    gives one, else `cancelled`, `timeout` or `hardware` from the kind of failure."""
-    code = getattr(result, "reason_code", None) or result_dict.get("reason_code")
-    if code:
-        return str(getattr(code, "value", code))
-    if getattr(result, "cancelled", False):
-        return FailureReason.CANCELLED.value
-    error_type = result_dict.get("error_type") or getattr(result, "error_type", None)
-    if error_type == "FocusTimeout":
-        return FailureReason.TIMEOUT.value
-    if error_type in _HARDWARE_ERRORS:
-        return FailureReason.HARDWARE.value
-    return None
 
 
 def _sentence(exc: BaseException) -> str:
