@@ -47,7 +47,7 @@ from autofocus.errors import (
     NoFocusSignal,
 )
 from autofocus.scoring.base import DefocusEstimate, DefocusEstimator, Scorer, offers_estimate
-from autofocus.search.frames import capture_rel_noise, capture_score, frame_problem
+from autofocus.search.frames import capture_of_usable, capture_rel_noise, frame_problem
 from autofocus.search.reasons import FailureReason
 from autofocus.search.result import FocusResult, Measurement, Timing
 from autofocus.search.strategies.base import SearchOutcome, Strategy
@@ -351,9 +351,9 @@ class _Run:
             out[usable] = s
         capture = [math.nan] * len(frames)
         noise = [math.nan] * len(frames)
-        if getattr(self, "wants_capture", False):
-            for i in usable:
-                capture[i] = capture_score(frames[i])
+        if self.wants_capture:
+            for i in usable:  # already checked by frame_problem above
+                capture[i] = capture_of_usable(frames[i])
                 noise[i] = capture_rel_noise(frames[i].shape)
         self.score_wall_s += time.perf_counter() - t
         return out, capture, noise
@@ -561,9 +561,7 @@ def _reason_code(error: Exception, outcome: SearchOutcome | None) -> str:
         return FailureReason.VERIFY_FAILED.value
     if isinstance(error, SearchFailed | NoFocusSignal) and outcome is not None:
         return outcome.code or reason_code(outcome.reason) or FailureReason.FLAT_CURVE.value
-    if isinstance(error, MicroscopeError | ImageError):
-        return FailureReason.HARDWARE.value
-    return FailureReason.HARDWARE.value
+    return FailureReason.HARDWARE.value  # MicroscopeError, ImageError and anything else
 
 
 def _outcome_error_class(outcome: SearchOutcome) -> type[AutofocusError]:

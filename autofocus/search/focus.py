@@ -139,14 +139,7 @@ def search_space(
         raise ValueError(f"edge_extension_um must be ≥ 0, got {request.edge_extension_um}")
     if request.mode not in ("search", "track"):
         raise ValueError(f"mode must be 'search' or 'track', got {request.mode!r}")
-    if request.rival_check not in ("capture", "full"):
-        raise ValueError(
-            f"rival_check must be 'capture' or 'full', got {request.rival_check!r}"
-        )
-    if request.rival not in ("fail", "nearest", "sharpest"):
-        raise ValueError(
-            f"rival must be 'fail', 'nearest' or 'sharpest', got {request.rival!r}"
-        )
+    # rival and rival_check are checked by SearchSpace itself.
     ext = request.edge_extension_um
     return SearchSpace(
         center_z_um=center,

@@ -83,6 +83,11 @@ def capture_score(frame: np.ndarray) -> float:
     """
     if frame_problem(frame) is not None:
         return float("nan")
+    return capture_of_usable(frame)
+
+
+def capture_of_usable(frame: np.ndarray) -> float:
+    """`capture_score` of a frame `frame_problem` already accepted (the check is skipped)."""
     g = _grey(frame)
     b = capture_bin_px(g.shape)
     h, w = (g.shape[0] // b) * b, (g.shape[1] // b) * b

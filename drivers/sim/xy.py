@@ -13,6 +13,7 @@ Moves take max(|dx|, |dy|) / speed + settle seconds (both axes move at once).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -79,6 +80,12 @@ class SampleSurface:
             waviness_seed=seed,
         )
 
+    @functools.cached_property
+    def _waves(self) -> tuple[tuple[float, float], ...]:
+        """(angle, phase) of the three waviness components, drawn once from the seed."""
+        rng = np.random.default_rng(self.waviness_seed)
+        return tuple(tuple(float(v) for v in rng.uniform(0, 2 * math.pi, 2)) for _ in range(3))
+
     def height_um(self, x_um: float | np.ndarray, y_um: float | np.ndarray) -> np.ndarray | float:
         """Sample height (µm) at stage position (x_um, y_um), zero at `center_um`."""
         dx = np.asarray(x_um, dtype=float) - self.center_um[0]
@@ -86,10 +93,8 @@ class SampleSurface:
         z = (self.tilt_x_um_per_mm * dx + self.tilt_y_um_per_mm * dy) / 1000.0
         z = z + self.bow_um * (dx * dx + dy * dy) / self.bow_radius_um**2
         if self.waviness_um:
-            rng = np.random.default_rng(self.waviness_seed)
             k = 2 * math.pi / self.waviness_period_um
-            for _ in range(3):
-                angle, phase = rng.uniform(0, 2 * math.pi, 2)
+            for angle, phase in self._waves:
                 z = z + (self.waviness_um / 3) * np.sin(
                     k * (dx * math.cos(angle) + dy * math.sin(angle)) + phase
                 )

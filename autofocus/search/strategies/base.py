@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from autofocus.search.trust import RIVAL_POLICIES
+
 
 @dataclass(frozen=True)
 class SearchSpace:
@@ -68,8 +70,9 @@ class SearchSpace:
             raise ValueError(f"edge_extension_um must be ≥ 0, got {self.edge_extension_um}")
         if self.rival_check not in ("capture", "full"):
             raise ValueError(f"rival_check must be 'capture' or 'full', got {self.rival_check!r}")
-        if self.rival not in ("fail", "nearest", "sharpest"):
-            raise ValueError(f"rival must be 'fail', 'nearest' or 'sharpest', got {self.rival!r}")
+        if self.rival not in RIVAL_POLICIES:
+            policies = ", ".join(RIVAL_POLICIES)
+            raise ValueError(f"rival must be one of {policies}, got {self.rival!r}")
         if self.planes_um is not None:
             planes = tuple(sorted(float(p) for p in self.planes_um))
             if not planes or not all(math.isfinite(p) for p in planes):

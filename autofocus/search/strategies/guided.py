@@ -62,7 +62,13 @@ from autofocus.search.strategies.common import (
     jsonable,
     too_few_reason,
 )
-from autofocus.search.strategies.peakfit import fit_best_model, level_crossings, noise_sigma
+from autofocus.search.strategies.peakfit import (
+    fit_best_model,
+    gaussian,
+    level_crossings,
+    noise_sigma,
+    r_squared,
+)
 from autofocus.search.trust import (
     MIN_HWHM_DOF,
     RIVAL_MIN_RATIO,
@@ -184,7 +190,6 @@ class Guided(SearchStrategy):
         bracket_dof: float = 0.7,
         max_estimate_sigma_dof: float = 1.0,
         centre_probe: bool = True,
-        rival_check: str | None = None,
     ) -> None:
         super().__init__(space)
         if not step_factor > 0:
@@ -202,10 +207,7 @@ class Guided(SearchStrategy):
         self.bracket_dof = float(bracket_dof)
         self.max_estimate_sigma_dof = float(max_estimate_sigma_dof)
         self.centre_probe = bool(centre_probe)
-        rival_check = space.rival_check if rival_check is None else rival_check
-        if rival_check not in ("capture", "full"):
-            raise ValueError(f"rival_check must be 'capture' or 'full', got {rival_check!r}")
-        self.rival_check = rival_check
+        self.rival_check = space.rival_check  # checked by SearchSpace
         self.estimates_offered = False
         self._excluded: list[float] = []  # positions whose frames proved unusable
         self._near_focus_only = False  # estimate path: every frame is close to focus
@@ -1181,13 +1183,9 @@ class Guided(SearchStrategy):
     @staticmethod
     def _gauss_r2(z: np.ndarray, s: np.ndarray, base: float, v: float, w: float,
                   height: float) -> float | None:
-        if z.size < 4 or w <= 0:
-            return None
-        model = base + height * np.exp(-LN2 * ((z - v) / w) ** 2)
-        sst = float(np.sum((s - s.mean()) ** 2))
-        if sst <= 0:
-            return None
-        return max(0.0, 1.0 - float(np.sum((s - model) ** 2)) / sst)
+        if z.size < 4 or w <= 0 or float(np.ptp(s)) == 0.0:
+            return None  # a flat curve has no fit quality (None, not 0: peak_confidence)
+        return r_squared(s, gaussian(z, base, height, v, w))
 
     def _centre_probe(self, res: _Refined) -> float | None:
         """A frame at the fitted centre when no sample lies within DOF/4 of it."""
@@ -1197,10 +1195,6 @@ class Guided(SearchStrategy):
         if not self.centre_probe or self._near(p, 0.25 * dof) or self.frames_left < 2:
             return None
         return p
-
-    def _edge_of_samples(self, z_um: float, window: float) -> bool:
-        z, _ = self._fine_points(z_um, window)
-        return bool(z.size) and (z_um <= z.min() + 1e-9 or z_um >= z.max() - 1e-9)
 
     # -- verdict ------------------------------------------------------------------------------
     def _verdict(self, refined: list[_Refined], *, reference: float | None) -> Any:

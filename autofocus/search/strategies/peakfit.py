@@ -170,7 +170,8 @@ def _resid_sigma(s: np.ndarray, model: np.ndarray, n_params: int) -> float | Non
     return float(math.sqrt(float(np.sum((s - model) ** 2)) / dof))
 
 
-def _r2(s: np.ndarray, model: np.ndarray) -> float:
+def r_squared(s: np.ndarray, model: np.ndarray) -> float:
+    """Coefficient of determination of `model` for `s` (0 when `s` is flat; never below 0)."""
     sst = float(np.sum((s - s.mean()) ** 2))
     ssr = float(np.sum((s - model) ** 2))
     if sst <= 0.0:
@@ -216,7 +217,7 @@ def fit_parabola(z_um: Any, scores: Any) -> PeakFit | None:
         "parabola",
         float(z_v),
         float(s_v),
-        _r2(s, model),
+        r_squared(s, model),
         {"coeffs": [float(big_c2), float(big_c1), float(big_c0)]},
         float(z[0]),
         float(z[-1]),
@@ -274,7 +275,7 @@ def fit_model(
     if not (z[0] - 0.5 * span <= zc <= z[-1] + 0.5 * span):
         return None
     fitted = model(z, *popt)
-    r2 = _r2(s, fitted)
+    r2 = r_squared(s, fitted)
     sigma = None
     if pcov is not None and np.all(np.isfinite(pcov)) and pcov[2, 2] >= 0:
         sigma = float(math.sqrt(pcov[2, 2]))
@@ -359,7 +360,7 @@ def top_points_fit(
             "gaussian",
             log_fit.z_um,
             floor + height,
-            _r2(sw, gaussian(zw, floor, height, log_fit.z_um, w)),
+            r_squared(sw, gaussian(zw, floor, height, log_fit.z_um, w)),
             {"b": floor, "a": height, "z0_um": log_fit.z_um, "w_um": w},
             float(zw[0]),
             float(zw[-1]),
