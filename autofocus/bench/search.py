@@ -16,7 +16,7 @@ import dataclasses
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -50,12 +50,15 @@ class Trial:
 class Contender:
     """A strategy under test: registry `strategy` name, options, and a label for the table.
 
-    `options` may depend on the depth of field, so it is a function of DOF (µm).
+    `options` may depend on the depth of field, so it is a function of DOF (µm);
+    `request` holds request-level settings (`FocusRequest` fields such as
+    `rival_check`) that the strategy reads from its search space.
     """
 
     label: str
     strategy: str
     options: Callable[[float], dict[str, Any]]
+    request: dict[str, Any] = field(default_factory=dict)
 
 
 def default_contenders() -> list[Contender]:
@@ -63,7 +66,8 @@ def default_contenders() -> list[Contender]:
     return [
         Contender("guided (default, rival_check full)", "guided", lambda dof: {}),
         Contender(
-            "guided, rival_check capture", "guided", lambda dof: {"rival_check": "capture"}
+            "guided, rival_check capture", "guided", lambda dof: {},
+            request={"rival_check": "capture"},
         ),
         Contender("coarse-fine (previous default)", "coarse-fine", lambda dof: {}),
         Contender("sweep @ DOF/2 (exhaustive)", "sweep", lambda dof: {"step_um": dof / 2}),
@@ -140,6 +144,7 @@ def run_trial(
         tolerance_um=tol,
         max_frames=400,
         timeout_s=None,
+        **contender.request,
     )
     truth = mic.true_focus_z_um()
     # Judge where the specimen really is: after parking, the stage's physical position
