@@ -1,0 +1,225 @@
+"""The guided search's classical path: a coarse capture sweep, candidates, refinement.
+
+`CapturePath._classical_path` works with any scorer: a coarse pass stepped
+from the optics (densified while nothing rises), the rising local maxima of
+the wide-capture curve as candidates, each refined (`Refinement`), then the
+rival checks (`RivalChecks`), a walk up a capture curve that still rises
+through the found peak (`_follow_capture`), and the verdict (`Verdict`).
+Steps 1–5 of the algorithm in `autofocus.search.strategies.guided.strategy`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from autofocus.search.reasons import FailureReason
+from autofocus.search.strategies.common import (
+    FrameBudgetExhausted,
+    Search,
+    Step,
+    too_few_reason,
+)
+from autofocus.search.strategies.guided.rivals import RivalChecks
+from autofocus.search.strategies.guided.shape import Refined, coarse_step_um, strongest
+from autofocus.search.strategies.guided.verdict import Verdict
+from autofocus.search.trust import RIVAL_MIN_SEPARATION_DOF
+
+# The capture curve rising through a found peak by more than this (relative, over
+# 2 DOF) is followed, at most this many frames.
+CAPTURE_FOLLOW_SLOPE = 0.3
+CAPTURE_FOLLOW_FRAMES = 4
+# With nothing rising, the coarse spacing is halved at most this many times, and no
+# further once the gaps are this many DOF.
+MAX_DENSIFY_ROUNDS = 3
+DENSIFY_MIN_GAP_DOF = 5.0
+# A range up to this many DOF is sampled every 2 DOF at least.
+SHORT_RANGE_FINE_DOF = 16.0
+# A recorded stack shorter than this many DOF is swept every other plane.
+SHORT_RANGE_DOF = 6.0
+
+
+class CapturePath(RivalChecks, Verdict):
+    """The guided search with any scorer, guided by the wide-capture curve."""
+
+    def _classical_path(self) -> Search:
+        space, dof = self.space, self.space.dof
+        lo, hi = space.lo_um, space.hi_um
+        width = hi - lo
+        h = coarse_step_um(width, dof, self.step_factor)
+        if space.coarse_step_um:
+            h = float(space.coarse_step_um)
+        n = max(3, int(math.ceil(width / h - 1e-9)))
+        if width <= SHORT_RANGE_FINE_DOF * dof:
+            # A short range (e.g. re-focusing near a known plane) lies within the capture
+            # curve's width: sample it at the fine peak's scale instead.
+            n = max(n, int(math.ceil(width / (2.0 * dof) - 1e-9)))
+        n = min(n, max(3, space.max_frames - 6))
+        cell = width / n
+        grid = [lo + (k + 0.5) * cell for k in range(n)]
+        planes = [p for p in (space.planes_um or ()) if lo - 1e-9 <= p <= hi + 1e-9]
+        if planes and width < SHORT_RANGE_DOF * dof and len(planes) > n:
+            # A short recorded stack lies entirely within the capture curve's width, which
+            # then cannot point anywhere: take every other plane instead.
+            grid = planes[::2] if len(planes) % 2 else planes[::2] + [planes[-1]]
+            cell = 2.0 * width / max(len(planes) - 1, 1)
+        self.details.setdefault("path", "capture")
+        self.details["coarse_step_um"] = cell
+        yield grid
+        yield from self._retake_unusable(grid)
+        rising = self._rising() or self._fine_rising()
+        coarse = sorted(grid)
+        rounds = 0
+        # Nothing rose: halve the spacing until something does, or until the gaps are
+        # narrower than the capture curve of a weak specimen (about ±2 DOF) can hide in.
+        while not rising and rounds < MAX_DENSIFY_ROUNDS:
+            gaps = [b - a for a, b in zip(coarse[:-1], coarse[1:], strict=True)]
+            if rounds > 0 and max(gaps, default=0.0) <= DENSIFY_MIN_GAP_DOF * dof:
+                break
+            mids = [0.5 * (a + b) for a, b in zip(coarse[:-1], coarse[1:], strict=True)]
+            if rounds == 0:
+                mids += [lo, hi]
+            mids = [m for m in mids if not self.is_known(self.clamp(m))]
+            if not mids or len(mids) > self.frames_left - 4:
+                break
+            rounds += 1
+            self.details["densified"] = rounds
+            yield mids
+            yield from self._retake_unusable(mids)
+            coarse = sorted(set(coarse) | {self.clamp(m) for m in mids})
+            rising = self._rising() or self._fine_rising()
+        usable = int(self.points()[0].size)
+        if usable < 3:
+            return self.fail(too_few_reason(usable, self.frames),
+                             code=FailureReason.FLAT_CURVE.value, **self.details)
+        if not rising:
+            return self.fail(self._flat_sentence(), code=FailureReason.FLAT_CURVE.value,
+                             **self.details)
+        cands = self._candidates(rising)
+        self.details["candidates_um"] = [float(z) for z, _ in cands]
+        refined: list[Refined] = []
+        for k, (z_c, _) in enumerate(cands):
+            others = [z for j, (z, _) in enumerate(cands) if j != k]
+            try:
+                refined.append((yield from self._refine(z_c, cell, others)))
+            except FrameBudgetExhausted:
+                if refined and any(r.peak is not None for r in refined):
+                    self.details["budget_stopped_candidates"] = True
+                    break
+                raise
+        # A second plane close to the first can hide in its capture curve: a capture
+        # sample far above its mirror image across the found peak points at it.
+        found = [r.peak for r in refined if r.peak is not None]
+        if found:
+            main = max(found, key=lambda p: p.height)
+            known = [p.z_um for p in found]
+            for z_c in self._asymmetry_candidates(main.z_um, known)[:2]:
+                try:
+                    refined.append((yield from self._refine_rival(z_c, main.z_um, cell)))
+                except FrameBudgetExhausted:
+                    self.details["budget_stopped_candidates"] = True
+                    break
+        if self.rival_check == "full":
+            refined = yield from self._full_rival_check(refined, cell)
+        if not space.planes_um:
+            refined = yield from self._follow_capture(refined, cell)
+        refined = yield from self._confirm_dips(refined, cell)
+        return self._verdict(refined, reference=space.reference_z_um)
+
+    def _follow_capture(self, refined: list[Refined], cell: float) -> Step:
+        """The capture curve must peak where the fine peak is.
+
+        If it still rises through the found peak (the focus measure's peak is a
+        local one, e.g. a learned score's, and focus lies further out), walk up
+        the capture curve in 2-DOF steps while it keeps rising (at most
+        `CAPTURE_FOLLOW_FRAMES`), and refine a candidate where it tops out when
+        that is ≥ 3 DOF away: two planes are then judged by the rival rule.
+        """
+        dof = self.space.dof
+        main = strongest(refined)
+        if main is None:
+            return refined
+        zm = main.peak.z_um
+        z, c, noise = self._capture_points()
+        near = np.abs(z - zm) <= 2.0 * dof
+        if int(np.count_nonzero(near)) < 3:
+            return refined
+        zi, ci = z[near], c[near]
+        slope = float(np.polyfit(zi - zm, ci, 1)[0])
+        rel = abs(slope) * 2.0 * dof / max(float(np.max(ci)), 1e-300)
+        if rel < CAPTURE_FOLLOW_SLOPE:
+            return refined
+        direction = 1.0 if slope > 0 else -1.0
+        lo, hi = self.bounds()
+        best_z = float(zi[np.argmax(ci)])
+        best_c = float(np.max(ci))
+        pos = float(zi.max() if direction > 0 else zi.min())
+        for _ in range(CAPTURE_FOLLOW_FRAMES):
+            pos += direction * 2.0 * dof
+            if not lo <= pos <= hi or self._near(pos, 0.5 * dof):
+                break
+            yield self._fresh([pos])
+            cp = self.capture_at(self.clamp(pos))
+            if not math.isfinite(cp) or cp <= best_c:
+                break
+            best_z, best_c = self.clamp(pos), cp
+        self.details["capture_followed_to_um"] = best_z
+        if abs(best_z - zm) >= RIVAL_MIN_SEPARATION_DOF * dof:
+            refined.append((yield from self._refine(best_z, cell, [zm])))
+        return refined
+
+    def _flat_sentence(self) -> str:
+        z, c, _ = self._capture_points()
+        if z.size == 0:
+            return "no focus signal: no frame of the search could be scored"
+        i = int(np.argmax(c))
+        base = float(np.min(c))
+        rise = 100.0 * (float(c[i]) / base - 1.0) if base > 0 else math.inf
+        return (
+            f"no focus signal: no frame over {self.space.lo_um:.1f}..{self.space.hi_um:.1f} µm "
+            f"stood out of the noise (largest rise {rise:.0f} % at z = {float(z[i]):.2f} µm, "
+            f"within what noise gives)"
+        )
+
+    def _candidates(self, rising: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        """Rising local maxima of the capture curve, highest first (≤ max_candidates)."""
+        z, c, noise = self._capture_points()
+        maxima = []
+        base, level = self._threshold(c, noise) if c.size else (0.0, math.inf)
+        for i in range(z.size):
+            if c[i] <= level:
+                continue
+            left = c[i - 1] if i > 0 else -math.inf
+            right = c[i + 1] if i < z.size - 1 else -math.inf
+            if c[i] >= left and c[i] >= right:
+                maxima.append((float(z[i]), float(c[i]), i))
+        maxima.sort(key=lambda t: -t[1])
+        top = (maxima[0][1] - base) if maxima else 0.0
+        keep: list[tuple[float, float]] = []
+        kept_idx: list[int] = []
+        for zz, cc, i in maxima:
+            # Two neighbouring samples equally high are one peak between them, not two.
+            if cc - base >= self.candidate_ratio * top and all(abs(i - j) > 1 for j in kept_idx):
+                keep.append((zz, cc))
+                kept_idx.append(i)
+        # A coarse frame whose fine score stands out is a candidate too: a plane can sit
+        # close to one coarse sample and still leave the capture curve's maximum elsewhere.
+        zf, sf = self.points()
+        fbase, fsigma = self._fine_noise()
+        dof = self.space.dof
+        for i in range(zf.size):
+            left = sf[i - 1] if i > 0 else -math.inf
+            right = sf[i + 1] if i < zf.size - 1 else -math.inf
+            if sf[i] >= left and sf[i] >= right and (sf[i] - fbase) / fsigma >= 6.0:
+                # Far from every candidate, and with a sample between them (not the
+                # other flank of the same peak).
+                far = all(abs(zf[i] - k[0]) > RIVAL_MIN_SEPARATION_DOF * dof for k in keep)
+                apart = all(
+                    int(np.count_nonzero((zf > min(zf[i], k[0]) + 1e-9)
+                                         & (zf < max(zf[i], k[0]) - 1e-9))) > 0
+                    for k in keep
+                )
+                if far and apart:
+                    keep.append((float(zf[i]), math.nan))
+        return keep[: self.max_candidates]

@@ -1,0 +1,103 @@
+"""The guided search's verdict on its refined candidates: success, or why not.
+
+`Verdict._verdict` keeps each plane once, applies the space's rival policy,
+fails a peak at the end of the searched interval (`edge_peak`) or one whose
+width the optics cannot produce (`implausible_peak`), and finishes with the
+chosen peak and its confidence.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autofocus.search.reasons import FailureReason
+from autofocus.search.strategies.common import edge_reason, jsonable
+from autofocus.search.strategies.guided.samples import GuidedSamples
+from autofocus.search.strategies.guided.shape import Refined
+from autofocus.search.trust import (
+    choose,
+    peak_confidence,
+    rival_sentence,
+    rivals,
+    width_plausible,
+)
+
+# Without known optics (DOF guessed as 4 × tolerance) the width rule is this much laxer.
+UNKNOWN_OPTICS_WIDTH_FACTOR = 0.5
+
+
+class Verdict(GuidedSamples):
+    """Judges the refined candidates and ends the search."""
+
+    def _verdict(self, refined: list[Refined], *, reference: float | None) -> Any:
+        space, dof = self.space, self.space.dof
+        found: list[Refined] = []
+        for r in refined:  # two candidates can lead to the same plane: keep it once
+            if r.peak is not None and all(
+                abs(r.peak.z_um - f.peak.z_um) > dof for f in found if f.peak is not None
+            ):
+                found.append(r)
+        self.details["peaks"] = [r.peak.to_dict() for r in found if r.peak is not None]
+        if not found:
+            return self.fail(
+                "no focus signal: the wide-capture curve rose but no frame near it was sharper "
+                "than the noise of the focus measure",
+                code=FailureReason.FLAT_CURVE.value,
+                **self.details,
+            )
+        peaks = [r.peak for r in found if r.peak is not None]
+        best, rival_list = rivals(peaks, dof)
+        assert best is not None
+        if reference is None:
+            reference = space.center_z_um
+        chosen_peak = choose(best, rival_list, space.rival, reference_z_um=reference)
+        if rival_list:
+            self.details["rivals"] = [p.to_dict() for p in [best, *rival_list]]
+        if chosen_peak is None:
+            out = self.fail(rival_sentence([best, *rival_list]),
+                            code=FailureReason.RIVAL_PEAK.value, **self.details)
+            out.details["candidates"] = jsonable([p.to_dict() for p in [best, *rival_list]])
+            return out
+        res = next(r for r in found if r.peak is chosen_peak)
+        p = chosen_peak
+        lo, hi = space.lo_um, space.hi_um
+        ext_lo, ext_hi = space.ext_lo_um, space.ext_hi_um
+        if res.width_unresolved and not res.at_edge:
+            pass  # recorded planes too far apart to measure a width: the plane is the answer
+        elif res.at_edge or p.hwhm_um is None:
+            z_edge = p.z_um
+            if z_edge <= ext_lo + 0.5 * dof or z_edge >= ext_hi - 0.5 * dof:
+                return self.fail(edge_reason(z_edge), code=FailureReason.EDGE_PEAK.value,
+                                 **self.details)
+            return self.fail(
+                f"not a focal plane: the sharpest frame at z = {p.z_um:.2f} µm has no measured "
+                "peak around it (its neighbours could not bracket it)",
+                code=FailureReason.IMPLAUSIBLE_PEAK.value,
+                **self.details,
+            )
+        width_dof = dof if space.dof_um else UNKNOWN_OPTICS_WIDTH_FACTOR * dof
+        if not res.width_unresolved and not width_plausible(p.hwhm_um, width_dof):
+            return self.fail(
+                f"not a focal plane: the peak at z = {p.z_um:.2f} µm is {2 * p.hwhm_um:.2f} µm "
+                f"wide (full width at half maximum) where the depth of field is {dof:.2f} µm",
+                code=FailureReason.IMPLAUSIBLE_PEAK.value,
+                **self.details,
+            )
+        if not (ext_lo < p.z_um < ext_hi):
+            return self.fail(edge_reason(p.z_um), code=FailureReason.EDGE_PEAK.value,
+                             **self.details)
+        self.details["extended_beyond_range"] = not (lo <= p.z_um <= hi)
+        conf = peak_confidence(
+            res.snr, r2=res.r2, spacing_dof=res.spacing_dof, width_ok=True
+        )
+        best_z = p.z_um
+        if space.planes_um:
+            best_z = self.clamp(best_z)
+        return self.finish(
+            success=True,
+            best_z_um=best_z,
+            best_score=p.score,
+            details={**self.details, "snr": res.snr, "r2": res.r2,
+                     "spacing_dof": res.spacing_dof, "hwhm_um": p.hwhm_um},
+            confidence_value=conf,
+        )
