@@ -12,12 +12,14 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -238,13 +240,17 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        toml_path = _CONFIG_PATH_OVERRIDE or os.environ.get("AUTOFOCUS_CONFIG")
-        if toml_path:
+        parsed = _PARSED_TOML.get()
+        if parsed is not None:  # load_settings read and parsed the file already
+            sources.append(InitSettingsSource(settings_cls, init_kwargs=parsed))
+        elif toml_path := os.environ.get("AUTOFOCUS_CONFIG"):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)))
         return tuple(sources)
 
 
-_CONFIG_PATH_OVERRIDE: str | None = None
+# The TOML file `load_settings` parsed, handed to `settings_customise_sources` (which pydantic
+# calls without arguments) so the file is parsed once; None outside `load_settings`.
+_PARSED_TOML: ContextVar[dict[str, Any] | None] = ContextVar("_PARSED_TOML", default=None)
 
 
 class ConfigError(ValueError):
@@ -260,18 +266,17 @@ def load_settings(config_path: Path | str | None = None, **overrides: Any) -> Se
     `ConfigError` (one line: file, line, key, reason, nearest valid key) for
     malformed TOML, unknown keys and bad values.
     """
-    global _CONFIG_PATH_OVERRIDE
     if config_path is not None and not Path(config_path).is_file():
         raise FileNotFoundError(f"configuration file {config_path} does not exist")
     path = str(config_path) if config_path is not None else os.environ.get("AUTOFOCUS_CONFIG")
     text, data = _read_toml(path)
-    _CONFIG_PATH_OVERRIDE = str(config_path) if config_path is not None else None
+    token = _PARSED_TOML.set(data)
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path, text, data)) from None
     finally:
-        _CONFIG_PATH_OVERRIDE = None
+        _PARSED_TOML.reset(token)
 
 
 def _read_toml(path: str | None) -> tuple[str | None, dict[str, Any]]:

@@ -50,3 +50,26 @@ def test_every_setting_is_documented_and_valid(tmp_path, monkeypatch):
             assert set(annotation.model_fields) == documented[name], name
         else:
             assert name in documented[""], name
+
+
+def test_the_file_is_parsed_once_and_ranks_below_the_environment(tmp_path, monkeypatch):
+    from autofocus.settings import tomllib  # the TOML parser pydantic-settings uses too
+
+    for name in list(os.environ):
+        if name.startswith("AUTOFOCUS_"):
+            monkeypatch.delenv(name)
+    path = tmp_path / "af.toml"
+    path.write_text("port = 9001\nqueue_max = 3\n[focus]\nrange_um = 77.0\n", encoding="utf-8")
+    parses = []
+    for fn in ("load", "loads"):  # a spy: counts the parses, then parses for real
+        real = getattr(tomllib, fn)
+        monkeypatch.setattr(tomllib, fn, lambda *a, _real=real, **k: parses.append(1) or
+                            _real(*a, **k))
+    monkeypatch.setenv("AUTOFOCUS_QUEUE_MAX", "5")
+    settings = load_settings(path, host="127.0.0.2")
+    assert len(parses) == 1
+    assert (settings.port, settings.queue_max, settings.focus.range_um, settings.host) == (
+        9001, 5, 77.0, "127.0.0.2")
+    parses.clear()
+    monkeypatch.setenv("AUTOFOCUS_CONFIG", str(path))  # the file named by the environment
+    assert load_settings().port == 9001 and len(parses) == 1
