@@ -7,6 +7,7 @@ stacks (real files: TIFF planes + manifest.csv), so no fakes are involved.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -64,6 +65,7 @@ def test_calibrate_writes_a_servable_model_with_a_loso_card(corpus, tmp_path):
     assert report["parity_max_abs_logit_diff"] < 1e-3
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["calibration"]["stacks"] == report["stacks"]
+    assert card["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
     assert out.with_suffix(".md").is_file()
     served = get_scorer(str(out), provider="cpu")
     assert served.model_path == out

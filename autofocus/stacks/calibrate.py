@@ -119,7 +119,7 @@ def calibrate(paths: Sequence[str | Path], out_path: str | Path, *, model: str |
     if out_path.suffix.lower() != ".onnx":
         raise CalibrationError(f"--out must name an .onnx file, got {out_path}")
     corpus, skipped = collect_stacks(paths)
-    from autofocus.scoring.model import OnnxDefocusScorer, open_model
+    from autofocus.scoring.model import OnnxDefocusScorer, open_model, sha256_of
 
     scorer = open_model(model, provider="cpu")
     names = {o.name for o in scorer._session.get_outputs()}
@@ -155,7 +155,8 @@ def calibrate(paths: Sequence[str | Path], out_path: str | Path, *, model: str |
     final = fit_output_layer(cal, stock, dof_um=dof_um, l2=l2)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     write_calibrated_model(scorer.model_path, final, out_path)
-    parity = _parity(out_path, scorer.card, final, corpus[0][0], cal[0])
+    digest = sha256_of(out_path)  # once: the parity check's card and the final card share it
+    parity = _parity(out_path, digest, scorer.card, final, corpus[0][0], cal[0])
     report = {
         "stock_model": scorer.model_path.name, "stock_sha256": scorer.card["sha256"],
         "stacks": [s.name for s in cal], "skipped_unlabelled": skipped,
@@ -165,19 +166,21 @@ def calibrate(paths: Sequence[str | Path], out_path: str | Path, *, model: str |
         "parity_max_abs_logit_diff": parity,
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    _write_card(scorer.card, out_path, report)
+    _write_card(scorer.card, out_path, digest, report)
     return report
 
 
-def _parity(path: Path, stock_card: dict, layer: OutputLayer, stack: ZStack,
+def _parity(path: Path, sha256: str, stock_card: dict, layer: OutputLayer, stack: ZStack,
             cal: CalStack) -> float:
-    """Max |logit| difference between the written file (served) and the numpy maths."""
-    from autofocus.scoring.model import sha256_of
+    """Max |logit| difference between the written file (served) and the numpy maths.
 
-    card = dict(stock_card, sha256=sha256_of(path))
+    `sha256` is the written file's digest, for the provisional card the file is served with.
+    """
+    from autofocus.scoring.model import open_model
+
+    card = dict(stock_card, sha256=sha256)
     tmp_card = path.with_suffix(".json")
     tmp_card.write_text(json.dumps(card))
-    from autofocus.scoring.model import open_model
 
     served = open_model(path, provider="cpu")
     frames = [stack.planes[i].load() for i in range(min(3, len(stack.planes)))]
@@ -190,11 +193,9 @@ def _parity(path: Path, stock_card: dict, layer: OutputLayer, stack: ZStack,
     return diff
 
 
-def _write_card(stock_card: dict, path: Path, report: dict[str, Any]) -> None:
-    from autofocus.scoring.model import sha256_of
-
+def _write_card(stock_card: dict, path: Path, sha256: str, report: dict[str, Any]) -> None:
     card = dict(stock_card)
-    card.update(file=path.name, sha256=sha256_of(path), bytes=path.stat().st_size,
+    card.update(file=path.name, sha256=sha256, bytes=path.stat().st_size,
                 version=f"{stock_card.get('version', 'v3')}-calibrated",
                 calibration=report, parity=None)
     path.with_suffix(".json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
