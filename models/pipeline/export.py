@@ -24,10 +24,12 @@ from models.pipeline import spec
 
 OPSET = 17
 IR_VERSION = 9
+AXIS_1 = "axis_1"
+"""The int64 [1] constant `walsh_front_end` adds (an axis operand for Slice, Gather, ReduceSum)."""
 
 
-class _Graph:
-    """Accumulates nodes and initialisers with unique names."""
+class GraphBuilder:
+    """Accumulates nodes and initialisers with unique names (v1/v2 and v3 graphs)."""
 
     def __init__(self) -> None:
         self.nodes: list[onnx.NodeProto] = []
@@ -45,22 +47,20 @@ class _Graph:
         return name
 
 
-def build_onnx(head: Mapping[str, np.ndarray], *, doc: str = "",
-               topk_div: int = spec.TOPK_DIV) -> onnx.ModelProto:
-    """The focusnet ONNX graph for head weights `head` (see `net.head_weights`).
+def walsh_front_end(g: GraphBuilder, input_name: str = spec.INPUT_NAME) -> tuple[list[str], str]:
+    """The fixed Walsh–Hadamard front end shared by every focusnet version, added to `g`.
 
-    Input `image` float32 (N, 1, H, W), N/H/W dynamic, H and W ≥ 64. Outputs
-    `score` (N,) = sigmoid(logit), `logit` (N,), `patch_logits` (N, 1, H//64, W//64);
-    `logit` is the mean of the top max(1, n_patches // `topk_div`) patch logits.
-    Raises `onnx.checker.ValidationError` if the graph is malformed.
+    Three levels of the 4×4 Walsh bank with stride 4 on `input_name`; each
+    level's squared responses are pooled per 64-px patch and its h+v bands
+    summed. Returns (the three levels' band-energy tensors, each (N, 4, gh, gw),
+    the patch mean intensity (N, 1, gh, gw)). Adds the constants `walsh_bank`,
+    `band_pairing`, `ch_start`, `ch_end` and `AXIS_1` (callers use it too).
     """
-    g = _Graph()
     bank = g.const("walsh_bank", spec.walsh_filter_bank())
     pairing = g.const("band_pairing", spec.band_pairing())
     ch0 = (g.const("ch_start", np.array([0], np.int64)), g.const("ch_end", np.array([1], np.int64)))
-    axis1 = g.const("axis_1", np.array([1], np.int64))
-
-    level_in = spec.INPUT_NAME
+    axis1 = g.const(AXIS_1, np.array([1], np.int64))
+    level_in = input_name
     energies = []
     for level in range(spec.N_LEVELS):
         tag = "ABC"[level]
@@ -73,6 +73,20 @@ def build_onnx(head: Mapping[str, np.ndarray], *, doc: str = "",
                       strides=[pool, pool])
         energies.append(g.op("Conv", [sq, pairing], f"bands_{tag}", kernel_shape=[1, 1]))
         level_in = g.op("Slice", [c, ch0[0], ch0[1], axis1], f"block_mean_{tag}")
+    return energies, level_in
+
+
+def build_onnx(head: Mapping[str, np.ndarray], *, doc: str = "",
+               topk_div: int = spec.TOPK_DIV) -> onnx.ModelProto:
+    """The focusnet ONNX graph for head weights `head` (see `net.head_weights`).
+
+    Input `image` float32 (N, 1, H, W), N/H/W dynamic, H and W ≥ 64. Outputs
+    `score` (N,) = sigmoid(logit), `logit` (N,), `patch_logits` (N, 1, H//64, W//64);
+    `logit` is the mean of the top max(1, n_patches // `topk_div`) patch logits.
+    Raises `onnx.checker.ValidationError` if the graph is malformed.
+    """
+    g = GraphBuilder()
+    energies, level_in = walsh_front_end(g)
     eps = g.const("log_eps", np.array(spec.LOG_EPS, np.float32))
     bands = g.op("Concat", energies, "bands", axis=1)
     logs = g.op("Log", [g.op("Add", [bands, eps])], "log_bands")
@@ -104,7 +118,7 @@ def build_onnx(head: Mapping[str, np.ndarray], *, doc: str = "",
     g.op("ReduceMean", [h], "patch_logits", axes=[1], keepdims=1)
 
     flat = g.op("Flatten", ["patch_logits"], "patch_logits_flat", axis=1)
-    n_patches = g.op("Gather", [g.op("Shape", [flat]), axis1], "n_patches", axis=0)
+    n_patches = g.op("Gather", [g.op("Shape", [flat]), AXIS_1], "n_patches", axis=0)
     k = g.op("Max", [g.op("Div", [n_patches, g.const("topk_div", np.array([int(topk_div)],
                                                                           np.int64))]),
                      g.const("one", np.array([1], np.int64))], "k")

@@ -56,12 +56,25 @@ def _tensors(stacks: Sequence[FeatureStack], min_gap_dof: float):
         feats.reshape(s_, p_, f_, -1).transpose(0, 1, 3, 2)))
     y = torch.from_numpy(np.stack([focus_label(s.dz_um, s.dof_um) for s in stacks])
                          .astype(np.float32))
-    n_planes = x.shape[1]
+    return x, y, pair_mask(stacks, min_gap_dof)
+
+
+def pair_mask(stacks: Sequence[FeatureStack], min_gap_dof: float) -> torch.Tensor:
+    """(S, P, P) bool: [k, i, j] when plane i of stack k is closer to focus than plane j by
+    more than `min_gap_dof` DOF (`labels.ranking_pairs`); the stacks share a plane count P."""
+    n_planes = stacks[0].features.shape[0]
     mask = np.zeros((len(stacks), n_planes, n_planes), dtype=bool)
     for k, s in enumerate(stacks):
         closer, farther = ranking_pairs(s.dz_um, min_gap_dof * s.dof_um)
         mask[k, closer, farther] = True
-    return x, y, torch.from_numpy(mask)
+    return torch.from_numpy(mask)
+
+
+def rank_loss(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """RankNet loss softplus(−(v_i − v_j)) averaged over the pairs of an (S, P, P) `mask`:
+    values of closer planes (rows) should exceed those of farther ones (columns)."""
+    diff = values[:, :, None] - values[:, None, :]
+    return (F.softplus(-diff) * mask).sum() / mask.sum().clamp(min=1)
 
 
 def frame_logits(head: Head, x: torch.Tensor) -> torch.Tensor:
@@ -75,9 +88,7 @@ def loss_terms(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor,
                rank_weight: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(total, mse, rank) for (S, P) logits, labels and an (S, P, P) closer→farther pair mask."""
     mse = F.mse_loss(torch.sigmoid(logits), y)
-    diff = logits[:, :, None] - logits[:, None, :]
-    pair_loss = F.softplus(-diff)
-    rank = (pair_loss * mask).sum() / mask.sum().clamp(min=1)
+    rank = rank_loss(logits, mask)
     return mse + rank_weight * rank, mse, rank
 
 

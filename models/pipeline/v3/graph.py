@@ -38,18 +38,18 @@ layer on); `features` (N, 26, gh, gw) the front-end features.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 
 try:  # the `train` extra: only building a graph needs it, not the constants or data
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
-except ImportError:  # pragma: no cover - exercised where the extra is not installed
-    onnx = TensorProto = helper = numpy_helper = None
+    from onnx import TensorProto, helper
 
-from models.pipeline import spec
+    # The v1/v2 builder and Walsh–Hadamard front end (it imports onnx too).
+    from models.pipeline.export import AXIS_1, GraphBuilder, walsh_front_end
+except ImportError:  # pragma: no cover - exercised where the extra is not installed
+    onnx = TensorProto = helper = None
 
 OPSET = 17
 IR_VERSION = 9
@@ -77,45 +77,8 @@ def feature_names() -> list[str]:
             + ["log_V_over_mean2", "patch_mean_minus_mean_over_sqrtV"])
 
 
-class _Graph:
-    def __init__(self) -> None:
-        if onnx is None:
-            raise ImportError("building the focusnet-v3 graph needs the `onnx` package: "
-                              "pip install 'autofocus-service[train]'")
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
-        self._n = 0
-
-    def const(self, name: str, value: np.ndarray) -> str:
-        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def op(self, op_type: str, inputs: Sequence[str], out: str | None = None, **attrs: Any) -> str:
-        self._n += 1
-        name = out or f"{op_type.lower()}_{self._n}"
-        self.nodes.append(helper.make_node(op_type, list(inputs), [name], name=name, **attrs))
-        return name
-
-
-def _front_end(g: _Graph) -> str:
-    bank = g.const("walsh_bank", spec.walsh_filter_bank())
-    pairing = g.const("band_pairing", spec.band_pairing())
-    ch0 = (g.const("ch_start", np.array([0], np.int64)), g.const("ch_end", np.array([1], np.int64)))
-    axis1 = g.const("axis_1", np.array([1], np.int64))
-    level_in = INPUT_NAME
-    energies = []
-    for level in range(spec.N_LEVELS):
-        tag = "ABC"[level]
-        c = g.op("Conv", [level_in, bank], f"walsh_{tag}", strides=[spec.LEVEL_STRIDE] * 2,
-                 kernel_shape=[4, 4])
-        sq = g.op("Mul", [c, c], f"walsh_sq_{tag}")
-        pool = spec.level_pool_px(level)
-        if pool > 1:
-            sq = g.op("AveragePool", [sq], f"pooled_sq_{tag}", kernel_shape=[pool, pool],
-                      strides=[pool, pool])
-        energies.append(g.op("Conv", [sq, pairing], f"bands_{tag}", kernel_shape=[1, 1]))
-        level_in = g.op("Slice", [c, ch0[0], ch0[1], axis1], f"block_mean_{tag}")
-    patch_mean = level_in                                           # (N, 1, gh, gw)
+def _front_end(g: GraphBuilder) -> str:
+    energies, patch_mean = walsh_front_end(g, INPUT_NAME)           # (N, 1, gh, gw)
     bands = g.op("Concat", energies, "bands", axis=1)               # (N, 12, gh, gw)
     mu = g.op("ReduceMean", [patch_mean], "frame_mean", axes=[2, 3], keepdims=1)
     mu2 = g.op("Mul", [mu, mu], "frame_mean_sq")
@@ -123,7 +86,7 @@ def _front_end(g: _Graph) -> str:
                                                                       np.float32))]),
                        g.const("eps_abs", np.array(ENERGY_EPS_ABS, np.float32))], "energy_eps")
     frame_bands = g.op("ReduceMean", [bands], "frame_bands", axes=[2, 3], keepdims=1)
-    v = g.op("Add", [g.op("ReduceSum", [frame_bands, axis1], "frame_v_lin", keepdims=1), eps],
+    v = g.op("Add", [g.op("ReduceSum", [frame_bands, AXIS_1], "frame_v_lin", keepdims=1), eps],
              "frame_v")                                              # (N, 1, 1, 1)
     log_v = g.op("Log", [v], "log_v")
     log_pb = g.op("Sub", [g.op("Log", [g.op("Add", [bands, eps])]), log_v], "log_patch_bands")
@@ -148,7 +111,10 @@ def build_onnx(head: Mapping[str, np.ndarray], *, doc: str = "",
 
     Raises `onnx.checker.ValidationError` if the graph is malformed.
     """
-    g = _Graph()
+    if onnx is None:
+        raise ImportError("building the focusnet-v3 graph needs the `onnx` package: "
+                          "pip install 'autofocus-service[train]'")
+    g = GraphBuilder()
     feats = _front_end(g)
     # Standardisation folded into the first layer (exact): W' = W / std, b' = b − W'·mean.
     std = np.asarray(head["feature_std"], np.float64)

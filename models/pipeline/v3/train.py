@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.pipeline.labels import focus_label, ranking_pairs
+from models.pipeline.labels import focus_label
+from models.pipeline.train import pair_mask, rank_loss
 from models.pipeline.v3 import graph
 from models.pipeline.v3.data import FeatureStack
 
@@ -112,23 +113,12 @@ def _stack_tensors(stacks: Sequence[FeatureStack], min_gap_dof: float,
     y = torch.from_numpy(np.stack([focus_label(s.dz_um, s.dof_um) for s in stacks])
                          .astype(np.float32))
     t = torch.from_numpy(np.log(dz_dof + graph.DIST_OFFSET).astype(np.float32))
-    n_planes = x.shape[1]
-    mask = np.zeros((len(stacks), n_planes, n_planes), dtype=bool)
-    for k, s in enumerate(stacks):
-        closer, farther = ranking_pairs(s.dz_um, min_gap_dof * s.dof_um)
-        mask[k, closer, farther] = True
     # Frames that surely show a specimen: within `specimen_max_dof` of focus and not from a
     # low-light stack (whose specimen may be invisible even in focus).
     spec_ok = torch.from_numpy(np.stack([
         (np.abs(s.dz_um) / s.dof_um <= specimen_max_dof)
         & (s.meta.get("condition") != "low_light") for s in stacks]))
-    return x, y, t, torch.from_numpy(mask), spec_ok
-
-
-def _rank(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """RankNet loss: values of closer planes (rows) should exceed those of farther ones."""
-    diff = values[:, :, None] - values[:, None, :]
-    return (F.softplus(-diff) * mask).sum() / mask.sum().clamp(min=1)
+    return x, y, t, pair_mask(stacks, min_gap_dof), spec_ok
 
 
 def fit_head(stacks: Sequence[FeatureStack], blank_features: np.ndarray,
@@ -169,10 +159,10 @@ def fit_head(stacks: Sequence[FeatureStack], blank_features: np.ndarray,
             bi = torch.from_numpy(border[(b * blank_per_step) % xb.shape[0]:][:blank_per_step])
             out_b = head(xb[bi])
             mse = F.mse_loss(torch.sigmoid(out["logit"]), y[idx])
-            rank = _rank(out["logit"], mask[idx])
+            rank = rank_loss(out["logit"], mask[idx])
             lv = out["lv"].clamp(-8.0, 6.0)
             nll = 0.5 * (lv + (t[idx] - out["m"]) ** 2 * torch.exp(-lv)).mean()
-            drank = _rank(-out["m"] * 3.0, mask[idx])
+            drank = rank_loss(-out["m"] * 3.0, mask[idx])
             sure = out["specimen_logit"][spec_ok[idx]]
             spec_logits = torch.cat([sure, out_b["specimen_logit"]])
             spec_y = torch.cat([torch.ones(sure.numel()),
