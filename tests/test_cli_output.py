@@ -84,6 +84,18 @@ def test_redirected_output_is_not_wider_than_80_columns(corpus):
     assert "planes" in wide.stdout and "left out" not in wide.stderr
 
 
+def test_bench_search_tables_fit_80_columns_when_redirected():
+    proc = _autofocus("bench", "search", "--per-case", "1", "--specimen", "beads", "--photons",
+                      "50", "--case", "main", "--case", "tracking", "--track-points", "3",
+                      "--strategy", "guided", columns=None)
+    assert proc.returncode == 0, proc.stderr
+    assert max(len(line.rstrip()) for line in proc.stdout.splitlines()) <= 80
+    for label in ("guided (default, rival_check full)", "guided, rival_check capture"):
+        assert label in proc.stdout  # identifiers in full
+    assert "confidence calibration" in proc.stdout and "tracking" in proc.stdout
+    assert "left out" in proc.stderr  # says which columns a wider terminal would show
+
+
 def test_csv_outputs_every_column(corpus):
     res = runner.invoke(app, ["eval", str(corpus), "-s", "tenengrad", "-s", "vol", "--csv"])
     assert res.exit_code == 0, res.output

@@ -213,19 +213,10 @@ def _slim(reports: dict[str, Any]) -> dict[str, Any]:
 
 
 def _print_table(report: dict[str, Any], name: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(
-        title=f"search benchmark, case {name}: {report['trials']} simulated trials, range "
-        f"{report['range_um']:g} µm, scorer {report['scorer']}, DOF {report['dof_um']:.2f} µm"
-    )
-    for col in ("strategy", "success (≤ DOF/4)", "wrong successes (> DOF/2)", "mean frames",
-                "max frames", "mean hardware s", "median |error| µm", "failure codes"):
-        table.add_column(col, justify="left" if col in ("strategy", "failure codes") else "right")
+    rows = []
     for label, s in report["contenders"].items():
         codes = ", ".join(f"{k} {v}" for k, v in sorted(s["failure_codes"].items()))
-        table.add_row(
+        rows.append([
             label,
             f"{100 * s['success_rate']:.1f} %",
             str(s["wrong_successes"]),
@@ -234,42 +225,63 @@ def _print_table(report: dict[str, Any], name: str) -> None:
             f"{s['mean_hardware_s']:.2f}",
             f"{s['median_abs_error_um']:.3f}",
             codes or "–",
-        )
-    Console(width=max(Console().width, 150)).print(table)
+        ])
+    _print_fitted(
+        f"search benchmark, case {name}: {report['trials']} simulated trials, range "
+        f"{report['range_um']:g} µm, scorer {report['scorer']}, DOF {report['dof_um']:.2f} µm",
+        [("strategy", "left", 0), ("success\n≤ DOF/4", "right", 0),
+         ("wrong\n> DOF/2", "right", 1), ("mean\nframes", "right", 0),
+         ("max\nframes", "right", 3), ("mean\nhardware s", "right", 4),
+         ("median\n|error| µm", "right", 2), ("failure codes", "left", 5)],
+        rows,
+    )
 
 
 def _print_calibration(rows: list[dict[str, Any]], label: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"confidence calibration of {label} (reported successes)")
-    for col in ("confidence", "n", "within DOF/4", "rate"):
-        table.add_column(col, justify="right")
+    cells = []
     for r in rows:
         span = ("≥ 0.90 (all)" if r.get("summary")
                 else f"{r['confidence_from']:.2f}–{r['confidence_to']:.2f}")
         rate = "–" if r["rate"] is None else f"{100 * r['rate']:.1f} %"
-        table.add_row(span, str(r["n"]), str(r["within_tolerance"]), rate)
-    Console(width=max(Console().width, 100)).print(table)
+        cells.append([span, str(r["n"]), str(r["within_tolerance"]), rate])
+    _print_fitted(
+        f"confidence calibration of {label} (reported successes)",
+        [("confidence", "right", 0), ("n", "right", 0), ("within DOF/4", "right", 0),
+         ("rate", "right", 0)],
+        cells,
+    )
 
 
 def _print_tracking(report: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(
-        title=f"tracking: {report['specimen']}, {report['photons_per_px_ms']:g} photons/px/ms, "
+    _print_fitted(
+        f"tracking: {report['specimen']}, {report['photons_per_px_ms']:g} photons/px/ms, "
         f"{report['points']} time points, drift 0.1–1 DOF between points, "
-        f"DOF {report['dof_um']:.2f} µm"
+        f"DOF {report['dof_um']:.2f} µm",
+        [("within\nDOF/4", "right", 0), ("mean\nframes", "right", 0),
+         ("max frames\n(tracked)", "right", 0), ("max frames\n(all)", "right", 1),
+         ("full-search\nfallbacks", "right", 0)],
+        [[
+            f"{100 * report['success_rate']:.1f} %",
+            f"{report['mean_frames']:.2f}",
+            str(report["max_frames_tracked"]),
+            str(report["max_frames"]),
+            str(report["fallbacks"]),
+        ]],
     )
-    for col in ("within DOF/4", "mean frames", "max frames (tracked)", "max frames (all)",
-                "full-search fallbacks"):
-        table.add_column(col, justify="right")
-    table.add_row(
-        f"{100 * report['success_rate']:.1f} %",
-        f"{report['mean_frames']:.2f}",
-        str(report["max_frames_tracked"]),
-        str(report["max_frames"]),
-        str(report["fallbacks"]),
+
+
+def _print_fitted(title: str, columns: Sequence[tuple[str, str, int]],
+                  rows: Sequence[Sequence[str]]) -> None:
+    """A table fitted to stdout's width (80 when redirected): (header, justify, priority)
+    columns, the highest priority numbers left out first, and a note saying which."""
+    from autofocus.cli.output import note, stdout_console
+    from autofocus.cli.tables import Column, dropped_note, fitted_table
+
+    console = stdout_console()
+    table, dropped = fitted_table(
+        title, [Column(h, j, p) for h, j, p in columns], rows, console  # type: ignore[arg-type]
     )
-    Console(width=max(Console().width, 100)).print(table)
+    console.print(table)
+    message = dropped_note(dropped, console)
+    if message:
+        note(message, style="dim")
