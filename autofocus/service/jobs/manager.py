@@ -482,11 +482,35 @@ class JobManager:
             self._wake.notify_all()
         return future
 
-    def _next_task(self) -> tuple[Callable[[Microscope, threading.Event], Any], Future[Any]] | None:
+    # ------------------------------------------- the worker's side (worker.Worker, watchdog)
+
+    @property
+    def microscope_factory(self) -> MicroscopeFactory | None:
+        """The `open_microscope` given to the constructor (None: the configured driver's)."""
+        return self._open_microscope
+
+    @property
+    def stop_event(self) -> threading.Event:
+        """Set once shutdown began: the worker's loop ends and hardware tasks see it as cancel."""
+        return self._stopping
+
+    @property
+    def running_job(self) -> RunningJob | None:
+        """The job the worker runs now (its cancel flag, progress, time limit), or None."""
+        return self._current
+
+    def mark_ready(self) -> None:
+        """The worker opened the microscope: `ready` may turn true."""
+        self._ready.set()
+
+    def next_task(self) -> tuple[Callable[[Microscope, threading.Event], Any], Future[Any]] | None:
+        """The oldest hardware task queued with `run_on_worker` (removed), or None at once."""
         with self._lock:
             return self._tasks.popleft() if self._tasks else None
 
-    def _next_job(self, timeout_s: float) -> str | None:
+    def next_job(self, timeout_s: float) -> str | None:
+        """The id of the next queued job, now the `running_job`; None after `timeout_s`
+        seconds with nothing queued, when a hardware task arrives, or while stopping."""
         with self._lock:
             if not self._queue and not self._tasks:
                 self._wake.wait(timeout_s)
@@ -496,6 +520,13 @@ class JobManager:
             cancel = self._cancels.setdefault(job_id, threading.Event())
             self._current = RunningJob(job_id, cancel)
             return job_id
+
+    def job_done(self, job_id: str) -> None:
+        """The worker is through with `job_id`: no job runs now and its cancel flag goes."""
+        with self._lock:
+            self._current = None
+            self._cancels.pop(job_id, None)
+
 
 def _fingerprint(fields: Mapping[str, Any]) -> str:
     canon = json.dumps(dict(fields), sort_keys=True, separators=(",", ":"), default=str)

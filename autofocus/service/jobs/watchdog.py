@@ -88,7 +88,7 @@ class Watchdog:
         call = self.m.hardware_watch.current()
         if call is not None and call.overdue_s(now_s) > 0:
             return f"{call.device} did not answer within {call.deadline_s:g} s ({call.detail})"
-        running = self.m._current
+        running = self.m.running_job
         limit_s = getattr(running, "timeout_s", None)
         if running is not None and isinstance(limit_s, int | float):
             grace_s = float(self.m.settings.hardware_timeout_s)
@@ -114,7 +114,7 @@ class Watchdog:
         self.exit_process(EXIT_CODE)
 
     def _fail_running_job(self, sentence: str) -> None:
-        running = self.m._current
+        running = self.m.running_job
         if running is None:
             return
         running.cancel.set()

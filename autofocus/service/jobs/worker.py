@@ -134,11 +134,10 @@ class Worker:
         # stay a one-way street (manager → worker).
         self.m = manager
 
-
     def main(self) -> None:
         structlog.contextvars.clear_contextvars()
         try:
-            opener = self.m._open_microscope
+            opener = self.m.microscope_factory
             if opener is None:
                 from autofocus.service.microscopes import open_microscope as opener
             watch = self.m.hardware_watch
@@ -148,7 +147,7 @@ class Worker:
                 raw = opener(self.m.settings)
             self.m.microscope = GuardedMicroscope(raw, watch, on_command=self._record_command)
             self._refresh_snapshot(full=True)
-            self.m._ready.set()
+            self.m.mark_ready()
             log.info("microscope.open", driver=self.m.settings.driver, **self._snapshot_log())
         except Exception as exc:  # noqa: BLE001 - reported by /readyz and 503s
             self.m.snapshot.error = f"the microscope could not be opened: {exc}"
@@ -159,9 +158,9 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - a job naming it will fail with the reason
             log.warning("scorer.load_failed", scorer=self.m.settings.focus.scorer, error=str(exc))
         try:
-            while not self.m._stopping.is_set():
+            while not self.m.stop_event.is_set():
                 self._run_tasks()
-                job_id = self.m._next_job(timeout_s=1.0)
+                job_id = self.m.next_job(timeout_s=1.0)
                 if job_id is None:
                     self._refresh_snapshot()
                     self.m.maybe_purge()
@@ -173,9 +172,7 @@ class Worker:
                     log.exception("job.worker_error")
                     self._fail_unexpectedly(job_id, exc)
                 finally:
-                    with self.m._lock:
-                        self.m._current = None
-                        self.m._cancels.pop(job_id, None)
+                    self.m.job_done(job_id)
                     structlog.contextvars.unbind_contextvars("job_id")
                     self._refresh_snapshot()
         finally:
@@ -186,12 +183,12 @@ class Worker:
 
     def _run_tasks(self) -> None:
         """Run the hardware tasks queued with `JobManager.run_on_worker` (focus maps)."""
-        while (task := self.m._next_task()) is not None:
+        while (task := self.m.next_task()) is not None:
             fn, future = task
             if not future.set_running_or_notify_cancel():
                 continue
             try:
-                future.set_result(fn(self.m.microscope, self.m._stopping))
+                future.set_result(fn(self.m.microscope, self.m.stop_event))
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
                 future.set_exception(exc)
             finally:
@@ -199,7 +196,7 @@ class Worker:
 
     def _record_command(self, z_um: float) -> None:
         # Durable before the move is sent: a crash right after still reports this z.
-        running = self.m._current
+        running = self.m.running_job
         job_id = running.job_id if running is not None else None
         moves = self.m.store.record_command(job_id, z_um)
         if running is not None:
@@ -209,7 +206,7 @@ class Worker:
     def _run(self, job_id: str) -> None:
         from autofocus.search.focus import FocusRequest, focus
 
-        running = self.m._current
+        running = self.m.running_job
         assert running is not None and self.m.microscope is not None
         job = self.m.store.get(job_id)
         if job is None or job.state is not JobState.QUEUED:
@@ -287,7 +284,7 @@ class Worker:
         elif result.cancelled:
             state = JobState.CANCELLED
             error = result.reason or "the job was cancelled"
-            if self.m._stopping.is_set():
+            if self.m.stop_event.is_set():
                 error = "the job was cancelled because the autofocus service was shutting down"
             if result.final_z_um is not None:
                 error += f"; the stage is at z={result.final_z_um:.3f} µm"
