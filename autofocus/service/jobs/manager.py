@@ -35,7 +35,12 @@ from autofocus.service.jobs.hardware import HardwareWatch
 from autofocus.service.jobs.models import Job, JobState
 from autofocus.service.jobs.store import JobStore, StoredEvent
 from autofocus.service.jobs.watchdog import Watchdog
-from autofocus.service.jobs.worker import MicroscopeSnapshot, RunningJob, Worker
+from autofocus.service.jobs.worker import (
+    MicroscopeSnapshot,
+    RunningJob,
+    Worker,
+    focus_request,
+)
 from autofocus.service.metrics import Metrics
 from autofocus.settings import Settings
 from drivers.base import CameraInfo, Microscope
@@ -309,7 +314,7 @@ class JobManager:
 
     def resolve(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """The full request: `fields` over the settings' defaults, validated; see `submit`."""
-        from autofocus.search.focus import FocusRequest, search_space
+        from autofocus.search.focus import search_space
         from autofocus.search.strategies.registry import available_strategies
 
         if not self.ready:
@@ -347,20 +352,8 @@ class JobManager:
         snap = self.snapshot
         assert snap.z_limits_um is not None and snap.z_um is not None
         _check_tolerance(req["tolerance_um"], self.z_resolution_um)
-        focus_request = FocusRequest(
-            scorer=req["scorer"],
-            strategy=req["strategy"],
-            center_z_um=req["center_z_um"],
-            range_um=float(req["range_um"]),
-            tolerance_um=float(req["tolerance_um"]),
-            max_frames=int(req["max_frames"]),
-            mode=str(req["mode"]),
-            rival=str(req["rival"]),
-            rival_check=str(req["rival_check"]),
-            expected_z_um=req["expected_z_um"],
-        )
         try:
-            search_space(focus_request, snap.z_um, snap.z_limits_um)
+            search_space(focus_request(req, d), snap.z_um, snap.z_limits_um)
         except ValueError as exc:  # LimitError is not a ValueError and passes through as it is
             raise InvalidRequest(str(exc)) from exc
         if req["roi"] is not None:

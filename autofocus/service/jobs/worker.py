@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import structlog
@@ -27,6 +27,10 @@ from autofocus.service.jobs.hardware import GuardedMicroscope
 from autofocus.service.jobs.models import JobState
 from autofocus.service.metrics import Metrics
 from drivers.base import CameraInfo, ZLimits
+
+if TYPE_CHECKING:
+    from autofocus.search.focus import FocusRequest
+    from autofocus.settings import FocusDefaults
 
 log = structlog.get_logger("autofocus.jobs")
 
@@ -126,6 +130,34 @@ class RunningJob:
     timeout_s: float | None = None
 
 
+def focus_request(req: Mapping[str, Any], defaults: FocusDefaults) -> FocusRequest:
+    """The `FocusRequest` of a job's stored request `req` (the API fields, every one filled
+    in from the settings at submission); the stage handling (backlash, settle, verify) comes
+    from the `[focus]` settings `defaults`. Fields that jobs stored by an older version
+    lack take their defaults. Used to validate a submission and to run the job."""
+    from autofocus.search.focus import FocusRequest
+
+    return FocusRequest(
+        scorer=req["scorer"],
+        strategy=req["strategy"],
+        center_z_um=req["center_z_um"],
+        range_um=float(req["range_um"]),
+        tolerance_um=float(req["tolerance_um"]),
+        coarse_step_um=req.get("coarse_step_um"),
+        max_frames=int(req["max_frames"]),
+        exposure_ms=req["exposure_ms"],
+        timeout_s=req["timeout_s"],
+        on_failure=req["on_failure"],
+        backlash_um=defaults.backlash_um,
+        settle_s=defaults.settle_s,
+        verify=defaults.verify,
+        mode=str(req.get("mode", "search")),
+        rival=str(req.get("rival", "fail")),
+        rival_check=str(req.get("rival_check", "full")),
+        expected_z_um=req.get("expected_z_um"),
+    )
+
+
 class Worker:
     """Runs jobs on the microscope for one `JobManager` (its queue, store, broker, settings)."""
 
@@ -204,7 +236,7 @@ class Worker:
             running.progress["commanded_moves"] = moves
 
     def _run(self, job_id: str) -> None:
-        from autofocus.search.focus import FocusRequest, focus
+        from autofocus.search.focus import focus
 
         running = self.m.running_job
         assert running is not None and self.m.microscope is not None
@@ -222,7 +254,6 @@ class Worker:
         mic = self.m.microscope
         req = job.request
         running.timeout_s = req.get("timeout_s")
-        d = self.m.settings.focus
         start_z = float(mic.z_um)
         progress: dict[str, Any] = dict(job.progress)
         progress.update(
@@ -249,25 +280,7 @@ class Worker:
                 source="job",
                 roi=(roi["x_px"], roi["y_px"], roi["width_px"], roi["height_px"]) if roi else None,
             )
-            request = FocusRequest(
-                scorer=req["scorer"],
-                strategy=req["strategy"],
-                center_z_um=req["center_z_um"],
-                range_um=float(req["range_um"]),
-                tolerance_um=float(req["tolerance_um"]),
-                coarse_step_um=req.get("coarse_step_um"),
-                max_frames=int(req["max_frames"]),
-                exposure_ms=req["exposure_ms"],
-                timeout_s=req["timeout_s"],
-                on_failure=req["on_failure"],
-                backlash_um=d.backlash_um,
-                settle_s=d.settle_s,
-                verify=d.verify,
-                mode=req.get("mode", "search"),
-                rival=req.get("rival", "fail"),
-                rival_check=req.get("rival_check", "full"),
-                expected_z_um=req.get("expected_z_um"),
-            )
+            request = focus_request(req, self.m.settings.focus)
             result = focus(
                 mic, request, scorer=scorer, cancel=running.cancel, on_measure=on_measure
             )
