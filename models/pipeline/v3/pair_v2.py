@@ -33,7 +33,7 @@ from autofocus.scoring.defocus import PairHead, frame_spectrum
 from autofocus.scoring.preprocess import prepare_raw
 from models.pipeline.synth import make_stack
 from models.pipeline.v3.data import TRAIN_MIX
-from models.pipeline.v3.pairs import MAX_GAP_DOF, fit_pair_head
+from models.pipeline.v3.pairs import MAX_GAP_DOF, fit_pair_head, same_side_pairs
 
 PAIR_SEED0 = 5_000_000
 GRID_DOF = np.arange(-8.0, 8.0 + 1e-9, 0.5)
@@ -57,16 +57,11 @@ def pair_dataset_v2(model_path: Path, n_stacks: int, seed0: int = PAIR_SEED0,
             m = out["log_distance"]
             spec = [frame_spectrum(prepare_raw(fr)) for fr in st.frames]
             d = st.dz_um / st.dof_um
-            for a in range(d.size):
-                for b in range(d.size):
-                    gap = abs(d[a] - d[b])
-                    if (a == b or gap < 0.5 or gap > MAX_GAP_DOF or np.sign(d[a]) != np.sign(d[b])
-                            or min(abs(d[a]), abs(d[b])) < 0.5):
-                        continue
-                    xs.append(head.pair_features(f[a][12:24], f[a][24], m[a], f[b][12:24],
-                                                 f[b][24], m[b], spec[a], spec[b]))
-                    ys.append(float(abs(d[b]) < abs(d[a])))
-                    conds.append(cond)
+            for a, b in same_side_pairs(d, min_gap_dof=0.5):
+                xs.append(head.pair_features(f[a][12:24], f[a][24], m[a], f[b][12:24],
+                                             f[b][24], m[b], spec[a], spec[b]))
+                ys.append(float(abs(d[b]) < abs(d[a])))
+                conds.append(cond)
     return np.asarray(xs), np.asarray(ys), conds
 
 

@@ -11,7 +11,7 @@ flips the log-odds exactly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from scipy.optimize import minimize
@@ -29,16 +29,24 @@ def pair_dataset(stacks: Sequence[FeatureStack], m_per_stack: Sequence[np.ndarra
     for s, m in zip(stacks, m_per_stack, strict=True):
         f = s.features[:, :, 0, 0]
         d = s.dz_um / s.dof_um
-        for a in range(d.size):
-            for b in range(d.size):
-                gap = abs(d[a] - d[b])
-                if (a == b or gap < 0.3 or gap > MAX_GAP_DOF or np.sign(d[a]) != np.sign(d[b])
-                        or min(abs(d[a]), abs(d[b])) < 0.5):
-                    continue
-                xs.append(PairHead.features(f[a, 12:24], f[a, 24], m[a],
-                                            f[b, 12:24], f[b, 24], m[b]))
-                ys.append(float(abs(d[b]) < abs(d[a])))
+        for a, b in same_side_pairs(d, min_gap_dof=0.3):
+            xs.append(PairHead.features(f[a, 12:24], f[a, 24], m[a],
+                                        f[b, 12:24], f[b, 24], m[b]))
+            ys.append(float(abs(d[b]) < abs(d[a])))
     return np.asarray(xs), np.asarray(ys)
+
+
+def same_side_pairs(d_dof: np.ndarray, *, min_gap_dof: float) -> Iterator[tuple[int, int]]:
+    """Ordered index pairs (a, b), a ≠ b, of planes at signed defocus `d_dof` (DOF units) on
+    the same side of focus, both ≥ 0.5 DOF from it, `min_gap_dof`–`MAX_GAP_DOF` DOF apart."""
+    for a in range(d_dof.size):
+        for b in range(d_dof.size):
+            gap = abs(d_dof[a] - d_dof[b])
+            if (a == b or gap < min_gap_dof or gap > MAX_GAP_DOF
+                    or np.sign(d_dof[a]) != np.sign(d_dof[b])
+                    or min(abs(d_dof[a]), abs(d_dof[b])) < 0.5):
+                continue
+            yield a, b
 
 
 def fit_pair_head(x: np.ndarray, y: np.ndarray, l2: float = 1e-4) -> PairHead:
