@@ -10,7 +10,6 @@ the parity check needs torch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -147,11 +146,6 @@ def build_onnx(head: Mapping[str, np.ndarray], *, doc: str = "",
     return model
 
 
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def run_onnx(model_path: Path | str, images: np.ndarray) -> dict[str, np.ndarray]:
     """Run the ONNX model on CPU with onnxruntime; returns outputs by name."""
     import onnxruntime as ort
@@ -222,6 +216,7 @@ def export_model(net: Any, out_dir: Path, stem: str, card_extra: Mapping[str, An
     `real_images` inputs) and everything in `card_extra` (training data,
     metrics...). Raises AssertionError when parity fails.
     """
+    from autofocus.scoring.model import sha256_of
     from autofocus.scoring.preprocess import PREPROCESS_VERSION
     from models.pipeline.net import head_weights
 
@@ -237,7 +232,7 @@ def export_model(net: Any, out_dir: Path, stem: str, card_extra: Mapping[str, An
         "name": "focusnet",
         "version": stem.split("-")[-1],
         "file": onnx_path.name,
-        "sha256": sha256_file(onnx_path),
+        "sha256": sha256_of(onnx_path),
         "bytes": onnx_path.stat().st_size,
         "onnx": {"opset": OPSET, "ir_version": IR_VERSION, "dynamic": ["N", "H", "W"]},
         "preprocess": {

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 
 from models.pipeline import spec
-from models.pipeline.export import sha256_file, write_card
+from models.pipeline.export import write_card
 from models.pipeline.v3 import graph
 
 PARITY_TOLERANCE = 1e-3
@@ -74,6 +74,7 @@ def parity_check(head: Any, model_path: Path, frames: Sequence[np.ndarray]) -> d
 def export(head: Any, out_dir: Path, stem: str, card_extra: Mapping[str, Any],
            parity_frames: Sequence[np.ndarray]) -> tuple[Path, dict]:
     """Write `<stem>.onnx` and `<stem>.json`; returns (path, card). Raises on parity failure."""
+    from autofocus.scoring.model import sha256_of
     from autofocus.scoring.preprocess import RAW_PREPROCESS_VERSION
 
     out_dir = Path(out_dir)
@@ -83,7 +84,7 @@ def export(head: Any, out_dir: Path, stem: str, card_extra: Mapping[str, Any],
                                topk_div=head.topk_div), path)
     card: dict[str, Any] = {
         "name": "focusnet", "version": stem.split("-")[-1], "file": path.name,
-        "sha256": sha256_file(path), "bytes": path.stat().st_size,
+        "sha256": sha256_of(path), "bytes": path.stat().st_size,
         "onnx": {"opset": graph.OPSET, "ir_version": graph.IR_VERSION,
                  "dynamic": ["N", "H", "W"]},
         "preprocess": {"version": RAW_PREPROCESS_VERSION,
