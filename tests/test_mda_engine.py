@@ -112,6 +112,18 @@ def test_correction_applies_to_the_whole_relative_z_stack_and_lands_in_metadata(
     assert [r.source for r in engine.focus_log] == ["autofocus"] * 3
 
 
+def _second_position_out_of_reach(useq, truth):
+    """Three positions 5, 45 and −5 µm off their focus: a 30 µm search misses the second."""
+    offsets = [5.0, 45.0, -5.0]
+    return useq.MDASequence(
+        stage_positions=[
+            useq.Position(x=x, y=y, z=z + o)
+            for (x, y, z), o in zip(truth, offsets, strict=True)
+        ],
+        autofocus_plan=useq.AxesBasedAF(axes=("p",)),
+    )
+
+
 def test_keep_policy_retries_then_keeps_the_last_good_correction():
     """Position 1 starts 45 µm off: outside the ±15 µm search, so the search fails."""
     from autofocus.search.focus import FocusRequest
@@ -119,14 +131,7 @@ def test_keep_policy_retries_then_keeps_the_last_good_correction():
     useq, core, sim, engine, runner, truth, frames = _setup(
         request=FocusRequest(range_um=30.0, tolerance_um=0.25), on_failure="keep"
     )
-    offsets = [5.0, 45.0, -5.0]
-    seq = useq.MDASequence(
-        stage_positions=[
-            useq.Position(x=x, y=y, z=z + o)
-            for (x, y, z), o in zip(truth, offsets, strict=True)
-        ],
-        autofocus_plan=useq.AxesBasedAF(axes=("p",)),
-    )
+    seq = _second_position_out_of_reach(useq, truth)
     runner.run(seq)
     assert [f[0] for f in frames] == [0, 1, 2]  # every position imaged
     failed = frames[1][5]["autofocus"]
@@ -145,14 +150,7 @@ def test_skip_policy_drops_the_position_and_stop_policy_raises():
     request = FocusRequest(range_um=30.0, tolerance_um=0.25)
     for policy in ("skip", "stop"):
         useq, core, sim, engine, runner, truth, frames = _setup(request=request, on_failure=policy)
-        offsets = [5.0, 45.0, -5.0]
-        seq = useq.MDASequence(
-            stage_positions=[
-                useq.Position(x=x, y=y, z=z + o)
-                for (x, y, z), o in zip(truth, offsets, strict=True)
-            ],
-            autofocus_plan=useq.AxesBasedAF(axes=("p",)),
-        )
+        seq = _second_position_out_of_reach(useq, truth)
         if policy == "skip":
             runner.run(seq)
             assert [f[0] for f in frames] == [0, 2]
