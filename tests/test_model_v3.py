@@ -263,3 +263,29 @@ def test_build_pipeline_end_to_end_on_a_tiny_set(tmp_path):
     assert isinstance(scorer, OnnxDefocusScorer)
     est = scorer.estimate([np.full((64, 64), 100, np.uint16)] * 2, [0.0, 1.0], dof_um=1.0)
     assert est.focus_z_um is not None
+
+
+def test_a_search_runs_the_graph_once_per_frame(v3):
+    """The engine scores each frame, then asks for the batch's estimate: the graph's
+    outputs from the scoring pass are reused (`FrameOutputCache`), not recomputed."""
+    from autofocus.search.focus import focus
+    from drivers.sim import SimConfig, SimulatedMicroscope
+
+    mic = SimulatedMicroscope(SimConfig.preset("cells", "fluorescence", focus_z_um=6.0), seed=2)
+    before = v3.timing["frames"]
+    result = focus(mic, scorer=v3, center_z_um=0.0, range_um=30.0, tolerance_um=0.34,
+                   max_frames=200, timeout_s=None)
+    assert result.frames > 5
+    assert v3.timing["frames"] - before == result.frames
+
+
+def test_cached_outputs_follow_a_buffer_refilled_in_place(v3):
+    st = make_stack(seed=11, shape=(128, 128), n_planes=5)
+    buf = np.array(st.frames[0], copy=True)
+    first = v3.estimate([buf], [0.0]).distance_dof[0]
+    assert v3.estimate([buf], [0.0]).distance_dof[0] == first  # cached: same value
+    buf[...] = st.frames[2]  # a driver reusing its frame buffer
+    refilled = v3.estimate([buf], [0.0]).distance_dof[0]
+    fresh = v3.estimate([np.array(st.frames[2], copy=True)], [0.0]).distance_dof[0]
+    assert refilled == pytest.approx(fresh)
+    assert refilled != first

@@ -29,6 +29,7 @@ import math
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -520,8 +521,62 @@ class OnnxFocusScorer:
 DEFOCUS_OUTPUTS = ("distance_dof", "log_distance", "log_distance_var", "no_specimen_p")
 """Graph outputs that make a model a `DefocusEstimator` (focusnet-v3 and later)."""
 
+CACHED_OUTPUTS = ("logit", *DEFOCUS_OUTPUTS, "features")
+"""What one pass keeps per frame for a later `estimate` (see `FrameOutputCache`)."""
+
 MIN_SIGMA_DOF = 0.05
 """Floor of a per-frame distance uncertainty (DOF units): the label itself is this coarse."""
+
+
+class FrameOutputCache:
+    """The graph outputs of the last `capacity` frames scored, looked up by the frame itself.
+
+    A search scores each frame as it arrives and then asks for the defocus
+    estimate of the whole batch: with this cache the graph runs once per frame.
+    The key is the array's identity plus its shape, dtype and a sample of about
+    4,096 of its pixels, and the entry keeps a reference to the array so its
+    identity cannot be reused while cached; a driver that refills one buffer
+    in place therefore gets fresh outputs (the sample changes with the
+    pixels). Thread-safe; least recently used entries are dropped first.
+    """
+
+    def __init__(self, capacity: int = 256) -> None:
+        self.capacity = int(capacity)
+        self._entries: OrderedDict[tuple[Any, ...], tuple[np.ndarray, dict[str, Any]]] = (
+            OrderedDict())
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(frame: np.ndarray) -> tuple[Any, ...]:
+        """Identity, shape, dtype and a strided pixel sample of `frame`."""
+        a = np.asarray(frame)
+        if a.ndim >= 2:
+            sample = a[:: max(1, a.shape[0] // 64), :: max(1, a.shape[1] // 64)]
+        else:
+            sample = a.reshape(-1)[:: max(1, a.size // 4096)]
+        return (id(frame), a.shape, a.dtype.str, hash(np.ascontiguousarray(sample).tobytes()))
+
+    def get(self, frame: np.ndarray) -> dict[str, Any] | None:
+        """The outputs stored for this very frame, or None."""
+        k = self.key(frame)
+        with self._lock:
+            hit = self._entries.get(k)
+            if hit is None or hit[0] is not frame:
+                return None
+            self._entries.move_to_end(k)
+            return hit[1]
+
+    def put(self, frame: np.ndarray, outputs: dict[str, Any]) -> None:
+        """Remember `outputs` for `frame` (dropping the oldest entries beyond capacity)."""
+        k = self.key(frame)
+        with self._lock:
+            self._entries[k] = (frame, outputs)
+            self._entries.move_to_end(k)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class OnnxDefocusScorer(OnnxFocusScorer):
@@ -546,29 +601,58 @@ class OnnxDefocusScorer(OnnxFocusScorer):
                              f"{missing}; its card claims a defocus estimate")
         self.dist_offset = float(self.card.get("defocus", {}).get("dist_offset", 0.3))
         self.pair_head = PairHead.from_card(self.card.get("pair_head"))
+        self._cache = FrameOutputCache()
 
     def score(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         """Sharpness of each frame, float64 (n,) in [0, 1]: sigmoid of the graph's logit.
 
         Computed here in float64 from `logit`: the graph's float32 `score` output
         rounds to 1.0 for logits above ~16, which would turn the top of a focus
-        curve into ties.
+        curve into ties. The same pass keeps the frame's defocus outputs
+        (`FrameOutputCache`), so an `estimate` over frames already scored does
+        not run the graph again.
         """
+        return 1.0 / (1.0 + np.exp(-self._frame_outputs(frames)["logit"]))
+
+    def _frame_outputs(self, frames: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """Per-frame graph outputs (`CACHED_OUTPUTS`, `features` as the frame-level
+        feature vector (n, k)), from the cache where the frame was seen, else one pass."""
+        cached = [self._cache.get(f) for f in frames]
+        todo = [i for i, c in enumerate(cached) if c is None]
+        if todo:
+            fresh = self._run_frames([frames[i] for i in todo])
+            for k, i in enumerate(todo):
+                row = {name: fresh[name][k] for name in CACHED_OUTPUTS}
+                self._cache.put(frames[i], row)
+                cached[i] = row
+        rows = [c for c in cached if c is not None]
+        out = {name: np.asarray([r[name] for r in rows], dtype=np.float64)
+               for name in CACHED_OUTPUTS if name != "features"}
+        out["features"] = (np.stack([r["features"] for r in rows]) if rows
+                           else np.zeros((0, 0)))
+        return out
+
+    def _run_frames(self, frames: Sequence[np.ndarray]) -> dict[str, Any]:
+        """One graph pass over `frames` for `CACHED_OUTPUTS` (features reduced per frame)."""
         if len(frames) == 1:
             # The common case in a search (one frame per move): skip the batching logic.
             t0 = time.perf_counter()
             img = self.prepare(frames[0])
             t1 = time.perf_counter()
-            batch = self._batch([img])
-            logits = np.asarray(self._session.run(["logit"], {self.input.name: batch})[0],
-                                dtype=np.float64)
+            values = self._session.run(list(CACHED_OUTPUTS),
+                                       {self.input.name: self._batch([img])})
             with self._lock:
                 self.timing["prepare_s"] += t1 - t0
                 self.timing["infer_s"] += time.perf_counter() - t1
                 self.timing["frames"] += 1
+            out: dict[str, Any] = {n: np.asarray(v, dtype=np.float64)
+                                   for n, v in zip(CACHED_OUTPUTS, values, strict=True)}
+            out["features"] = [np.asarray(out["features"][0])]
         else:
-            logits = self.run(frames, output="logit")
-        return 1.0 / (1.0 + np.exp(-logits))
+            out = dict(self.run_outputs(frames, CACHED_OUTPUTS))
+        # The frame-level feature channels are broadcast over the patch grid: keep one column.
+        out["features"] = [np.asarray(f, dtype=np.float64)[:, 0, 0] for f in out["features"]]
+        return out
 
     def estimate(self, frames: Sequence[np.ndarray], z_um: Sequence[float], *,
                  dof_um: float | None = None) -> DefocusEstimate:
@@ -594,7 +678,7 @@ class OnnxDefocusScorer(OnnxFocusScorer):
         if dof is not None and not (math.isfinite(dof) and dof > 0):
             raise ValueError(f"dof_um must be a positive number of micrometres, got {dof_um!r}")
         want_pairs = self.pair_head is not None and dof is not None and np.unique(z).size >= 2
-        out = self.run_outputs(frames, DEFOCUS_OUTPUTS + (("features",) if want_pairs else ()))
+        out = self._frame_outputs(frames)
         distance = np.maximum(out["distance_dof"], 0.0)
         # The graph regresses log(|dz| + offset) with a Gaussian of variance exp(lv):
         # by the delta method the distance's sigma is (|dz| + offset) · exp(lv / 2).
@@ -620,7 +704,7 @@ class OnnxDefocusScorer(OnnxFocusScorer):
         """Pair-head log-odds for frames a known Δz apart (0.3–`max_gap_dof` DOF)."""
         head = self.pair_head
         assert head is not None
-        frame = [np.asarray(f)[:, 0, 0] for f in out["features"]]  # frame channels broadcast
+        frame = out["features"]  # (n, k) frame-level channels
         m = out["log_distance"]
         spectra: dict[int, np.ndarray] = {}
 
