@@ -612,12 +612,15 @@ class OnnxDefocusScorer(OnnxFocusScorer):
         (`FrameOutputCache`), so an `estimate` over frames already scored does
         not run the graph again.
         """
-        return 1.0 / (1.0 + np.exp(-self._frame_outputs(frames)["logit"]))
+        return 1.0 / (1.0 + np.exp(-self._frame_outputs(frames, reuse=False)["logit"]))
 
-    def _frame_outputs(self, frames: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    def _frame_outputs(self, frames: Sequence[np.ndarray], *,
+                       reuse: bool) -> dict[str, np.ndarray]:
         """Per-frame graph outputs (`CACHED_OUTPUTS`, `features` as the frame-level
-        feature vector (n, k)), from the cache where the frame was seen, else one pass."""
-        cached = [self._cache.get(f) for f in frames]
+        feature vector (n, k)); every pass is remembered, and with `reuse` a frame
+        already in the cache is not run again. `score` never reuses (each call is a
+        real inference, which is also what `bench score` times); `estimate` does."""
+        cached = [self._cache.get(f) if reuse else None for f in frames]
         todo = [i for i, c in enumerate(cached) if c is None]
         if todo:
             fresh = self._run_frames([frames[i] for i in todo])
@@ -678,7 +681,7 @@ class OnnxDefocusScorer(OnnxFocusScorer):
         if dof is not None and not (math.isfinite(dof) and dof > 0):
             raise ValueError(f"dof_um must be a positive number of micrometres, got {dof_um!r}")
         want_pairs = self.pair_head is not None and dof is not None and np.unique(z).size >= 2
-        out = self._frame_outputs(frames)
+        out = self._frame_outputs(frames, reuse=True)
         distance = np.maximum(out["distance_dof"], 0.0)
         # The graph regresses log(|dz| + offset) with a Gaussian of variance exp(lv):
         # by the delta method the distance's sigma is (|dz| + offset) · exp(lv / 2).
