@@ -289,3 +289,27 @@ def test_cached_outputs_follow_a_buffer_refilled_in_place(v3):
     fresh = v3.estimate([np.array(st.frames[2], copy=True)], [0.0]).distance_dof[0]
     assert refilled == pytest.approx(fresh)
     assert refilled != first
+
+
+def test_job_scorer_estimates_on_its_roi_and_runs_the_graph_once(v3):
+    """The service's JobScorer crops to the ROI for the estimate as for the score (the
+    estimate used to see the whole frame), and the two share one inference per frame."""
+    from autofocus.service.jobs.worker import JobScorer
+    from autofocus.service.metrics import Metrics
+
+    assert not offers_estimate(JobScorer(get_scorer("tenengrad"), Metrics(), source="t"))
+    roi = (32, 16, 128, 128)
+    job = JobScorer(v3, Metrics(), source="t", roi=roi)
+    assert offers_estimate(job)
+    st = make_stack(seed=12, shape=(256, 256), n_planes=4)
+    frames = [np.array(f, copy=True) for f in st.frames]
+    z = list(st.dz_um)
+    before = v3.timing["frames"]
+    job.score_for_estimate(frames)
+    est = job.estimate(frames, z, dof_um=st.dof_um)
+    assert v3.timing["frames"] - before == len(frames)
+    x, y, w, h = roi
+    direct = v3.estimate([np.array(f[y:y + h, x:x + w]) for f in frames], z, dof_um=st.dof_um)
+    np.testing.assert_allclose(est.distance_dof, direct.distance_dof, rtol=1e-6)
+    whole = v3.estimate([np.array(f, copy=True) for f in frames], z, dof_um=st.dof_um)
+    assert not np.allclose(est.distance_dof, whole.distance_dof, rtol=1e-3)
