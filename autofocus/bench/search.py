@@ -50,12 +50,15 @@ class Trial:
 class Contender:
     """A strategy under test: registry `strategy` name, options, and a label for the table.
 
-    `options` may depend on the depth of field, so it is a function of DOF (µm).
+    `options` (the strategy's own) may depend on the depth of field, so it is a
+    function of DOF (µm); `request` holds `FocusRequest` fields the contender
+    sets (e.g. `rival_check`, which the search space checks, not the strategy).
     """
 
     label: str
     strategy: str
     options: Callable[[float], dict[str, Any]]
+    request: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def default_contenders() -> list[Contender]:
@@ -63,7 +66,8 @@ def default_contenders() -> list[Contender]:
     return [
         Contender("guided (default, rival_check full)", "guided", lambda dof: {}),
         Contender(
-            "guided, rival_check capture", "guided", lambda dof: {"rival_check": "capture"}
+            "guided, rival_check capture", "guided", lambda dof: {},
+            request={"rival_check": "capture"},
         ),
         Contender("coarse-fine (previous default)", "coarse-fine", lambda dof: {}),
         Contender("sweep @ DOF/2 (exhaustive)", "sweep", lambda dof: {"step_um": dof / 2}),
@@ -135,6 +139,7 @@ def run_trial(
         scorer=scorer,
         strategy=contender.strategy,
         strategy_options=contender.options(dof),
+        **contender.request,
         center_z_um=start_z_um,
         range_um=range_um,
         tolerance_um=tol,
