@@ -101,6 +101,10 @@ NO_SPECIMEN_P = 0.97
 FILL_GAP = 1.4
 # A peak whose neighbours stay above this fraction of its height is flat-topped.
 FLAT_TOP_LEVEL = 0.9
+# With a defocus estimator, a found peak the model itself puts farther than this many DOF
+# from focus is cross-checked at that distance on both sides.
+MODEL_NEAR_DOF = 1.5
+MODEL_CHECK_MAX_DOF = 4.0
 # Frames spent looking for such a second plane.
 RIVAL_PROBES = 4
 # With nothing rising, the coarse spacing is halved at most this many times, and no
@@ -400,7 +404,50 @@ class Guided(SearchStrategy):
         if not space.planes_um:
             refined = yield from self._follow_capture(refined, cell)
         refined = yield from self._confirm_dips(refined, cell)
+        refined = yield from self._model_check(refined, cell)
         return self._verdict(refined, reference=space.reference_z_um)
+
+    def _model_check(self, refined: list[_Refined], cell: float) -> Step:
+        """With a defocus estimator, the model must itself place the found peak near focus.
+
+        When the frames within DOF/2 of the strongest peak read, by the model's
+        median distance, more than `MODEL_NEAR_DOF` DOF from focus, the peak may be
+        a wiggle on the far tail of the learned score: both sides are measured every
+        0.75 DOF from 1.25 DOF out to that distance (+0.75, at most
+        `MODEL_CHECK_MAX_DOF`), skipping measured spots, and a frame there sharper
+        than the peak is refined as a candidate (the verdict weighs it like any
+        other plane).
+        """
+        main = _strongest(refined)
+        if main is None or not self.estimates:
+            return refined
+        dof = self.space.dof
+        z_m = main.peak.z_um
+        dist = self._model_distance_dof(z_m)
+        if dist is None or dist <= MODEL_NEAR_DOF:
+            return refined
+        self.details["model_distance_at_peak_dof"] = dist
+        lo, hi = self.bounds()
+        ks = np.arange(1.25, min(dist, MODEL_CHECK_MAX_DOF) + 0.76, 0.75)
+        probes = [z_m + sign * k * dof for k in ks for sign in (-1.0, 1.0)]
+        probes = [p for p in self._fresh([p for p in probes if lo <= p <= hi])
+                  if not self._near(p, 0.35 * dof)]
+        if probes:
+            yield probes
+        others = [r.peak.z_um for r in refined if r.peak is not None]
+        for z in probes:
+            if self.score_at(z) > main.peak.score:
+                refined.append((yield from self._refine(z, cell, others)))
+        return refined
+
+    def _model_distance_dof(self, z_um: float) -> float | None:
+        """Median of the model's distance estimates (DOF) of frames within DOF/2 of `z_um`."""
+        near = []
+        for zs, est in self.estimates:
+            dist = np.asarray(getattr(est, "distance_dof", []), dtype=float)
+            near += [float(d) for z, d in zip(zs, dist, strict=False)
+                     if abs(z - z_um) <= 0.5 * self.space.dof and math.isfinite(d)]
+        return float(np.median(near)) if near else None
 
     def _follow_capture(self, refined: list[_Refined], cell: float) -> Step:
         """The capture curve must peak where the fine peak is.
