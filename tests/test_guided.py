@@ -240,6 +240,27 @@ def test_guided_with_good_estimates_uses_few_frames(dof, frac, sigma_dof, seed):
 
 
 @settings(**FAST)
+@given(dof=dofs, sep_dof=st.floats(8.0, 14.0), ratio=st.floats(0.2, 0.8),
+       seed=st.integers(0, 1000))
+def test_estimate_path_checks_the_range_for_a_rival_under_full(dof, sep_dof, ratio, seed):
+    """The model points at the brighter plane (debris); under `rival_check="full"` the
+    rest of the range is still searched, and the second plane turns success into
+    `rival_peak` (the estimate path used to return after its bracket)."""
+    space = space_for(dof, 40.0, rival_check="full")
+    z_debris = -0.25 * space.range_um
+    z_spec = z_debris + sep_dof * dof
+    rng = np.random.default_rng(seed)
+    strategy = make_strategy("guided", space)
+    drive(strategy, Planes(dof, [z_debris, z_spec], [1.0, ratio], seed=seed),
+          estimator=estimator_for(z_debris, dof, 0.2 * dof, rng))
+    out = strategy.outcome()
+    assert out.details["path"] == "estimate"
+    assert "rival_check" in out.details
+    assert not out.success
+    assert out.code == "rival_peak"
+
+
+@settings(**FAST)
 @given(dof=dofs, frac=st.floats(-0.9, 0.9), seed=st.integers(0, 1000))
 def test_guided_falls_back_when_estimates_are_uncertain(dof, frac, seed):
     space = space_for(dof, 40.0)

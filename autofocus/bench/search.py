@@ -16,7 +16,7 @@ import dataclasses
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,15 +50,15 @@ class Trial:
 class Contender:
     """A strategy under test: registry `strategy` name, options, and a label for the table.
 
-    `options` may depend on the depth of field, so it is a function of DOF (µm);
-    `request` holds request-level settings (`FocusRequest` fields such as
-    `rival_check`) that the strategy reads from its search space.
+    `options` (the strategy's own) may depend on the depth of field, so it is a
+    function of DOF (µm); `request` holds `FocusRequest` fields the contender
+    sets (e.g. `rival_check`, which the search space checks, not the strategy).
     """
 
     label: str
     strategy: str
     options: Callable[[float], dict[str, Any]]
-    request: dict[str, Any] = field(default_factory=dict)
+    request: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def default_contenders() -> list[Contender]:
@@ -139,12 +139,12 @@ def run_trial(
         scorer=scorer,
         strategy=contender.strategy,
         strategy_options=contender.options(dof),
+        **contender.request,
         center_z_um=start_z_um,
         range_um=range_um,
         tolerance_um=tol,
         max_frames=400,
         timeout_s=None,
-        **contender.request,
     )
     truth = mic.true_focus_z_um()
     # Judge where the specimen really is: after parking, the stage's physical position

@@ -82,6 +82,12 @@ class DefocusEstimator(Protocol):
     `estimate(frames, z_um, dof_um=...)` takes frames and the stage z (µm) each
     was taken at, and returns a `DefocusEstimate`. Raises
     `autofocus.errors.ImageError` on frames `score` would refuse.
+
+    An estimator may also offer `score_for_estimate(frames)`: the same scores as
+    `score`, keeping what a later `estimate` of those very frames needs, so a
+    search that scores frames one by one and then asks for their estimate runs
+    its model once per frame. The engine uses it when present (optional: not
+    part of the isinstance check).
     """
 
     def estimate(

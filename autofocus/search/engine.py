@@ -215,6 +215,9 @@ class _Run:
         strategy = self.strategy
         self.wants_capture = bool(getattr(strategy, "wants_capture", False))
         self.estimator = self.scorer if offers_estimate(self.scorer) else None
+        # An estimator that can keep its scoring pass for the estimate runs its model once.
+        self.score_fn = (getattr(self.scorer, "score_for_estimate", None)
+                         if self.estimator is not None else None) or self.scorer.score
         observe = getattr(strategy, "observe", None)
         configure = getattr(strategy, "configure", None)
         if callable(configure):
@@ -342,7 +345,7 @@ class _Run:
                 self.log.warning("focus.unusable_frame", problem=p)
         out = np.full(len(frames), np.nan)
         if usable:
-            s = np.asarray(self.scorer.score([frames[i] for i in usable]), dtype=float)
+            s = np.asarray(self.score_fn([frames[i] for i in usable]), dtype=float)
             if s.shape != (len(usable),):
                 raise ImageError(
                     f"scorer {self.scorer.name!r} returned {s.shape} scores "

@@ -20,7 +20,7 @@ import numpy as np
 import structlog
 
 from autofocus.errors import AutofocusError, MicroscopeError
-from autofocus.scoring.base import Scorer
+from autofocus.scoring.base import Scorer, offers_estimate
 from autofocus.scoring.preprocess import crop_roi
 from autofocus.search.result import Measurement
 from autofocus.service.jobs.hardware import GuardedMicroscope
@@ -104,13 +104,34 @@ class JobScorer:
         self.metrics = metrics
         self.source = source
         self.roi = roi
+        if offers_estimate(inner):
+            # Only an estimator's wrapper looks like a `DefocusEstimator`; frames are cropped
+            # to the ROI for the estimate as for the score.
+            self.estimate = self._estimate_roi
 
     def score(self, frames: Sequence[np.ndarray]) -> np.ndarray:
-        if self.roi is not None:
-            frames = [crop_roi(f, self.roi) for f in frames]
+        return self._timed(self.inner.score, frames)
+
+    def score_for_estimate(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """The inner estimator's `score_for_estimate` (or `score`), on the ROI, timed."""
+        fn = getattr(self.inner, "score_for_estimate", None) or self.inner.score
+        return self._timed(fn, frames)
+
+    def _estimate_roi(self, frames: Sequence[np.ndarray], z_um: Sequence[float], *,
+                      dof_um: float | None = None) -> Any:
+        """The inner scorer's defocus estimate of the ROI of `frames` (bound as
+        `estimate` only when the inner scorer offers one)."""
+        return self.inner.estimate(self._crop(frames), z_um,  # type: ignore[attr-defined]
+                                   dof_um=dof_um)
+
+    def _crop(self, frames: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
+        return frames if self.roi is None else [crop_roi(f, self.roi) for f in frames]
+
+    def _timed(self, fn: Any, frames: Sequence[np.ndarray]) -> np.ndarray:
+        frames = self._crop(frames)
         t = time.perf_counter()
         try:
-            return self.inner.score(frames)
+            return fn(frames)
         finally:
             self.metrics.scoring_latency.observe(time.perf_counter() - t, {"source": self.source})
 

@@ -4,7 +4,9 @@
 from the optics (densified while nothing rises), the rising local maxima of
 the wide-capture curve as candidates, each refined (`Refinement`), then the
 rival checks (`RivalChecks`), a walk up a capture curve that still rises
-through the found peak (`_follow_capture`), and the verdict (`Verdict`).
+through the found peak (`_follow_capture`), with a defocus estimator a look
+where the model says focus is when it puts the found peak far from it
+(`_model_check`), and the verdict (`Verdict`).
 Steps 1–5 of the algorithm in `autofocus.search.strategies.guided.strategy`.
 """
 
@@ -26,6 +28,10 @@ from autofocus.search.strategies.guided.shape import Refined, coarse_step_um, st
 from autofocus.search.strategies.guided.verdict import Verdict
 from autofocus.search.trust import RIVAL_MIN_SEPARATION_DOF
 
+# With a defocus estimator, a found peak the model itself puts farther than this many DOF
+# from focus is cross-checked at that distance on both sides.
+MODEL_NEAR_DOF = 1.5
+MODEL_CHECK_MAX_DOF = 4.0
 # The capture curve rising through a found peak by more than this (relative, over
 # 2 DOF) is followed, at most this many frames.
 CAPTURE_FOLLOW_SLOPE = 0.3
@@ -125,7 +131,50 @@ class CapturePath(RivalChecks, Verdict):
         if not space.planes_um:
             refined = yield from self._follow_capture(refined, cell)
         refined = yield from self._confirm_dips(refined, cell)
+        refined = yield from self._model_check(refined, cell)
         return self._verdict(refined, reference=space.reference_z_um)
+
+    def _model_check(self, refined: list[Refined], cell: float) -> Step:
+        """With a defocus estimator, the model must itself place the found peak near focus.
+
+        When the frames within DOF/2 of the strongest peak read, by the model's
+        median distance, more than `MODEL_NEAR_DOF` DOF from focus, the peak may be
+        a wiggle on the far tail of the learned score: both sides are measured every
+        0.75 DOF from 1.25 DOF out to that distance (+0.75, at most
+        `MODEL_CHECK_MAX_DOF`), skipping measured spots, and a frame there sharper
+        than the peak is refined as a candidate (the verdict weighs it like any
+        other plane).
+        """
+        main = strongest(refined)
+        if main is None or not self.estimates:
+            return refined
+        dof = self.space.dof
+        z_m = main.peak.z_um
+        dist = self._model_distance_dof(z_m)
+        if dist is None or dist <= MODEL_NEAR_DOF:
+            return refined
+        self.details["model_distance_at_peak_dof"] = dist
+        lo, hi = self.bounds()
+        ks = np.arange(1.25, min(dist, MODEL_CHECK_MAX_DOF) + 0.76, 0.75)
+        probes = [z_m + sign * k * dof for k in ks for sign in (-1.0, 1.0)]
+        probes = [p for p in self._fresh([p for p in probes if lo <= p <= hi])
+                  if not self._near(p, 0.35 * dof)]
+        if probes:
+            yield probes
+        others = [r.peak.z_um for r in refined if r.peak is not None]
+        for z in probes:
+            if self.score_at(z) > main.peak.score:
+                refined.append((yield from self._refine(z, cell, others)))
+        return refined
+
+    def _model_distance_dof(self, z_um: float) -> float | None:
+        """Median of the model's distance estimates (DOF) of frames within DOF/2 of `z_um`."""
+        near = []
+        for zs, est in self.estimates:
+            dist = np.asarray(getattr(est, "distance_dof", []), dtype=float)
+            near += [float(d) for z, d in zip(zs, dist, strict=False)
+                     if abs(z - z_um) <= 0.5 * self.space.dof and math.isfinite(d)]
+        return float(np.median(near)) if near else None
 
     def _follow_capture(self, refined: list[Refined], cell: float) -> Step:
         """The capture curve must peak where the fine peak is.

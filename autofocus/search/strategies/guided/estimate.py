@@ -2,9 +2,10 @@
 
 `EstimatePath._estimate_path` probes two frames, stops on a blank field
 (`no_specimen`), fuses the signed focal-plane estimates (`_fused_focus`),
-brackets and fits the fine peak there, and hands over to the classical path
-(returns None) when the estimate is uncertain, out of range or contradicted
-by the bracket.
+brackets and fits the fine peak there (under `rival_check="full"` then looks
+for a second plane in the rest of the range, `RivalChecks`), and hands over
+to the classical path (returns None) when the estimate is uncertain, out of
+range or contradicted by the bracket.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import numpy as np
 
 from autofocus.search.reasons import FailureReason
 from autofocus.search.strategies.common import Step
-from autofocus.search.strategies.guided.refine import Refinement
+from autofocus.search.strategies.guided.rivals import RivalChecks
+from autofocus.search.strategies.guided.shape import coarse_step_um
 from autofocus.search.strategies.guided.verdict import Verdict
 
 # Both probe frames must be at least this likely empty before the search stops with
@@ -23,7 +25,7 @@ from autofocus.search.strategies.guided.verdict import Verdict
 NO_SPECIMEN_P = 0.97
 
 
-class EstimatePath(Refinement, Verdict):
+class EstimatePath(RivalChecks, Verdict):
     """The guided search with a scorer that offers defocus estimates."""
 
     def _estimate_path(self) -> Step:
@@ -71,7 +73,14 @@ class EstimatePath(Refinement, Verdict):
         if abs(got.peak.z_um - zf2) > 3.0 * max(sig2, 0.5 * dof):
             self.details["fallback"] = "the bracket disagrees with the estimate"
             return None
-        return self._verdict([got], reference=zf2)
+        refined = [got]
+        if self.rival_check == "full":
+            # The estimate points at the plane the model finds likeliest; a second plane
+            # (debris) elsewhere in the range is only seen by looking there.
+            cell = coarse_step_um(space.hi_um - space.lo_um, dof, self.step_factor)
+            refined = yield from self._full_rival_check(refined, cell)
+            refined = yield from self._confirm_dips(refined, cell)
+        return self._verdict(refined, reference=zf2)
 
     def _no_specimen_p(self) -> float | None:
         ps = []

@@ -7,7 +7,9 @@ probe two frames one DOF apart around the start; if both say "no specimen"
 fail with `no_specimen` before sweeping an empty field. Fuse every signed
 focal-plane estimate so far by inverse-variance weighting, jump there and
 bracket it with 3 frames (± `bracket_dof` DOF), fit the fine scores, and add
-a frame at the fitted centre when no sample lies within DOF/4 of it. When the
+a frame at the fitted centre when no sample lies within DOF/4 of it; under
+`rival_check="full"` the rest of the range is then checked for a second plane
+exactly as on the classical path (step 5). When the
 fused estimate is uncertain (σ above `max_estimate_sigma_dof` DOF), lies
 outside the range, or the bracket disagrees with it, the classical path
 below takes over with every frame measured so far.
