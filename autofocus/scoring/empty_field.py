@@ -132,11 +132,48 @@ _KERNEL_ACROSS = np.array([0.5, 0.5], np.float32)
 _PAD = 5
 
 
-def _odd_pad(s: np.ndarray, n: int) -> np.ndarray:
-    """Pad by point reflection (2·edge − mirror image), which continues straight lines exactly."""
+def _pads(s: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """`s` padded by `n` px two ways: point reflection (2·edge − mirror image, which continues
+    straight lines exactly) and mirror reflection (which shows a spot at the edge whole)."""
     e = cv2.copyMakeBorder(s, n, n, n, n, cv2.BORDER_REPLICATE)
     r = cv2.copyMakeBorder(s, n, n, n, n, cv2.BORDER_REFLECT_101)
-    return cv2.addWeighted(e, 2.0, r, -1.0, 0.0)
+    return cv2.addWeighted(e, 2.0, r, -1.0, 0.0), r
+
+
+def _edge_extremes(mirror: np.ndarray, inv: np.ndarray, h: int, w: int) -> tuple[float, float]:
+    """(largest bright, most negative dark) response of the mirror-padded level within `_PAD`
+    px of one border (corners left out), in noise σ; `inv` the 1/σ map (h, w)."""
+    n = _PAD
+    hi, lo = 0.0, 0.0
+    # (rows, cols) of the padded array each strip needs, and the output cells it gives.
+    strips = (((slice(0, 3 * n), slice(0, w + 2 * n)), (slice(0, n), slice(n, w - n))),
+              ((slice(h - n, h + 2 * n), slice(0, w + 2 * n)), (slice(h - n, h), slice(n, w - n))),
+              ((slice(0, h + 2 * n), slice(0, 3 * n)), (slice(n, h - n), slice(0, n))),
+              ((slice(0, h + 2 * n), slice(w - n, w + 2 * n)), (slice(n, h - n), slice(w - n, w))))
+    for (pr, pc), (orow, ocol) in strips:
+        part = np.ascontiguousarray(mirror[pr, pc])
+        ph, pw = part.shape
+        bx, by = _band(part, ph - 2 * n, pw - 2 * n)
+        # The strip's own outputs: rows/cols of the output grid it covers.
+        r0 = orow.start - (pr.start if pr.start else 0)
+        c0 = ocol.start - (pc.start if pc.start else 0)
+        rr = slice(r0, r0 + (orow.stop - orow.start))
+        cc = slice(c0, c0 + (ocol.stop - ocol.start))
+        iv = inv[orow, ocol]
+        if iv.size == 0:
+            continue
+        hi = max(hi, float((np.minimum(bx[rr, cc], by[rr, cc]) * iv).max()))
+        lo = min(lo, float((np.maximum(bx[rr, cc], by[rr, cc]) * iv).min()))
+    return hi, lo
+
+
+def _band(p: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """The band-pass along x and along y of a padded level (valid part, (h, w) each)."""
+    bx = cv2.sepFilter2D(p, cv2.CV_32F, _KERNEL_ALONG, _KERNEL_ACROSS, anchor=(4, 0),
+                         borderType=cv2.BORDER_REPLICATE)[_PAD:_PAD + h, _PAD:_PAD + w]
+    by = cv2.sepFilter2D(p, cv2.CV_32F, _KERNEL_ACROSS, _KERNEL_ALONG, anchor=(0, 4),
+                         borderType=cv2.BORDER_REPLICATE)[_PAD:_PAD + h, _PAD:_PAD + w]
+    return bx, by
 
 
 def _spot_z(s1: np.ndarray, inv_sd1: np.ndarray, levels: tuple[int, ...]) -> list[float]:
@@ -154,13 +191,13 @@ def _spot_z(s1: np.ndarray, inv_sd1: np.ndarray, levels: tuple[int, ...]) -> lis
         if min(h, w) < 2 * _PAD + 2:
             out.append(0.0)
             continue
-        # Point reflection at the borders continues gradients, so a spot at the edge is seen
-        # and a gradient is not.
-        p = _odd_pad(s, _PAD)
-        bx = cv2.sepFilter2D(p, cv2.CV_32F, _KERNEL_ALONG, _KERNEL_ACROSS, anchor=(4, 0),
-                             borderType=cv2.BORDER_REPLICATE)[_PAD:_PAD + h, _PAD:_PAD + w]
-        by = cv2.sepFilter2D(p, cv2.CV_32F, _KERNEL_ACROSS, _KERNEL_ALONG, anchor=(0, 4),
-                             borderType=cv2.BORDER_REPLICATE)[_PAD:_PAD + h, _PAD:_PAD + w]
+        # Point reflection at the borders continues gradients, so a gradient gives nothing
+        # there; but it shows a spot on the border row as a ramp rising outwards. Mirror
+        # reflection shows that spot whole, and turns a gradient into a crease along the
+        # border, which the minimum over the two axes ignores — except in the corners, where
+        # it is a crease along both: there only the point reflection counts.
+        odd, mirror = _pads(s, _PAD)
+        bx, by = _band(odd, h, w)
         # 1 / noise σ of the response: a window mean's σ is an s-pixel's σ / 2 … and an
         # s pixel's is an s1 pixel's / sub (white noise).
         inv = inv_sd1[:h * sub, :w * sub]
@@ -168,9 +205,10 @@ def _spot_z(s1: np.ndarray, inv_sd1: np.ndarray, levels: tuple[int, ...]) -> lis
             inv = cv2.resize(inv, (w, h), interpolation=cv2.INTER_AREA)
         inv = inv * np.float32(2.0 * sub / _TAP_NORM)
         # A bright blob: both axes positive (their minimum); a dark one: both negative.
-        bright = cv2.multiply(cv2.min(bx, by), inv)
-        dark = cv2.multiply(cv2.max(bx, by), inv)
-        out.append(max(cv2.minMaxLoc(bright)[1], -cv2.minMaxLoc(dark)[0], 0.0))
+        bright = cv2.minMaxLoc(cv2.multiply(cv2.min(bx, by), inv))[1]
+        dark = cv2.minMaxLoc(cv2.multiply(cv2.max(bx, by), inv))[0]
+        edge_bright, edge_dark = _edge_extremes(mirror, inv, h, w)
+        out.append(max(bright, edge_bright, -dark, -edge_dark, 0.0))
     return out
 
 
