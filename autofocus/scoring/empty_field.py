@@ -38,6 +38,7 @@ frame on the 2-core VM (`python -m autofocus.scoring.empty_field`).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -176,12 +177,13 @@ def _band(p: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return bx, by
 
 
-def _spot_z(s1: np.ndarray, inv_sd1: np.ndarray, levels: tuple[int, ...]) -> list[float]:
+def _spot_z(s1: np.ndarray, var_tiles: np.ndarray, tile_s1: int,
+            levels: tuple[int, ...]) -> list[float]:
     """Strongest bright or dark blob per level, in noise σ of the band-pass response.
 
     `s1`: the frame in 4×4 px block means; level k uses windows of 2 × 2^k such
-    blocks (8 px, 16 px, 32 px … across); `inv_sd1`: 1 / the noise σ of one
-    `s1` pixel, per `s1` pixel.
+    blocks (8 px, 16 px, 32 px … across); `var_tiles`: the noise variance of
+    one `s1` pixel per tile of `tile_s1` × `tile_s1` of them.
     """
     out = []
     for level in levels:
@@ -196,40 +198,60 @@ def _spot_z(s1: np.ndarray, inv_sd1: np.ndarray, levels: tuple[int, ...]) -> lis
         # reflection shows that spot whole, and turns a gradient into a crease along the
         # border, which the minimum over the two axes ignores — except in the corners, where
         # it is a crease along both: there only the point reflection counts.
-        odd, mirror = _pads(s, _PAD)
+        odd, mirror = _pads(s, _PAD)  # (the mirror image is used at the finest level only)
         bx, by = _band(odd, h, w)
         # 1 / noise σ of the response: a window mean's σ is an s-pixel's σ / 2 … and an
         # s pixel's is an s1 pixel's / sub (white noise).
-        inv = inv_sd1[:h * sub, :w * sub]
-        if sub > 1:
-            inv = cv2.resize(inv, (w, h), interpolation=cv2.INTER_AREA)
-        inv = inv * np.float32(2.0 * sub / _TAP_NORM)
+        tile = max(1, tile_s1 // sub)
+        th, tw = min(var_tiles.shape[0], -(-h // tile)), min(var_tiles.shape[1], -(-w // tile))
+        inv_tiles = np.float32(2.0 * sub / _TAP_NORM) / np.sqrt(var_tiles[:th, :tw])
+        inv = cv2.resize(inv_tiles, (tw * tile, th * tile), interpolation=cv2.INTER_NEAREST)
+        inv = cv2.copyMakeBorder(inv[:h, :w], 0, max(0, h - inv.shape[0]), 0,
+                                 max(0, w - inv.shape[1]), cv2.BORDER_REPLICATE)
         # A bright blob: both axes positive (their minimum); a dark one: both negative.
         bright = cv2.minMaxLoc(cv2.multiply(cv2.min(bx, by), inv))[1]
         dark = cv2.minMaxLoc(cv2.multiply(cv2.max(bx, by), inv))[0]
-        edge_bright, edge_dark = _edge_extremes(mirror, inv, h, w)
+        edge_bright, edge_dark = _edge_extremes(mirror, inv, h, w) if level == 0 else (0.0, 0.0)
         out.append(max(bright, edge_bright, -dark, -edge_dark, 0.0))
     return out
 
 
-def _surface_z(t: np.ndarray, var_t: np.ndarray, block_t: int) -> tuple[float, float]:
-    """(largest |z|, χ² excess z) of block means about a degree-2 surface (2 robust passes)."""
-    m = _block_mean(t, block_t).astype(np.float64)
-    gh, gw = m.shape
-    if gh * gw < 12:
-        return 0.0, 0.0
-    sd = np.sqrt(var_t.astype(np.float64)) / block_t
+@functools.lru_cache(maxsize=16)
+def _design(gh: int, gw: int) -> np.ndarray:
+    """Degree-2 surface basis (1, x, y, x², xy, y²) over a gh × gw block grid, (gh·gw, 6)."""
     yy, xx = np.mgrid[0:gh, 0:gw].astype(np.float64)
     yy = (yy - (gh - 1) / 2) / max(gh, gw)
     xx = (xx - (gw - 1) / 2) / max(gh, gw)
     a = np.stack([np.ones_like(xx), xx, yy, xx * xx, xx * yy, yy * yy], -1).reshape(-1, 6)
-    wt = (1.0 / sd).ravel()
+    a.flags.writeable = False
+    return a
+
+
+def _surface_z(t: np.ndarray, var_t: np.ndarray, block_t: int) -> tuple[float, float]:
+    """(largest |z|, χ² excess z) of block means about a degree-2 surface.
+
+    Weighted least squares (weights 1/σ² of each block mean), refitted once
+    without the blocks beyond `BLOCK_Z_MAX`, so one bright object does not
+    bend the surface towards itself.
+    """
+    m = _block_mean(t, block_t).astype(np.float64)
+    gh, gw = m.shape
+    if gh * gw < 12:
+        return 0.0, 0.0
+    a = _design(gh, gw)
+    wt = (block_t / np.sqrt(var_t.astype(np.float64))).ravel()
     y = m.ravel()
-    keep = np.ones(y.size, bool)
+    aw = a * wt[:, None]
+    yw = y * wt
     z = np.zeros(y.size)
+    keep = np.ones(y.size, bool)
     for _ in range(2):
-        coef = np.linalg.lstsq(a[keep] * wt[keep, None], y[keep] * wt[keep], rcond=None)[0]
-        z = (y - a @ coef) * wt
+        ak = aw[keep]
+        try:
+            coef = np.linalg.solve(ak.T @ ak, ak.T @ yw[keep])
+        except np.linalg.LinAlgError:
+            coef = np.linalg.lstsq(ak, yw[keep], rcond=None)[0]
+        z = yw - aw @ coef
         keep = np.abs(z) < BLOCK_Z_MAX
         if keep.sum() < 12:
             break
@@ -260,12 +282,7 @@ def empty_field_stats(grey: np.ndarray) -> dict[str, float] | None:
                            _VAR_FLOOR / 16.0)
     th, tw = var_tiles.shape
     tile_s1 = 2 * tile_cb
-    inv_sd1 = cv2.resize(1.0 / np.sqrt(var_tiles), (tw * tile_s1, th * tile_s1),
-                         interpolation=cv2.INTER_NEAREST)
-    # The last partial tiles take their neighbour's noise.
-    inv_sd1 = cv2.copyMakeBorder(inv_sd1, 0, s1.shape[0] - inv_sd1.shape[0], 0,
-                                 s1.shape[1] - inv_sd1.shape[1], cv2.BORDER_REPLICATE)
-    spots = _spot_z(s1, inv_sd1, (0, 1))
+    spots = _spot_z(s1, var_tiles, tile_s1, (0, 1))
     block_s1 = max(4, round(min(h, w) / (4 * BLOCKS_PER_SIDE)))
     gh, gw = s1.shape[0] // block_s1, s1.shape[1] // block_s1
     # Each block takes the noise of the tile holding its centre.
