@@ -6,22 +6,24 @@ recognise by statistics. A frame counts as empty when all three of these stay
 within what camera noise gives (each in units of its own noise σ, measured on
 the frame itself):
 
-* `spot_z` — the strongest spot or blob 4, 8 or 16 px across: a band-pass of
+* `spot_z` — the strongest spot or blob 8 or 16 px across: a band-pass of
   window means that cancels every polynomial up to degree 3 (so illumination
   gradients and vignetting give nothing), taken along x and y, the smaller of
   the two (a blob stands out along both axes, an edge or a crease of the
-  illumination along one only). Frames are first binned 2×2 with the mean of
-  the middle two values, which removes isolated hot pixels.
+  illumination along one only). Borders are padded by point reflection (which
+  continues a gradient) and, on the border strips but not the corners, also by
+  mirror reflection (which shows a bead on the edge row whole).
 * `block_z` — the largest residual of block means (about 12 blocks along the
   shorter side) about a least-squares degree-2 surface: large faint blobs
   such as defocused beads and cells.
 * `excess_chi_z` — the same residuals' χ² above its noise expectation,
   (mean z² − 1) / √(2/n): structure spread over the whole field.
 
-The noise σ is local: from the 2×2 checkerboard contrast of the binned frame
-(which smooth light and gradients do not reach), averaged over 16-px tiles and
-median-filtered over 3×3 tiles, so shot noise that grows with brightness and a
-bright object inflating its own tile are both handled — the same statistics
+The noise σ is local: from the 2×2 checkerboard contrast of 4×4 px block
+means (which smooth light and gradients do not reach), averaged over 32-px
+tiles and median-filtered over 3×3 tiles (the median's bias corrected), so
+shot noise that grows with brightness and a bright object inflating its own
+tile are both handled — the same statistics
 idea as `capture_rel_noise` in the search.
 
 Limits (`SPOT_Z_MAX`, `BLOCK_Z_MAX`, `EXCESS_CHI_Z_MAX`) were chosen on
@@ -29,11 +31,13 @@ validation frames (blank frames of seed 4 000 000 and sparse-specimen stacks
 of seeds from 7 000 000), never on the model's test frames. The spot limit
 grows like √(ln n) with the number of windows n, so larger frames (more
 chances for a noise peak) are not called structured more often. JPEG block
-artefacts read as structure (such frames are not called empty), and so does
-a frame too small to judge (< 32 px a side).
+artefacts and hot pixels read as structure (such frames are not called
+empty: the model alone judges them); a frame under 32 px a side is not judged.
 
-Pure numpy; cost measured at about 0.4 ms per 256² frame and 8 ms per 2048²
-frame on the 2-core VM (`python -m autofocus.scoring.empty_field`).
+numpy and OpenCV (as `preprocess`); it reads the frame once (4×4 block means)
+and works on those. Cost on the 2-core VM under load: about 0.3 ms per 256²
+frame and 6–8 ms per 2048² frame (`python -m autofocus.scoring.empty_field`;
+the model's graph outputs took 0.15 ms and 6–10 ms in the same runs).
 """
 
 from __future__ import annotations
