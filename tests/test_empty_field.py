@@ -124,3 +124,28 @@ def test_estimate_raises_the_models_probability_where_the_field_is_empty():
     np.testing.assert_allclose(est.no_specimen_p, np.maximum(model_p, classical))
     assert np.all(est.no_specimen_p[:2] >= 0.97)  # the guided search's bar for both probes
     assert est.no_specimen_p[2] == pytest.approx(model_p[2])  # a bead: the model decides
+
+
+def test_guided_search_on_a_blank_simulated_field_fails_with_no_specimen_at_once():
+    import json
+
+    from typer.testing import CliRunner
+
+    from autofocus.cli import _load_commands
+    from autofocus.cli.app import app
+    from autofocus.logging import configure_logging
+
+    configure_logging("console", "warning")
+    _load_commands()
+    runner = CliRunner()
+    # No light at all: read noise only. The graph alone does not reach the search's 0.97
+    # on both probe frames here (it went on to sweep and failed with rival_peak).
+    res = runner.invoke(app, ["focus", "--seed", "1", "--scorer", "focusnet-v3",
+                              "--photons", "1e-9", "--json"])
+    report = json.loads(res.stdout)
+    assert res.exit_code == 1 and report["reason_code"] == "no_specimen", res.output
+    assert report["frames"] == 2
+    # The same beads with light: found as before.
+    res = runner.invoke(app, ["focus", "--seed", "1", "--scorer", "focusnet-v3", "--json"])
+    report = json.loads(res.stdout)
+    assert res.exit_code == 0 and report["success"] is True, res.output
