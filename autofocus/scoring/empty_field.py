@@ -210,11 +210,13 @@ def _spot_z(s1: np.ndarray, var_tiles: np.ndarray, tile_s1: int,
         th, tw = min(var_tiles.shape[0], -(-h // tile)), min(var_tiles.shape[1], -(-w // tile))
         inv_tiles = np.float32(2.0 * sub / _TAP_NORM) / np.sqrt(var_tiles[:th, :tw])
         inv = cv2.resize(inv_tiles, (tw * tile, th * tile), interpolation=cv2.INTER_NEAREST)
-        inv = cv2.copyMakeBorder(inv[:h, :w], 0, max(0, h - inv.shape[0]), 0,
-                                 max(0, w - inv.shape[1]), cv2.BORDER_REPLICATE)
+        if inv.shape != (h, w):  # the last partial tiles take their neighbour's noise
+            inv = cv2.copyMakeBorder(inv[:h, :w], 0, max(0, h - inv.shape[0]), 0,
+                                     max(0, w - inv.shape[1]), cv2.BORDER_REPLICATE)
         # A bright blob: both axes positive (their minimum); a dark one: both negative.
-        bright = cv2.minMaxLoc(cv2.multiply(cv2.min(bx, by), inv))[1]
-        dark = cv2.minMaxLoc(cv2.multiply(cv2.max(bx, by), inv))[0]
+        lo, hi = cv2.min(bx, by), cv2.max(bx, by)
+        bright = cv2.minMaxLoc(cv2.multiply(lo, inv, dst=lo))[1]
+        dark = cv2.minMaxLoc(cv2.multiply(hi, inv, dst=hi))[0]
         edge_bright, edge_dark = _edge_extremes(mirror, inv, h, w) if level == 0 else (0.0, 0.0)
         out.append(max(bright, edge_bright, -dark, -edge_dark, 0.0))
     return out
