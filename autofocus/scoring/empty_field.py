@@ -37,7 +37,8 @@ empty: the model alone judges them); a frame under 32 px a side is not judged.
 numpy and OpenCV (as `preprocess`); it reads the frame once (4×4 block means)
 and works on those. Cost on the 2-core VM under load: about 0.3 ms per 256²
 frame and 6–8 ms per 2048² frame, against 0.15 ms and 6–10 ms for the model's
-graph outputs in the same runs (`python -m autofocus.scoring.empty_field`).
+graph outputs in the same runs (`python -m models.pipeline.v3.empty_field_limits
+--bench`).
 """
 
 from __future__ import annotations
@@ -329,35 +330,3 @@ def combine_no_specimen(p_model: np.ndarray, p_empty: np.ndarray) -> np.ndarray:
     illumination on an empty field) but never removes one.
     """
     return np.maximum(np.asarray(p_model, np.float64), np.asarray(p_empty, np.float64))
-
-
-def _bench() -> None:
-    """Cost per frame (best of n) at 256² and 2048², beside focusnet-v3's graph outputs."""
-    import time
-
-    from autofocus.scoring.model import DEFOCUS_OUTPUTS, open_model
-    from autofocus.scoring.preprocess import prepare_raw
-
-    model = open_model(provider="cpu")
-
-    def best_ms(fn: object, n: int) -> float:
-        fn()  # type: ignore[operator]
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            fn()  # type: ignore[operator]
-            times.append(time.perf_counter() - t0)
-        return 1e3 * min(times)
-
-    rng = np.random.default_rng(0)
-    for side, n in ((256, 200), (2048, 30)):
-        frame = rng.poisson(200.0, (side, side)).astype(np.uint16)
-        grey = prepare_raw(frame)
-        t_test = best_ms(lambda: empty_field_test(grey), n)  # noqa: B023
-        t_graph = best_ms(lambda: model.run_outputs([frame], DEFOCUS_OUTPUTS), n)  # noqa: B023
-        print(f"{side}²: empty-field test {t_test:.2f} ms per frame, focusnet graph outputs "
-              f"{t_graph:.2f} ms (ratio {t_test / t_graph:.2f})")
-
-
-if __name__ == "__main__":
-    _bench()

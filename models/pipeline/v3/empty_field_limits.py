@@ -12,6 +12,8 @@ frames flagged. The shipped limits are `autofocus.scoring.empty_field`'s
 constants (spot 4.5, block 4.0, χ² 8.0: the best row; validation: the graph
 alone flags 95.8 % of the blanks, with the test 98.5 %, false flags on visible
 sparse frames 0.64 % either way; about 15 s on the 2-core VM).
+
+`--bench [MODEL.onnx]` instead times the test per frame beside the model's graph.
 """
 
 from __future__ import annotations
@@ -42,6 +44,35 @@ KEYS = ("spot8", "spot16", "block_z", "excess_chi_z")
 
 def _stats(frames: list[np.ndarray]) -> np.ndarray:
     return np.array([[empty_field_stats(prepare_raw(f))[k] for k in KEYS] for f in frames])
+
+
+def bench(model_path: Path | None = None) -> None:
+    """Cost per frame (best of n) of the empty-field test at 256² and 2048², beside the
+    model's graph outputs on the same frames in the same run."""
+    import time
+
+    from autofocus.scoring.empty_field import empty_field_test
+    from autofocus.scoring.model import DEFOCUS_OUTPUTS
+
+    model = open_model(model_path, provider="cpu")
+
+    def best_ms(fn: object, n: int) -> float:
+        fn()  # type: ignore[operator]
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            fn()  # type: ignore[operator]
+            times.append(time.perf_counter() - t0)
+        return 1e3 * min(times)
+
+    rng = np.random.default_rng(0)
+    for side, n in ((256, 200), (2048, 30)):
+        frame = rng.poisson(200.0, (side, side)).astype(np.uint16)
+        grey = prepare_raw(frame)
+        t_test = best_ms(lambda: empty_field_test(grey), n)  # noqa: B023
+        t_graph = best_ms(lambda: model.run_outputs([frame], DEFOCUS_OUTPUTS), n)  # noqa: B023
+        print(f"{side}²: empty-field test {t_test:.2f} ms per frame, graph outputs "
+              f"{t_graph:.2f} ms (ratio {t_test / t_graph:.2f})")
 
 
 def main(model_path: Path) -> None:
@@ -84,4 +115,7 @@ def main(model_path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "models/focusnet-v3.onnx"))
+    if len(sys.argv) > 1 and sys.argv[1] == "--bench":
+        bench(Path(sys.argv[2]) if len(sys.argv) > 2 else None)
+    else:
+        main(Path(sys.argv[1] if len(sys.argv) > 1 else "models/focusnet-v3.onnx"))
