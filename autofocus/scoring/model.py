@@ -42,6 +42,7 @@ import structlog
 from autofocus.errors import ImageError, ModelError
 from autofocus.scoring.base import DefocusEstimate, DefocusEstimator, ScorerEntry
 from autofocus.scoring.defocus import PairHead, fit_focus, frame_spectrum
+from autofocus.scoring.empty_field import combine_no_specimen, empty_field_p
 from autofocus.scoring.preprocess import (
     PREPROCESS_VERSION,
     RAW_PREPROCESS_VERSION,
@@ -685,6 +686,9 @@ class OnnxDefocusScorer(OnnxFocusScorer):
         """Per-frame distance to focus (DOF units) with uncertainty, no-specimen probability,
         and, from frames at ≥ 2 distinct z with a known DOF, the signed focal plane (µm).
 
+        `no_specimen_p` is the larger of the graph's probability and the classical
+        empty-field test's (`autofocus.scoring.empty_field`).
+
         `z_um` the stage z (µm) of each frame; `dof_um` the depth of field in µm
         (None = the scorer's default, which may be None: then no µm figures).
         The focal plane is the inverse-variance weighted V-fit of the distances
@@ -710,7 +714,12 @@ class OnnxDefocusScorer(OnnxFocusScorer):
         # by the delta method the distance's sigma is (|dz| + offset) · exp(lv / 2).
         lv = np.clip(out["log_distance_var"], -12.0, 6.0)
         sigma = np.maximum(np.exp(out["log_distance"]) * np.exp(0.5 * lv), MIN_SIGMA_DOF)
-        no_specimen = np.clip(out["no_specimen_p"], 0.0, 1.0)
+        # The graph's probability, raised to the classical empty-field test's where that finds
+        # nothing but smooth light and noise (uneven illumination the model misses):
+        # max(p_model, p_empty), see autofocus.scoring.empty_field.
+        no_specimen = combine_no_specimen(
+            np.clip(out["no_specimen_p"], 0.0, 1.0),
+            empty_field_p([prepare_raw(f, roi=self.roi) for f in frames]))
         focus_z = focus_sigma = side_p = None
         side_settled = None
         if dof is not None and np.unique(z).size >= 2:

@@ -9,7 +9,10 @@
   `focus_z_um` on the right side of the pair?
 * `no_specimen`: share of held-out blank / saturated / noise-only frames with
   `no_specimen_p` > 0.5, and false flags on sparse-specimen frames within 2 and
-  5 DOF of focus (and beyond).
+  5 DOF of focus (and beyond); `no_specimen_p` as served (the graph's output
+  combined with the classical empty-field test), the graph alone under
+  `model_only`. `python -m models.pipeline.v3.evaluate --no-specimen-into-card
+  MODEL.onnx` re-runs only this part and stores it in the card.
 * `real`: the distance estimate on the labelled real stacks, with the
   manifest's tolerance as the DOF proxy (the optics of those stacks are not
   recorded) — a scale-free Spearman of distance vs |dz| is reported too.
@@ -125,14 +128,21 @@ def sign_accuracy(scorer: Any, n_stacks: int = 30, max_dof: float = 8.0,
 
 
 def no_specimen(scorer: Any, n_frames: int = 600, n_sparse: int = 40) -> dict[str, Any]:
-    """Flag rates of `no_specimen_p > 0.5` on blank frames and on sparse specimens."""
+    """Flag rates of `no_specimen_p > 0.5` on blank frames and on sparse specimens.
+
+    `no_specimen_p` as served (`scorer.estimate`: the graph's probability
+    combined with the classical empty-field test, `autofocus.scoring.empty_field`);
+    `model_only` the same figures for the graph's output alone.
+    """
     rng = np.random.default_rng([TEST_SEED0, 5])
     frames, kinds = zip(*(no_specimen_frame(rng, SHAPE) for _ in range(n_frames)), strict=True)
     p = scorer.estimate(list(frames), np.zeros(len(frames))).no_specimen_p
+    p_model = _graph_no_specimen(scorer, list(frames))
     kinds_arr = np.array(kinds)
     per_kind = {k: float(np.mean(p[kinds_arr == k] > 0.5)) for k in NO_SPECIMEN_KINDS}
     dz_all: list[float] = []
     p_all: list[float] = []
+    pm_all: list[float] = []
     snr_all: list[float] = []
     mf_all: list[float] = []
     for i in range(n_sparse):
@@ -140,18 +150,28 @@ def no_specimen(scorer: Any, n_frames: int = 600, n_sparse: int = 40) -> dict[st
         est = scorer.estimate(list(st.frames), st.dz_um)
         dz_all += list(np.abs(st.dz_um) / st.dof_um)
         p_all += list(est.no_specimen_p)
+        pm_all += list(_graph_no_specimen(scorer, list(st.frames)))
         snr_all += [_peak_snr(st.frames[int(np.argmin(np.abs(st.dz_um)))])] * st.dz_um.size
         mf_all += [matched_filter_snr(f) for f in st.frames]
     dz, ps, snr = np.array(dz_all), np.array(p_all), np.array(snr_all)
     visible = (dz <= 2) & (snr >= 5.0)
     mf_t = visibility_threshold()
     mf_visible = (dz <= 2) & (np.array(mf_all) >= mf_t)
-    trade = {f"{t:g}": {"no_specimen_flagged": float(np.mean(p > t)),
-                        "false_flags_sparse_within_2_dof": float(np.mean(ps[dz <= 2] > t)),
-                        "false_flags_visible_sparse_within_2_dof": float(np.mean(ps[visible] > t)),
-                        "false_flags_matched_filter_visible_within_2_dof":
-                            float(np.mean(ps[mf_visible] > t))}
-             for t in (0.1, 0.2, 0.3, 0.5, 0.7)}
+    def tradeoff(p: np.ndarray, ps: np.ndarray) -> dict[str, dict[str, float]]:
+        return {f"{t:g}": {"no_specimen_flagged": float(np.mean(p > t)),
+                           "false_flags_sparse_within_2_dof": float(np.mean(ps[dz <= 2] > t)),
+                           "false_flags_visible_sparse_within_2_dof":
+                               float(np.mean(ps[visible] > t)),
+                           "false_flags_matched_filter_visible_within_2_dof":
+                               float(np.mean(ps[mf_visible] > t))}
+                for t in (0.1, 0.2, 0.3, 0.5, 0.7)}
+
+    trade = tradeoff(p, ps)
+    pm, pms = np.array(p_model), np.array(pm_all)
+    model_only = {"flagged": float(np.mean(pm > 0.5)),
+                  "per_kind": {k: float(np.mean(pm[kinds_arr == k] > 0.5))
+                               for k in NO_SPECIMEN_KINDS},
+                  "tradeoff": tradeoff(pm, pms)} if pm.size else None
     # The operating point the goal asks for: the threshold with ≤ 1 % false flags on sparse
     # specimens within 2 DOF, and how many blank frames it still flags.
     strict = float(np.quantile(ps[dz <= 2], 0.99))
@@ -170,7 +190,17 @@ def no_specimen(scorer: Any, n_frames: int = 600, n_sparse: int = 40) -> dict[st
             "sparse_false_flags_within_2_dof": float(np.mean(ps[dz <= 2] > 0.5)),
             "sparse_false_flags_within_5_dof": float(np.mean(ps[dz <= 5] > 0.5)),
             "sparse_false_flags_beyond_5_dof": float(np.mean(ps[dz > 5] > 0.5)),
-            "threshold": 0.5}
+            "threshold": 0.5,
+            "combined_with": "max(graph no_specimen_p, classical empty-field test p_empty) "
+                             "(autofocus.scoring.empty_field)",
+            "model_only": model_only}
+
+
+def _graph_no_specimen(scorer: Any, frames: list[np.ndarray]) -> np.ndarray:
+    """The graph's own `no_specimen_p` (before the classical test), or empty when unknown."""
+    if not hasattr(scorer, "run_outputs"):
+        return np.zeros(0)
+    return np.clip(scorer.run_outputs(frames, ("no_specimen_p",))["no_specimen_p"], 0.0, 1.0)
 
 
 def sim_microscope_two_frames(scorer: Any, seeds: int = 12) -> dict[str, Any]:
@@ -299,8 +329,23 @@ def evaluate_into_card(model_path: Path, real_dir: Path | None = None, t0: float
     return metrics
 
 
+def no_specimen_into_card(model_path: Path) -> dict[str, Any]:
+    """Re-run only `no_specimen` and store it in the card's `metrics` (nothing else changes)."""
+    from autofocus.scoring.model import open_model
+
+    metrics = no_specimen(open_model(Path(model_path), provider="cpu"))
+    card_path = Path(model_path).with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card.setdefault("metrics", {})["no_specimen"] = metrics
+    card_path.write_text(json.dumps(card, indent=2, sort_keys=True, default=float) + "\n")
+    return metrics
+
+
 if __name__ == "__main__":
     import sys
 
+    if len(sys.argv) > 2 and sys.argv[1] == "--no-specimen-into-card":
+        print(json.dumps(no_specimen_into_card(Path(sys.argv[2])), indent=1, default=float))
+        raise SystemExit(0)
     print(json.dumps(evaluate(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) > 2
                               else None), indent=1, default=float))

@@ -38,7 +38,7 @@ class EstimatePath(RivalChecks, Verdict):
         no_spec = self._no_specimen_p()
         if no_spec is not None and no_spec >= NO_SPECIMEN_P:
             return self.fail(
-                f"no usable specimen: the defocus model gives {100 * no_spec:.0f} % probability "
+                f"no usable specimen: the defocus estimate gives {100 * no_spec:.0f} % probability "
                 "that the field is blank, empty, saturated or noise only",
                 code=FailureReason.NO_SPECIMEN.value,
                 **self.details,
