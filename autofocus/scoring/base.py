@@ -42,6 +42,10 @@ class DefocusEstimate:
     - `sigma_dof`: one-sigma uncertainty of `distance_dof`, in DOF units (> 0).
     - `no_specimen_p`: probability that the frame holds no usable specimen
       (blank, empty background, saturated, noise only), 0–1.
+    - `field_no_specimen_p`: the estimator's judgement of the *field* (None = the
+      same as `no_specimen_p`): a sparse specimen far out of focus shows nothing in
+      its frame, so a frame-level test may call it empty while the field does hold a
+      specimen. A search deciding to stop before sweeping uses this one.
     - `dof_um`: the depth of field (µm) used for µm conversions; None when the
       optics are unknown (then only DOF units are meaningful).
     - `focus_z_um`, `focus_sigma_um`: a signed estimate of the focal plane (µm,
@@ -63,6 +67,7 @@ class DefocusEstimate:
     focus_sigma_um: float | None = None
     side_p: float | None = None
     side_settled: bool | None = None
+    field_no_specimen_p: np.ndarray | None = None
 
     @property
     def distance_um(self) -> np.ndarray | None:

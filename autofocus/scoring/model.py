@@ -717,21 +717,25 @@ class OnnxDefocusScorer(OnnxFocusScorer):
         # The graph's probability, raised to the classical empty-field test's where that finds
         # nothing but smooth light and noise (uneven illumination the model misses):
         # max(p_model, p_empty), see autofocus.scoring.empty_field.
+        # The graph learned to tell a defocused sparse specimen from an empty field, which the
+        # classical test cannot: the graph's own probability stays the field-level judgement
+        # (`field_no_specimen_p`) and weights the V-fit.
+        model_p = np.clip(out["no_specimen_p"], 0.0, 1.0)
         no_specimen = combine_no_specimen(
-            np.clip(out["no_specimen_p"], 0.0, 1.0),
-            empty_field_p([prepare_raw(f, roi=self.roi) for f in frames]))
+            model_p, empty_field_p([prepare_raw(f, roi=self.roi) for f in frames]))
         focus_z = focus_sigma = side_p = None
         side_settled = None
         if dof is not None and np.unique(z).size >= 2:
             pairs = self._pairs(frames, z, out, dof) if want_pairs else None
-            fit = fit_focus(z, distance * dof, sigma * dof, weight=1.0 - no_specimen,
+            fit = fit_focus(z, distance * dof, sigma * dof, weight=1.0 - model_p,
                             pairs=pairs)
             focus_z, focus_sigma = fit.focus_z_um, fit.focus_sigma_um
             side_p, side_settled = fit.side_p, fit.side_settled
         return DefocusEstimate(distance_dof=distance, sigma_dof=sigma,
                                no_specimen_p=no_specimen, dof_um=dof,
                                focus_z_um=focus_z, focus_sigma_um=focus_sigma,
-                               side_p=side_p, side_settled=side_settled)
+                               side_p=side_p, side_settled=side_settled,
+                               field_no_specimen_p=model_p)
 
 
     def _pairs(self, frames: Sequence[np.ndarray], z: np.ndarray, out: dict[str, np.ndarray],

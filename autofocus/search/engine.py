@@ -551,6 +551,8 @@ def _reorder_estimate(est: DefocusEstimate, order: list[int]) -> DefocusEstimate
         distance_dof=pick(est.distance_dof),
         sigma_dof=pick(est.sigma_dof),
         no_specimen_p=pick(est.no_specimen_p),
+        field_no_specimen_p=(None if est.field_no_specimen_p is None
+                             else pick(est.field_no_specimen_p)),
     )
 
 

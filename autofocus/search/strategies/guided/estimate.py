@@ -83,9 +83,13 @@ class EstimatePath(RivalChecks, Verdict):
         return self._verdict(refined, reference=zf2)
 
     def _no_specimen_p(self) -> float | None:
+        """The lowest field-level no-specimen probability of the frames so far (None
+        without estimates): the field is called empty only when every frame says so."""
         ps = []
         for _, est in self.estimates:
-            p = np.asarray(getattr(est, "no_specimen_p", []), dtype=float)
+            field_p = getattr(est, "field_no_specimen_p", None)
+            p = np.asarray(field_p if field_p is not None
+                           else getattr(est, "no_specimen_p", []), dtype=float)
             ps.extend(p[np.isfinite(p)].tolist())
         return float(min(ps)) if ps else None
 

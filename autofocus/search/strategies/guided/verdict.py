@@ -1,6 +1,7 @@
 """The guided search's verdict on its refined candidates: success, or why not.
 
-`Verdict._verdict` keeps each plane once, applies the space's rival policy,
+`Verdict._verdict` fails a search whose frames nearly all look empty to the
+defocus estimate (`no_specimen`), keeps each plane once, applies the space's rival policy,
 fails a peak at the end of the searched interval (`edge_peak`) or one whose
 width the optics cannot produce (`implausible_peak`), and finishes with the
 chosen peak and its confidence.
@@ -9,6 +10,8 @@ chosen peak and its confidence.
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 from autofocus.search.reasons import FailureReason
 from autofocus.search.strategies.common import edge_reason, jsonable
@@ -24,13 +27,44 @@ from autofocus.search.trust import (
 
 # Without known optics (DOF guessed as 4 × tolerance) the width rule is this much laxer.
 UNKNOWN_OPTICS_WIDTH_FACTOR = 0.5
+# With a defocus estimator: when at least this share of the frames measured over the whole
+# search, and every frame within a DOF of a found peak, say no usable specimen with at least
+# `EMPTY_FRAME_P`, the field is empty (a real plane's own frames show its specimen).
+EMPTY_SHARE = 0.85
+EMPTY_FRAME_P = 0.9
 
 
 class Verdict(GuidedSamples):
     """Judges the refined candidates and ends the search."""
 
+    def _empty_everywhere(self, peaks_z: list[float]) -> tuple[int, int]:
+        """(frames whose estimate says no usable specimen with ≥ `EMPTY_FRAME_P`, frames
+        with an estimate) over the whole search, or (0, n) when a frame within a DOF of
+        one of `peaks_z` shows a specimen; (0, 0) without a defocus estimator."""
+        dof = self.space.dof
+        pairs = [(float(z), float(p)) for zs, est in self.estimates
+                 for z, p in zip(zs, np.asarray(getattr(est, "no_specimen_p", []),
+                                                dtype=float), strict=False)
+                 if np.isfinite(p)]
+        if any(p < EMPTY_FRAME_P and any(abs(z - pz) <= dof for pz in peaks_z)
+               for z, p in pairs):
+            return 0, len(pairs)
+        return sum(p >= EMPTY_FRAME_P for _, p in pairs), len(pairs)
+
     def _verdict(self, refined: list[Refined], *, reference: float | None) -> Any:
         space, dof = self.space, self.space.dof
+        empty, judged = self._empty_everywhere(
+            [r.peak.z_um for r in refined if r.peak is not None])
+        if judged >= 5 and empty >= EMPTY_SHARE * judged:
+            # Not one part of the range showed a specimen: any "peak" is noise on an empty
+            # field (the probes alone cannot tell it from a sparse specimen far out of focus).
+            self.details["empty_frames"] = [empty, judged]
+            return self.fail(
+                f"no usable specimen: {empty} of {judged} frames over the whole range look "
+                "blank, empty, saturated or noise only to the defocus estimate",
+                code=FailureReason.NO_SPECIMEN.value,
+                **self.details,
+            )
         found: list[Refined] = []
         for r in refined:  # two candidates can lead to the same plane: keep it once
             if r.peak is not None and all(
