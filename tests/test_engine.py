@@ -113,8 +113,28 @@ def test_fault_mid_search_fails_cleanly_and_returns_to_start(faults, error_type)
     result = focus(mic, range_um=40, tolerance_um=0.4)
     assert not result.success
     assert result.error_type == error_type
+    assert result.reason_code == "hardware"
     assert result.reason and len(result.reason) > 10
     assert result.final_z_um == pytest.approx(start)
+    assert mic.z_um == pytest.approx(start)
+
+
+class _BrokenScorer:
+    """A scorer with a bug (a fake: a programming error cannot be produced otherwise)."""
+
+    name = "broken"
+
+    def score(self, frames):
+        raise ZeroDivisionError("a bug in a scorer")
+
+
+def test_a_bug_is_reported_as_internal_not_hardware():
+    mic = make_sim(5, focus_z_um=3.0)
+    mic.move_z(1.5)
+    start = mic.z_um
+    result = focus(mic, scorer=_BrokenScorer(), range_um=40, tolerance_um=0.4)
+    assert not result.success
+    assert result.reason_code == "internal"
     assert mic.z_um == pytest.approx(start)
 
 

@@ -566,7 +566,10 @@ def _reason_code(error: Exception, outcome: SearchOutcome | None) -> str:
         return FailureReason.VERIFY_FAILED.value
     if isinstance(error, SearchFailed | NoFocusSignal) and outcome is not None:
         return outcome.code or reason_code(outcome.reason) or FailureReason.FLAT_CURVE.value
-    return FailureReason.HARDWARE.value  # MicroscopeError, ImageError and anything else
+    if isinstance(error, AutofocusError | MicroscopeError | OSError | TimeoutError):
+        return FailureReason.HARDWARE.value  # driver errors, bad frames, model files, I/O
+    # Not one of ours: a bug in a strategy, scorer or driver adapter, not the hardware.
+    return FailureReason.INTERNAL.value
 
 
 def _outcome_error_class(outcome: SearchOutcome) -> type[AutofocusError]:

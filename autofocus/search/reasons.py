@@ -23,6 +23,7 @@ class FailureReason(str, Enum):
     HARDWARE = "hardware"
     CANCELLED = "cancelled"
     TIMEOUT = "timeout"
+    INTERNAL = "internal"
 
     @property
     def sentence(self) -> str:
@@ -46,6 +47,8 @@ _SENTENCES = {
     FailureReason.HARDWARE: "the stage or the camera failed or did not answer",
     FailureReason.CANCELLED: "the search was cancelled",
     FailureReason.TIMEOUT: "the search ran out of time",
+    FailureReason.INTERNAL: "the autofocus software itself failed (a bug: the log has the "
+    "traceback)",
 }
 
 __all__ = ["FailureReason"]
