@@ -6,6 +6,7 @@ without the `train` extra.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -333,3 +334,27 @@ def test_a_peak_the_model_puts_far_from_focus_is_cross_checked(v3):
     assert result.details.get("model_distance_at_peak_dof", 0.0) > 1.5
     off = abs(mic.physical_z_um - mic.true_focus_z_um())
     assert not result.success or off <= dof / 2
+
+
+def test_unusable_frames_are_not_estimated(v3, monkeypatch):
+    """A corrupted transfer gets no defocus estimate (NaN for its position): the model's
+    reading of uniform noise must not feed the signed V-fit."""
+    from autofocus.search.focus import focus
+    from drivers.sim import FaultConfig, SimConfig, SimulatedMicroscope
+
+    seen: list[int] = []
+    original = type(v3).estimate
+
+    def recording(self, frames, z_um, **kw):
+        seen.append(len(frames))
+        return original(self, frames, z_um, **kw)
+
+    monkeypatch.setattr(type(v3), "estimate", recording)
+    config = SimConfig.preset("cells", "fluorescence", focus_z_um=5.0)
+    config = dataclasses.replace(config, faults=FaultConfig(garbage_frame=frozenset({1, 2, 5})))
+    mic = SimulatedMicroscope(config, seed=4)
+    result = focus(mic, scorer=v3, center_z_um=0.0, range_um=30.0, tolerance_um=0.34,
+                   max_frames=200, timeout_s=None)
+    assert result.details.get("unusable_frames", 0) >= 2
+    # (before: every frame, corrupted ones included, was estimated)
+    assert 0 < sum(seen) <= result.frames - result.details["unusable_frames"]

@@ -283,18 +283,23 @@ class _Run:
         finally:
             submit()
             emitted = self._emit_done(futures, emitted, out, block=True)
-        if self.estimator is not None and frames:
-            zs = [z_done[i] for i in order]
+        # Only frames that could be scored are estimated: a corrupted transfer would feed
+        # the model's distance and the signed V-fit a made-up reading.
+        usable = [k for k, i in enumerate(order) if math.isfinite(out.scores[i])]
+        if self.estimator is not None and usable:
             try:
                 t = time.perf_counter()
-                out.estimate = self.estimator.estimate(frames, zs, dof_um=self.dof_um)
+                est = self.estimator.estimate([frames[k] for k in usable],
+                                              [z_done[order[k]] for k in usable],
+                                              dof_um=self.dof_um)
                 self.score_wall_s += time.perf_counter() - t
             except Exception as exc:  # noqa: BLE001 - an estimate is optional help
                 self.log.warning("focus.estimate_failed", error=str(exc))
                 out.estimate = None
             else:
-                # The estimate is per frame in acquisition order; the strategy wants ask order.
-                out.estimate = _reorder_estimate(out.estimate, order)
+                # Per usable frame in acquisition order; the strategy wants every asked
+                # position in ask order (NaN where the frame was unusable).
+                out.estimate = _estimate_by_ask(est, [order[k] for k in usable], len(batch))
         return out
 
     def _emit_done(
@@ -540,19 +545,23 @@ class _Batch:
     estimate: DefocusEstimate | None = None
 
 
-def _reorder_estimate(est: DefocusEstimate, order: list[int]) -> DefocusEstimate:
-    """`est` (per frame in acquisition order `order`) with its arrays in ask order."""
-    inverse = np.argsort(np.asarray(order))
-    def pick(a: np.ndarray) -> np.ndarray:
+def _estimate_by_ask(est: DefocusEstimate, ask_index: list[int], n: int) -> DefocusEstimate:
+    """`est` (one entry per estimated frame, which was asked at `ask_index[j]`) spread over
+    the `n` asked positions in ask order, NaN where no frame was estimated."""
+    def spread(a: np.ndarray) -> np.ndarray:
         a = np.asarray(a, dtype=float)
-        return a[inverse] if a.shape == (len(order),) else a
+        if a.shape != (len(ask_index),):
+            return a
+        full = np.full(n, np.nan)
+        full[ask_index] = a
+        return full
     return dataclasses.replace(
         est,
-        distance_dof=pick(est.distance_dof),
-        sigma_dof=pick(est.sigma_dof),
-        no_specimen_p=pick(est.no_specimen_p),
+        distance_dof=spread(est.distance_dof),
+        sigma_dof=spread(est.sigma_dof),
+        no_specimen_p=spread(est.no_specimen_p),
         field_no_specimen_p=(None if est.field_no_specimen_p is None
-                             else pick(est.field_no_specimen_p)),
+                             else spread(est.field_no_specimen_p)),
     )
 
 

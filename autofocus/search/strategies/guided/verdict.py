@@ -32,6 +32,9 @@ UNKNOWN_OPTICS_WIDTH_FACTOR = 0.5
 # `EMPTY_FRAME_P`, the field is empty (a real plane's own frames show its specimen).
 EMPTY_SHARE = 0.85
 EMPTY_FRAME_P = 0.9
+# ... judged on at least this many frames (a search that stopped after a few frames,
+# e.g. with corrupted ones among them, has not looked at the range).
+EMPTY_MIN_FRAMES = 15
 
 
 class Verdict(GuidedSamples):
@@ -55,7 +58,7 @@ class Verdict(GuidedSamples):
         space, dof = self.space, self.space.dof
         empty, judged = self._empty_everywhere(
             [r.peak.z_um for r in refined if r.peak is not None])
-        if judged >= 5 and empty >= EMPTY_SHARE * judged:
+        if judged >= EMPTY_MIN_FRAMES and empty >= EMPTY_SHARE * judged:
             # Not one part of the range showed a specimen: any "peak" is noise on an empty
             # field (the probes alone cannot tell it from a sparse specimen far out of focus).
             self.details["empty_frames"] = [empty, judged]
