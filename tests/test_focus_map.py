@@ -243,8 +243,9 @@ def test_http_map_from_points_and_errors(af):
     with pytest.raises(ApiError) as err:
         af.focus_map(points=[(0, 0, 1.0)] * 3, positions=[(0.0, 0.0)])
     assert err.value.status == 422
+    # The same checks as a job (the tolerance floor used to be skipped for maps).
     for bad, word in (({"scorer": "nope"}, "nope"), ({"strategy": "nope"}, "nope"),
-                      ({"range_um": 500.0}, "limits")):
+                      ({"range_um": 500.0}, "limits"), ({"tolerance_um": 1e-8}, "tolerance")):
         with pytest.raises(ApiError) as err:
             af.focus_map(positions=[(0.0, 0.0)] * 3, **bad)
         assert err.value.status == 422 and word in err.value.detail

@@ -22,11 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autofocus.errors import UnknownNameError
-from autofocus.search.focus import FocusRequest, search_space
 from autofocus.search.maps import FocusMap, MapPoint, build_focus_map, grid_positions
-from autofocus.search.strategies.registry import available_strategies
-from autofocus.service.jobs.manager import InvalidRequest
+from autofocus.service.jobs.worker import focus_request
 from autofocus.settings import Settings
 
 MAX_MAPS = 64
@@ -161,19 +158,8 @@ class FocusMapRegistry:
         Returns the record at once (state "building"). Raises `NotReady` when the
         microscope is not open.
         """
-        d = settings.focus
-        request = FocusRequest(
-            scorer=request_fields.get("scorer") or d.scorer,
-            strategy=request_fields.get("strategy") or d.strategy,
-            range_um=request_fields.get("range_um") or d.range_um,
-            tolerance_um=request_fields.get("tolerance_um") or d.tolerance_um,
-            max_frames=request_fields.get("max_frames") or d.max_frames,
-            timeout_s=d.timeout_s,
-            backlash_um=d.backlash_um,
-            settle_s=d.settle_s,
-            verify=d.verify,
-        )
-        _validate(manager, request)
+        # The same defaults and checks as a job (tolerance floor, limits, names, ...).
+        request = focus_request(manager.resolve(request_fields), settings.focus)
         scorer = manager.scorer(request.scorer)  # UnknownNameError (422) before queueing
         record = MapRecord(uuid.uuid4().hex, "building", "autofocus", time.time())
         record.focus_map = FocusMap(kind=kind)
@@ -189,23 +175,6 @@ class FocusMapRegistry:
         future.add_done_callback(lambda f: _finish(record, f, self))
         self._add(record)
         return record
-
-
-def _validate(manager: Any, request: FocusRequest) -> None:
-    """Refuse a request no sample point could run (before anything is queued or moves):
-    an unknown strategy, bad numbers, or a search range wider than the Z limits."""
-    strategies = available_strategies()
-    if request.strategy not in strategies:
-        raise UnknownNameError(
-            f"unknown strategy {request.strategy!r}; available: {', '.join(strategies)}"
-        )
-    limits = manager.snapshot.z_limits_um
-    if limits is None:
-        return
-    try:
-        search_space(request, (limits.min_um + limits.max_um) / 2, limits)
-    except ValueError as exc:  # LimitError passes through as it is (422 as well)
-        raise InvalidRequest(str(exc)) from exc
 
 
 def _finish(record: MapRecord, future: Future[Any], registry: FocusMapRegistry) -> None:
