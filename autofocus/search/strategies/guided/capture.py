@@ -141,9 +141,9 @@ class CapturePath(RivalChecks, Verdict):
         median distance, more than `MODEL_NEAR_DOF` DOF from focus, the peak may be
         a wiggle on the far tail of the learned score: both sides are measured every
         0.75 DOF from 1.25 DOF out to that distance (+0.75, at most
-        `MODEL_CHECK_MAX_DOF`), skipping measured spots, and a frame there sharper
-        than the peak is refined as a candidate (the verdict weighs it like any
-        other plane).
+        `MODEL_CHECK_MAX_DOF`), skipping measured spots. When a frame there is
+        sharper than the peak, the peak is dropped (a bump on that plane's flank)
+        and the sharpest such frame on each side is refined as a candidate.
         """
         main = strongest(refined)
         if main is None or not self.estimates:
@@ -161,10 +161,21 @@ class CapturePath(RivalChecks, Verdict):
                   if not self._near(p, 0.35 * dof)]
         if probes:
             yield probes
+        sharper = [z for z in probes if self.score_at(z) > main.peak.score]
+        if not sharper:
+            return refined
+        # The found peak is a bump on the flank of a sharper plane, as the model said: it is
+        # no plane of its own (kept, it would stand as that plane's "rival"). The sharpest
+        # probe on each side is refined instead.
+        self.details["model_check_dropped_um"] = z_m
+        refined = [r for r in refined
+                   if r.peak is None or abs(r.peak.z_um - z_m) > self.space.dof]
         others = [r.peak.z_um for r in refined if r.peak is not None]
-        for z in probes:
-            if self.score_at(z) > main.peak.score:
-                refined.append((yield from self._refine(z, cell, others)))
+        for side in (-1.0, 1.0):
+            mine = [z for z in sharper if (z - z_m) * side > 0]
+            if mine:
+                z_best = max(mine, key=self.score_at)
+                refined.append((yield from self._refine(z_best, cell, others)))
         return refined
 
     def _model_distance_dof(self, z_um: float) -> float | None:
