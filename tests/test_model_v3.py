@@ -360,3 +360,17 @@ def test_unusable_frames_are_not_estimated(v3, monkeypatch):
     assert result.details.get("unusable_frames", 0) >= 2
     # (before: every frame, corrupted ones included, was estimated)
     assert 0 < sum(seen) <= result.frames - result.details["unusable_frames"]
+
+
+def test_the_output_cache_keeps_no_frame_alive(v3):
+    """Entries are numbers only: a daemon scoring 2048² frames must not accumulate them."""
+    import gc
+    import weakref
+
+    frame = np.array(make_stack(seed=13, shape=(128, 128), n_planes=3).frames[1], copy=True)
+    ref = weakref.ref(frame)
+    v3.score_for_estimate([frame])
+    assert v3._cache.get(frame) is not None
+    del frame
+    gc.collect()
+    assert ref() is None

@@ -535,17 +535,17 @@ class FrameOutputCache:
     A search scores each frame as it arrives and then asks for the defocus
     estimate of the whole batch: with this cache the graph runs once per frame.
     The key is where the pixels are (data address, shape, strides, dtype — so
-    two views of one crop match) plus a sample of about 4,096 of them; the
-    entry keeps a reference to the array, so that memory cannot be freed and
-    reused while cached, and a driver that refills one buffer in place gets
-    fresh outputs (the sample changes with the pixels). Thread-safe; least
-    recently used entries are dropped first.
+    two views of one crop match) plus a hash of about 4,096 of them, so a driver
+    that refills one buffer in place, or a new frame allocated where a freed one
+    was, gets fresh outputs (camera noise changes the sample). No frame is kept
+    alive by the cache (entries are a few dozen numbers: 2048² frames must not
+    pile up in memory). Thread-safe; least recently used entries are dropped
+    first.
     """
 
-    def __init__(self, capacity: int = 256) -> None:
+    def __init__(self, capacity: int = 128) -> None:
         self.capacity = int(capacity)
-        self._entries: OrderedDict[tuple[Any, ...], tuple[np.ndarray, dict[str, Any]]] = (
-            OrderedDict())
+        self._entries: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
 
     @staticmethod
@@ -564,16 +564,15 @@ class FrameOutputCache:
         k = self.key(frame)
         with self._lock:
             hit = self._entries.get(k)
-            if hit is None:
-                return None
-            self._entries.move_to_end(k)
-            return hit[1]
+            if hit is not None:
+                self._entries.move_to_end(k)
+            return hit
 
     def put(self, frame: np.ndarray, outputs: dict[str, Any]) -> None:
         """Remember `outputs` for `frame` (dropping the oldest entries beyond capacity)."""
         k = self.key(frame)
         with self._lock:
-            self._entries[k] = (np.asarray(frame), outputs)
+            self._entries[k] = outputs
             self._entries.move_to_end(k)
             while len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
