@@ -18,6 +18,7 @@ from autofocus.scoring.defocus import (
     PairHead,
     fit_focus,
     frame_spectrum,
+    pair_context_features,
     spectrum_pair_features,
 )
 from autofocus.scoring.model import (
@@ -177,9 +178,113 @@ def test_fit_reports_whether_the_side_is_settled():
     assert none.side_p is None and none.side_settled is None
 
 
-def test_shipped_card_has_the_spectral_pair_head(v3):
-    assert v3.pair_head is not None and v3.pair_head.version == 2 and v3.pair_head.needs_spectra
-    assert v3.pair_head.weights.size == 4 * SPECTRUM_BANDS + 37
+def _v3_head(rng: np.random.Generator, hidden: int = 8) -> PairHead:
+    n_x, n_c = 4 * SPECTRUM_BANDS + 37, 2 * SPECTRUM_BANDS + 16
+    return PairHead(rng.normal(size=hidden), np.abs(rng.normal(size=n_x)) + 0.1, version=3,
+                    hidden_weights=0.3 * rng.normal(size=(hidden, n_x + n_c)),
+                    hidden_bias=rng.normal(size=hidden), context_mean=rng.normal(size=n_c),
+                    context_scale=np.abs(rng.normal(size=n_c)) + 0.5)
+
+
+def _pair_inputs(rng: np.random.Generator) -> tuple:
+    a, b = rng.normal(size=12), rng.normal(size=12)
+    sa = np.concatenate([np.abs(rng.normal(size=SPECTRUM_BANDS)) + 0.01, [100.0]])
+    sb = np.concatenate([np.abs(rng.normal(size=SPECTRUM_BANDS)) + 0.01, [120.0]])
+    return (a, -1.0, 0.5, b, -2.0, 1.5, sa, sb), (b, -2.0, 1.5, a, -1.0, 0.5, sb, sa)
+
+
+def test_version_3_pair_head_is_antisymmetric_with_a_symmetric_context():
+    rng = np.random.default_rng(5)
+    head = _v3_head(rng)
+    for _ in range(5):
+        fwd_args, back_args = _pair_inputs(rng)
+        np.testing.assert_array_equal(pair_context_features(*fwd_args),
+                                      pair_context_features(*back_args))
+        fwd, back = head.logodds(*fwd_args), head.logodds(*back_args)
+        assert fwd != 0.0 and fwd == pytest.approx(-back, rel=1e-9, abs=1e-12)
+    with pytest.raises(ValueError, match="frame_spectrum"):
+        head.logodds(*fwd_args[:6])
+    assert head.needs_spectra
+
+
+def test_pair_head_sections_of_every_version_load():
+    """Versions 1 and 2 (logistic) stay loadable beside version 3 (MLP); broken sections
+    give a clear error."""
+    rng = np.random.default_rng(6)
+    fwd_args, _ = _pair_inputs(rng)
+    v1 = PairHead.from_card({"weights": rng.normal(size=37).tolist(),
+                             "scale": np.ones(37).tolist()})
+    assert v1.version == 1 and not v1.needs_spectra
+    x1 = PairHead.features(*fwd_args[:6])
+    assert v1.logodds(*fwd_args[:6]) == pytest.approx(float(x1 @ v1.weights))
+    n = 4 * SPECTRUM_BANDS + 37
+    v2 = PairHead.from_card({"version": 2, "weights": rng.normal(size=n).tolist(),
+                             "scale": np.ones(n).tolist(), "max_gap_dof": 2.5})
+    assert v2.version == 2 and v2.max_gap_dof == 2.5
+    assert v2.logodds(*fwd_args) == pytest.approx(float(v2.pair_features(*fwd_args)
+                                                        @ v2.weights))
+    head = _v3_head(rng)
+    section = {"version": 3, "weights": head.weights.tolist(), "scale": head.scale.tolist(),
+               **{k: getattr(head, k).tolist() for k in
+                  ("hidden_weights", "hidden_bias", "context_mean", "context_scale")}}
+    v3 = PairHead.from_card(json.loads(json.dumps(section)))
+    assert v3.version == 3 and v3.logodds(*fwd_args) == pytest.approx(head.logodds(*fwd_args))
+    with pytest.raises(ValueError, match="lacks 'hidden_bias'"):
+        PairHead.from_card({k: v for k, v in section.items() if k != "hidden_bias"})
+    with pytest.raises(ValueError, match="shapes disagree"):
+        PairHead.from_card({**section, "hidden_bias": [0.0]})
+    with pytest.raises(ValueError, match="unknown pair head version"):
+        PairHead.from_card({**section, "version": 4})
+    assert PairHead.from_card(None) is None
+
+
+def test_shipped_card_has_the_mlp_pair_head(v3):
+    head = v3.pair_head
+    assert head is not None and head.version == 3 and head.needs_spectra
+    assert head.scale.size == 4 * SPECTRUM_BANDS + 37
+    assert head.hidden_weights.shape == (head.weights.size, head.scale.size
+                                         + head.context_mean.size)
+    section = v3.card["pair_head"]
+    assert section["train_stacks"] >= 2000 and 0.85 < section["train_accuracy"] < 0.95
+
+
+def test_pair_training_features_are_the_served_ones(v3):
+    """`pair_v3`'s training features (through `pair_v2.stack_outputs`) give the served
+    scorer's pair log-odds (`estimate`'s `_pairs`) for the same frames."""
+    from models.pipeline.v3.pair_v2 import stack_outputs
+    from models.pipeline.v3.pair_v3 import stack_pairs
+
+    dz = np.array([-4.0, -3.0, -2.0, -1.0, 1.5, 2.5, 3.5])
+    st = make_stack(3_400_000, "debris", shape=(192, 192), dz_dof=dz)
+    frames = list(st.frames)
+    x, c, y, ab = stack_pairs(stack_outputs(v3, frames, st.dz_um / st.dof_um))
+    assert x.shape[0] == c.shape[0] == y.size == len(ab) > 0
+    ours = dict(zip(map(tuple, ab.tolist()), v3.pair_head.logodds_of(x, c), strict=True))
+    z = st.dz_um + 20.0
+    served = v3._pairs(frames, z, v3._frame_outputs(frames, reuse=False), st.dof_um)
+    common = [(i, j, lo) for i, j, lo in served if (i, j) in ours]
+    assert len(common) >= 8
+    for i, j, lo in common:
+        assert lo == pytest.approx(ours[(i, j)], rel=1e-5, abs=1e-5)
+        assert ours[(j, i)] == pytest.approx(-ours[(i, j)], rel=1e-9, abs=1e-9)
+    # Labels: b closer than a.
+    for (a, b), label in zip(ab.tolist(), y, strict=True):
+        assert label == float(abs(dz[b]) < abs(dz[a]))
+
+
+def test_pair_v3_trains_a_servable_head_on_a_tiny_set(tmp_path):
+    """The script's training on a few stacks writes a version-3 section that serves."""
+    pytest.importorskip("torch")
+    from models.pipeline.v3.pair_v3 import card_section, pair_dataset_v3, train_head
+
+    x, c, y = pair_dataset_v3(V3, 6)
+    head = train_head(x, c, y, hidden=4, epochs=2)
+    again = train_head(x, c, y, hidden=4, epochs=2)
+    np.testing.assert_array_equal(head.hidden_weights, again.hidden_weights)  # seeded
+    section = json.loads(json.dumps(card_section(head, x, c, y, 6, 0.0, 2)))
+    loaded = PairHead.from_card(section)
+    np.testing.assert_allclose(loaded.logodds_of(x[:50], c[:50]), head.logodds_of(x[:50], c[:50]))
+    assert section["version"] == 3 and section["train_accuracy"] > 0.6
 
 
 def test_training_and_serving_share_the_preprocessing(v3):

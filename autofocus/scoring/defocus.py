@@ -148,9 +148,32 @@ class FocusFit:
                 or self.pair_support >= SIDE_SETTLED_PAIR_LOGODDS)
 
 
+def pair_context_features(bands_a: np.ndarray, contrast_a: float, m_a: float,
+                          bands_b: np.ndarray, contrast_b: float, m_b: float,
+                          spec_a: np.ndarray, spec_b: np.ndarray) -> np.ndarray:
+    """Swap-invariant context (2·SPECTRUM_BANDS + 12 + 4 = 48,) of two frames for version 3.
+
+    Per band: the signal-to-floor ratio snr (log, as in `spectrum_pair_features`) and the
+    mean log band power relative to the squared mean intensity (the specimen's spectral
+    shape); the mean of the 12 version-1 band energies, of the predicted log-distances and
+    of the contrasts; the log noise floor relative to the squared mean; |change of log
+    mean²|. Every entry is symmetric in a ↔ b, so the version-3 head stays antisymmetric.
+    """
+    pa, pb = spec_a[:-1], spec_b[:-1]
+    ma, mb = spec_a[-1], spec_b[-1]
+    floor = max(min(pa[-3:].mean(), pb[-3:].mean()), 1e-12)
+    dmu = 2.0 * math.log(mb / ma) if ma > 0 and mb > 0 else 0.0
+    la, lb = np.log(pa + 1e-12), np.log(pb + 1e-12)
+    lm = 0.5 * math.log(max(ma * mb, 1e-12))
+    level = 0.5 * (la + lb)
+    return np.concatenate([level - math.log(floor), level - 2.0 * lm, 0.5 * (bands_a + bands_b),
+                           [0.5 * (m_a + m_b), 0.5 * (contrast_a + contrast_b),
+                            math.log(floor) - 2.0 * lm, abs(dmu)]])
+
+
 @dataclass(frozen=True)
 class PairHead:
-    """Logistic model: is frame b closer to focus than frame a (same field, same side)?
+    """Is frame b closer to focus than frame a (same field, same side)? As log-odds.
 
     Version 1 inputs per frame: `frame_bands` (12,) the frame-averaged log band
     energies relative to the detail energy, log(E_b / V), and `contrast`
@@ -159,19 +182,49 @@ class PairHead:
     brightness (b − a, so the specimen cancels), Δ·(mean spectral shape),
     Δ·(mean m), m_b − m_a. Version 2 puts `spectrum_pair_features` of the two
     frames' `frame_spectrum` (finer radial bands, noise floor removed) in
-    front of those 37. Features are divided by `scale` and dotted with
-    `weights`: the log-odds that b is closer. Antisymmetric by construction
-    (no bias). `max_gap_dof` the largest |z_b − z_a| it was trained on.
+    front of those 37. Versions 1–2 are logistic: features divided by `scale`
+    and dotted with `weights`.
+
+    Version 3 is an antisymmetric one-hidden-layer tanh MLP on the same 101
+    features x (divided by `scale`) and the swap-invariant context c
+    (`pair_context_features`, standardised by `context_mean`/`context_scale`):
+    log-odds = weights · (tanh(W [x, c] + b) − tanh(W [−x, c] + b)) with
+    W = `hidden_weights` (hidden, len(x) + len(c)), b = `hidden_bias` (an
+    output bias would cancel). Trained with the logistic loss, so its output is
+    a log-odds like versions 1–2 (`fit_focus` uses it unchanged).
+
+    Every version is antisymmetric by construction (swapping the frames negates
+    the log-odds). `max_gap_dof` the largest |z_b − z_a| it was trained on.
     """
 
     weights: np.ndarray
     scale: np.ndarray
     max_gap_dof: float = 3.0
     version: int = 1
+    hidden_weights: np.ndarray | None = None
+    hidden_bias: np.ndarray | None = None
+    context_mean: np.ndarray | None = None
+    context_scale: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.version not in (1, 2, 3):
+            raise ValueError(f"unknown pair head version {self.version!r} (known: 1, 2, 3)")
+        if self.version == 3:
+            parts = (self.hidden_weights, self.hidden_bias, self.context_mean, self.context_scale)
+            if any(p is None for p in parts):
+                raise ValueError("a version-3 pair head needs hidden_weights, hidden_bias, "
+                                 "context_mean and context_scale")
+            w, b, cm, cs = (np.asarray(p) for p in parts)
+            n_x, n_c, hidden = self.scale.size, cm.size, self.weights.size
+            if w.shape != (hidden, n_x + n_c) or b.shape != (hidden,) or cs.shape != (n_c,):
+                raise ValueError(f"version-3 pair head shapes disagree: hidden_weights "
+                                 f"{w.shape}, hidden_bias {b.shape}, weights ({hidden},), "
+                                 f"scale ({n_x},), context_mean ({n_c},), "
+                                 f"context_scale {cs.shape}")
 
     @property
     def needs_spectra(self) -> bool:
-        """True when `logodds` needs each frame's `frame_spectrum` (version 2)."""
+        """True when `logodds` needs each frame's `frame_spectrum` (versions 2 and 3)."""
         return self.version >= 2
 
     @staticmethod
@@ -186,13 +239,30 @@ class PairHead:
                       bands_b: np.ndarray, contrast_b: float, m_b: float,
                       spec_a: np.ndarray | None = None,
                       spec_b: np.ndarray | None = None) -> np.ndarray:
-        """The unscaled feature vector of this head's version for frames a → b."""
+        """The unscaled antisymmetric feature vector of this head's version for frames a → b
+        (versions 2 and 3 share it)."""
         v1 = self.features(bands_a, contrast_a, m_a, bands_b, contrast_b, m_b)
         if not self.needs_spectra:
             return v1
         if spec_a is None or spec_b is None:
-            raise ValueError("this pair head (version 2) needs both frames' frame_spectrum")
+            raise ValueError(f"this pair head (version {self.version}) needs both frames' "
+                             "frame_spectrum")
         return np.concatenate([spectrum_pair_features(spec_a, spec_b), v1])
+
+    def logodds_of(self, x: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
+        """Log-odds (n,) from unscaled pair features x (n, k) and, for version 3, the
+        context c (n, m) of `pair_context_features`; one row per pair."""
+        xs = np.atleast_2d(np.asarray(x, np.float64)) / self.scale
+        if self.version < 3:
+            return xs @ self.weights
+        if c is None:
+            raise ValueError("a version-3 pair head needs the pair context features")
+        cs = (np.atleast_2d(np.asarray(c, np.float64)) - self.context_mean) / self.context_scale
+        w, b = self.hidden_weights, self.hidden_bias
+        n_x = xs.shape[1]
+        ctx = cs @ w[:, n_x:].T + b  # type: ignore[index,operator]
+        lin = xs @ w[:, :n_x].T  # type: ignore[index]
+        return (np.tanh(ctx + lin) - np.tanh(ctx - lin)) @ self.weights
 
     def logodds(self, bands_a: np.ndarray, contrast_a: float, m_a: float,
                 bands_b: np.ndarray, contrast_b: float, m_b: float,
@@ -200,16 +270,31 @@ class PairHead:
         """Log-odds that frame b is closer to focus than frame a."""
         x = self.pair_features(bands_a, contrast_a, m_a, bands_b, contrast_b, m_b,
                                spec_a, spec_b)
-        return float(np.dot(x / self.scale, self.weights))
+        c = (pair_context_features(bands_a, contrast_a, m_a, bands_b, contrast_b, m_b,
+                                   spec_a, spec_b)  # type: ignore[arg-type]
+             if self.version >= 3 else None)
+        return float(self.logodds_of(x[None], None if c is None else c[None])[0])
 
     @classmethod
     def from_card(cls, section: dict | None) -> PairHead | None:
-        """The pair head stored in a model card's `pair_head` section (None when absent)."""
+        """The pair head stored in a model card's `pair_head` section (None when absent).
+
+        Raises `ValueError` for an unknown version or a version-3 section whose arrays are
+        missing or do not fit together.
+        """
         if not section:
             return None
+        version = int(section.get("version", 1))
+        extra = {}
+        if version >= 3:
+            try:
+                extra = {k: np.asarray(section[k], np.float64) for k in
+                         ("hidden_weights", "hidden_bias", "context_mean", "context_scale")}
+            except KeyError as exc:
+                raise ValueError(f"version-3 pair head section lacks {exc}") from None
         return cls(np.asarray(section["weights"], np.float64),
                    np.asarray(section["scale"], np.float64),
-                   float(section.get("max_gap_dof", 3.0)), int(section.get("version", 1)))
+                   float(section.get("max_gap_dof", 3.0)), version, **extra)
 
 
 def fit_focus(z_um: np.ndarray, distance_um: np.ndarray, sigma_um: np.ndarray,
@@ -286,4 +371,4 @@ def fit_focus(z_um: np.ndarray, distance_um: np.ndarray, sigma_um: np.ndarray,
 
 
 __all__ = ["SIDE_SETTLED_DCHI2", "SIDE_SETTLED_PAIR_LOGODDS", "FocusFit", "PairHead", "fit_focus",
-           "frame_spectrum", "spectrum_pair_features"]
+           "frame_spectrum", "pair_context_features", "spectrum_pair_features"]

@@ -21,6 +21,20 @@ def _pair_head_lines(ph: dict) -> list[str]:
     """The pair head's version and training in a few lines."""
     if not ph:
         return []
+    if int(ph.get("version", 1)) >= 3:
+        return [f"Pair head version 3 (`python -m models.pipeline.v3.pair_v3`; the ONNX file is "
+                f"unchanged by it): an antisymmetric MLP, log-odds = g(x, c) − g(−x, c) with g "
+                f"one tanh layer of {ph.get('hidden', len(ph['weights']))} units, numpy at run "
+                f"time; x = version 2's 101 features (the change of 16 radial band powers of "
+                f"both frames, `frame_spectrum`, Hann-windowed 192-px tiles, noise floor "
+                f"removed, which cancels the specimen band by band, plus the 37 version-1 "
+                f"features), c = {len(ph.get('context_mean', []))} swap-invariant context "
+                f"features (`pair_context_features`: per-band signal-to-floor ratio and "
+                f"spectral shape, mean predicted distance and contrast); swapping the frames "
+                f"negates the log-odds exactly. {ph['train_pairs']} pairs from "
+                f"{ph.get('train_stacks', '?')} synthetic stacks (seeds from "
+                f"{ph.get('train_seed0', '?')}), training accuracy {ph['train_accuracy']:.1%}.",
+                ""]
     if int(ph.get("version", 1)) >= 2:
         return [f"Pair head version 2 (`python -m models.pipeline.v3.pair_v2`; the ONNX file is "
                 f"unchanged by it): logistic on the change of 16 radial band powers of both frames "

@@ -13,6 +13,11 @@
   combined with the classical empty-field test), the graph alone under
   `model_only`. `python -m models.pipeline.v3.evaluate --no-specimen-into-card
   MODEL.onnx` re-runs only this part and stores it in the card.
+* `sim_microscope_two_frames`: the search's first step on the simulated
+  microscope. `python -m models.pipeline.v3.evaluate --sign-into-card
+  MODEL.onnx` re-runs only the signed-estimate parts (`sign`, `sign_512px`,
+  `sign_3_frames`, `sim_microscope_two_frames`) and stores them in the card,
+  e.g. after refitting the pair head.
 * `real`: the distance estimate on the labelled real stacks, with the
   manifest's tolerance as the DOF proxy (the optics of those stacks are not
   recorded) — a scale-free Spearman of distance vs |dz| is reported too.
@@ -341,8 +346,29 @@ def no_specimen_into_card(model_path: Path) -> dict[str, Any]:
     return metrics
 
 
+def sign_into_card(model_path: Path) -> dict[str, Any]:
+    """Re-run only the signed-estimate parts (as `evaluate`) and store them in the card's
+    `metrics` (nothing else changes; the ONNX file and its sha256 are untouched)."""
+    from autofocus.scoring.model import open_model
+
+    scorer = open_model(Path(model_path), provider="cpu")
+    metrics = {"sign": sign_accuracy(scorer),
+               "sign_512px": sign_accuracy(scorer, n_stacks=10, shape=(512, 512)),
+               "sign_3_frames": sign_accuracy(scorer, n_frames=3),
+               "sim_microscope_two_frames": sim_microscope_two_frames(scorer)}
+    card_path = Path(model_path).with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card.setdefault("metrics", {}).update(metrics)
+    card_path.write_text(json.dumps(card, indent=2, sort_keys=True, default=float) + "\n")
+    return metrics
+
+
 if __name__ == "__main__":
     import sys
+
+    if len(sys.argv) > 2 and sys.argv[1] == "--sign-into-card":
+        print(json.dumps(sign_into_card(Path(sys.argv[2])), indent=1, default=float))
+        raise SystemExit(0)
 
     if len(sys.argv) > 2 and sys.argv[1] == "--no-specimen-into-card":
         print(json.dumps(no_specimen_into_card(Path(sys.argv[2])), indent=1, default=float))

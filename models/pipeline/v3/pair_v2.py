@@ -25,7 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -41,27 +43,52 @@ FRAME_PX = (192, 192)
 L2 = 1e-3
 
 
-def pair_dataset_v2(model_path: Path, n_stacks: int, seed0: int = PAIR_SEED0,
-                    shape: tuple[int, int] = FRAME_PX) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(X (n, 101), y (n,) 1 when frame b is closer, condition per pair)."""
+class StackOutputs(NamedTuple):
+    """One training stack's per-frame pair-head inputs (as served) and signed defocus."""
+
+    cond: str
+    features: list[np.ndarray]  # graph `features`, frame-level channels, per frame
+    log_distance: np.ndarray  # (n,) graph `log_distance`
+    spectra: list[np.ndarray]  # `frame_spectrum` per frame
+    dz_dof: np.ndarray  # (n,) signed defocus in DOF units
+
+
+def training_stacks(model_path: Path, n_stacks: int, seed0: int = PAIR_SEED0,
+                    shape: tuple[int, int] = FRAME_PX) -> Iterator[StackOutputs]:
+    """The pair heads' training stacks (the v3 training mix, seeds from `seed0`, on
+    `GRID_DOF`) with each frame's served inputs to the pair head (`StackOutputs`)."""
     from autofocus.scoring.model import open_model
 
     scorer = open_model(model_path, provider="cpu")
-    head = PairHead(np.zeros(1), np.ones(1), MAX_GAP_DOF, version=2)
-    xs, ys, conds = [], [], []
     for ci, (cond, share) in enumerate(TRAIN_MIX):
         for i in range(max(1, int(round(share * n_stacks)))):
             st = make_stack(seed0 + 10_000 * ci + i, cond, shape=shape, dz_dof=GRID_DOF)
-            out = scorer.run_outputs(list(st.frames), ("log_distance", "features"))
-            f = [np.asarray(x)[:, 0, 0] for x in out["features"]]
-            m = out["log_distance"]
-            spec = [frame_spectrum(prepare_raw(fr)) for fr in st.frames]
-            d = st.dz_um / st.dof_um
-            for a, b in same_side_pairs(d, min_gap_dof=0.5):
-                xs.append(head.pair_features(f[a][12:24], f[a][24], m[a], f[b][12:24],
-                                             f[b][24], m[b], spec[a], spec[b]))
-                ys.append(float(abs(d[b]) < abs(d[a])))
-                conds.append(cond)
+            yield stack_outputs(scorer, list(st.frames), st.dz_um / st.dof_um, cond)
+
+
+def stack_outputs(scorer: Any, frames: list[np.ndarray], dz_dof: np.ndarray,
+                  cond: str = "") -> StackOutputs:
+    """Per-frame pair-head inputs of one stack as the served scorer computes them: the
+    graph's frame-level `features` and `log_distance`, `frame_spectrum(prepare_raw(frame))`."""
+    out = scorer.run_outputs(frames, ("log_distance", "features"))
+    return StackOutputs(cond, [np.asarray(x)[:, 0, 0] for x in out["features"]],
+                        np.asarray(out["log_distance"], np.float64),
+                        [frame_spectrum(prepare_raw(fr)) for fr in frames],
+                        np.asarray(dz_dof, np.float64))
+
+
+def pair_dataset_v2(model_path: Path, n_stacks: int, seed0: int = PAIR_SEED0,
+                    shape: tuple[int, int] = FRAME_PX) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(X (n, 101), y (n,) 1 when frame b is closer, condition per pair)."""
+    head = PairHead(np.zeros(1), np.ones(1), MAX_GAP_DOF, version=2)
+    xs, ys, conds = [], [], []
+    for so in training_stacks(model_path, n_stacks, seed0, shape):
+        f, m, spec, d = so.features, so.log_distance, so.spectra, so.dz_dof
+        for a, b in same_side_pairs(d, min_gap_dof=0.5):
+            xs.append(head.pair_features(f[a][12:24], f[a][24], m[a], f[b][12:24],
+                                         f[b][24], m[b], spec[a], spec[b]))
+            ys.append(float(abs(d[b]) < abs(d[a])))
+            conds.append(so.cond)
     return np.asarray(xs), np.asarray(ys), conds
 
 
