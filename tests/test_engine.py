@@ -250,3 +250,19 @@ def test_every_frame_reaches_on_measure_while_the_batch_is_still_being_acquired(
     assert len(snaps_at_report) == len(result.curve) >= 20
     assert snaps_at_report[0] < len(result.curve) // 2
     assert snaps_at_report == sorted(snaps_at_report)
+
+
+def test_a_run_of_corrupted_frames_is_retaken_until_usable():
+    """Coarse frames 1 and 2 and their first re-takes (snaps 4 and 5) are corrupted: they
+    are re-taken again (up to 3 times), so every coarse position gets a usable frame."""
+    config = dataclasses.replace(
+        SimConfig.preset("beads", "fluorescence", focus_z_um=-4.4),
+        faults=FaultConfig(garbage_frame=frozenset({1, 2, 4, 5})),
+    )
+    mic = SimulatedMicroscope(config, seed=3)
+    result = focus(mic, range_um=50, tolerance_um=0.34, timeout_s=None)
+    assert result.details["retaken"] == 4
+    coarse = [-50 / 3, 0.0, 50 / 3]
+    usable = [m.z_um for m in result.curve if m.score == m.score]  # not NaN
+    assert all(any(abs(z - c) <= 0.35 for z in usable) for c in coarse)
+    assert result.success

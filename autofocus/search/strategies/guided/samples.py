@@ -19,6 +19,9 @@ import numpy as np
 from autofocus.search.strategies.common import SAME_Z_UM, SearchStrategy, Step
 from autofocus.search.strategies.peakfit import noise_sigma
 
+# A frame that could not be scored is re-taken at most this many times.
+RETAKE_ROUNDS = 3
+
 
 class GuidedSamples(SearchStrategy):
     """The measured frames of a guided search: capture curve, fine scores, their noise.
@@ -48,18 +51,24 @@ class GuidedSamples(SearchStrategy):
         return self.space.ext_lo_um, self.space.ext_hi_um
 
     def _retake_unusable(self, zs: list[float]) -> Step:
-        """Re-take once, a tenth of a DOF away, every frame in `zs` that could not be scored."""
-        redo = []
-        for z in zs:
-            zc = self.clamp(z)
-            if not math.isfinite(self.score_at(zc)) or not math.isfinite(self.capture_at(zc)):
+        """Re-take every frame in `zs` that could not be scored, a tenth of a DOF further away
+        each time, up to `RETAKE_ROUNDS` times (corrupted transfers can come in runs)."""
+        dof = self.space.dof
+        todo = [(self.clamp(z), self.clamp(z)) for z in zs]  # (asked, last tried)
+        for k in range(1, RETAKE_ROUNDS + 1):
+            redo = []
+            for z0, zc in todo:
+                if math.isfinite(self.score_at(zc)) and math.isfinite(self.capture_at(zc)):
+                    continue
                 self._excluded.append(zc)
-                alt = self.clamp(zc + 0.1 * self.space.dof)
+                alt = self.clamp(z0 + 0.1 * k * dof)
                 if not self.is_known(alt):
-                    redo.append(alt)
-        if redo and len(redo) <= self.frames_left:
+                    redo.append((z0, alt))
+            if not redo or len(redo) > self.frames_left:
+                break
             self.details["retaken"] = self.details.get("retaken", 0) + len(redo)
-            yield redo
+            yield [alt for _, alt in redo]
+            todo = redo
         return None
 
     def _capture_points(self) -> tuple[np.ndarray, np.ndarray, float]:
