@@ -210,9 +210,9 @@ def _limitations(metrics: dict[str, Any]) -> list[str]:
 def cmd_build(args: argparse.Namespace, argv_used: list[str] | None = None) -> int:
     import torch
 
-    from models.pipeline.card import write_markdown
+    from models.pipeline.card import write_card, write_markdown
     from models.pipeline.evaluate import grouped_cv
-    from models.pipeline.export import export_model, write_card
+    from models.pipeline.export import export_model
     from models.pipeline.net import FocusNet
     from models.pipeline.train import fit_ensemble
 
@@ -285,18 +285,17 @@ def _parity_images(args: argparse.Namespace) -> list:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from models.pipeline.card import write_markdown
-    from models.pipeline.export import write_card
+    from models.pipeline.card import update_card, write_markdown
 
     t0 = time.perf_counter()
     model = Path(args.model)
     metrics = _evaluate(model, args, t0)
     if args.update_card:
-        card = json.loads(model.with_suffix(".json").read_text())
-        card.setdefault("metrics", {}).update(metrics)
-        card["limitations"] = _limitations(card["metrics"])
-        write_card(card, model.with_suffix(".json"))
-        write_markdown(card, model.with_suffix(".md"))
+        def change(card: dict) -> None:
+            card.setdefault("metrics", {}).update(metrics)
+            card["limitations"] = _limitations(card["metrics"])
+
+        write_markdown(update_card(model, change), model.with_suffix(".md"))
     else:
         print(json.dumps(metrics, indent=2, default=float))
     return 0

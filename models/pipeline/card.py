@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +150,18 @@ def render_markdown(card: dict[str, Any]) -> str:
 def write_markdown(card: dict[str, Any], path: Path) -> None:
     """Write `render_markdown(card)` to `path`."""
     Path(path).write_text(render_markdown(card))
+
+
+def write_card(card: dict, path: Path) -> None:
+    """Write the model card JSON (sorted keys, 2-space indent; numpy scalars as floats)."""
+    Path(path).write_text(json.dumps(card, indent=2, sort_keys=True, default=float) + "\n")
+
+
+def update_card(model_path: Path, change: Callable[[dict], None]) -> dict:
+    """Apply `change` to the card of the model at `model_path` (same name, `.json`), write
+    it back with `write_card` and return it; the ONNX file and its sha256 stay as they are."""
+    card_path = Path(model_path).with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    change(card)
+    write_card(card, card_path)
+    return card

@@ -10,7 +10,6 @@ the parity check needs torch.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from models.pipeline import spec
+from models.pipeline.card import write_card
 
 OPSET = 17
 IR_VERSION = 9
@@ -186,11 +186,6 @@ def parity_check(net: Any, model_path: Path, real_images: Sequence[np.ndarray] =
     worst = max(diffs.values())
     assert worst < 1e-3, f"torch/onnxruntime logits differ by {worst:.3g}: {diffs}"
     return {"max_abs_logit_diff": diffs, "tolerance": 1e-3, "reference_logits": reference}
-
-
-def write_card(card: dict, path: Path) -> None:
-    """Write the model card JSON (sorted keys, 2-space indent; numpy scalars as floats)."""
-    Path(path).write_text(json.dumps(card, indent=2, sort_keys=True, default=float) + "\n")
 
 
 def input_spec_card() -> dict:

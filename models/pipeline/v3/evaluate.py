@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
+from models.pipeline.card import update_card
 from models.pipeline.synth import make_stack
 from models.pipeline.v3.data import NO_SPECIMEN_KINDS, no_specimen_frame
 
@@ -327,10 +328,7 @@ def evaluate_into_card(model_path: Path, real_dir: Path | None = None, t0: float
 
     real_dir = real_dir or default_real_dir()
     metrics = evaluate(Path(model_path), real_dir)
-    card_path = Path(model_path).with_suffix(".json")
-    card = json.loads(card_path.read_text())
-    card.setdefault("metrics", {}).update(metrics)
-    card_path.write_text(json.dumps(card, indent=2, sort_keys=True, default=float) + "\n")
+    update_card(model_path, lambda card: card.setdefault("metrics", {}).update(metrics))
     return metrics
 
 
@@ -339,10 +337,8 @@ def no_specimen_into_card(model_path: Path) -> dict[str, Any]:
     from autofocus.scoring.model import open_model
 
     metrics = no_specimen(open_model(Path(model_path), provider="cpu"))
-    card_path = Path(model_path).with_suffix(".json")
-    card = json.loads(card_path.read_text())
-    card.setdefault("metrics", {})["no_specimen"] = metrics
-    card_path.write_text(json.dumps(card, indent=2, sort_keys=True, default=float) + "\n")
+    update_card(model_path,
+                lambda card: card.setdefault("metrics", {}).update(no_specimen=metrics))
     return metrics
 
 
@@ -356,10 +352,7 @@ def sign_into_card(model_path: Path) -> dict[str, Any]:
                "sign_512px": sign_accuracy(scorer, n_stacks=10, shape=(512, 512)),
                "sign_3_frames": sign_accuracy(scorer, n_frames=3),
                "sim_microscope_two_frames": sim_microscope_two_frames(scorer)}
-    card_path = Path(model_path).with_suffix(".json")
-    card = json.loads(card_path.read_text())
-    card.setdefault("metrics", {}).update(metrics)
-    card_path.write_text(json.dumps(card, indent=2, sort_keys=True, default=float) + "\n")
+    update_card(model_path, lambda card: card.setdefault("metrics", {}).update(metrics))
     return metrics
 
 

@@ -23,7 +23,6 @@ rewrites the card's `pair_head` section (the ONNX file is unchanged).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ import numpy as np
 
 from autofocus.scoring.defocus import PairHead, frame_spectrum
 from autofocus.scoring.preprocess import prepare_raw
+from models.pipeline.card import update_card
 from models.pipeline.synth import make_stack
 from models.pipeline.v3.data import TRAIN_MIX
 from models.pipeline.v3.pairs import MAX_GAP_DOF, fit_pair_head, same_side_pairs
@@ -114,13 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stacks", type=int, default=600)
     args = ap.parse_args(argv)
     section = refit(args.model, args.stacks)
-    card_path = args.model.with_suffix(".json")
-    card = json.loads(card_path.read_text())
-    card["pair_head"] = section
-    card_path.write_text(json.dumps(card, indent=2, sort_keys=True, default=float) + "\n")
-    print(f"pair head v2: {section['train_pairs']} pairs, training accuracy "
-          f"{section['train_accuracy']:.3f}, {section['fit_s']} s → {card_path}")
+    store_pair_head(args.model, section)
     return 0
+
+
+def store_pair_head(model_path: Path, section: dict[str, Any]) -> None:
+    """Write `section` as the card's `pair_head` (the ONNX file is untouched) and say so."""
+    update_card(model_path, lambda card: card.update(pair_head=section))
+    print(f"pair head v{section.get('version', 2)}: {section['train_pairs']} pairs, training "
+          f"accuracy {section['train_accuracy']:.3f}, {section['fit_s']} s → "
+          f"{Path(model_path).with_suffix('.json')}")
 
 
 if __name__ == "__main__":

@@ -28,14 +28,19 @@ rewrites only the card's `pair_head` section (the ONNX file is unchanged).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from autofocus.scoring.defocus import PairHead, pair_context_features
-from models.pipeline.v3.pair_v2 import GRID_DOF, PAIR_SEED0, StackOutputs, training_stacks
+from models.pipeline.v3.pair_v2 import (
+    GRID_DOF,
+    PAIR_SEED0,
+    StackOutputs,
+    store_pair_head,
+    training_stacks,
+)
 from models.pipeline.v3.pairs import MAX_GAP_DOF, same_side_pairs
 
 HIDDEN = 32
@@ -151,12 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=EPOCHS)
     args = ap.parse_args(argv)
     section = refit(args.model, args.stacks, args.epochs)
-    card_path = args.model.with_suffix(".json")
-    card = json.loads(card_path.read_text())
-    card["pair_head"] = section
-    card_path.write_text(json.dumps(card, indent=2, sort_keys=True, default=float) + "\n")
-    print(f"pair head v3: {section['train_pairs']} pairs, training accuracy "
-          f"{section['train_accuracy']:.3f}, {section['fit_s']} s → {card_path}")
+    store_pair_head(args.model, section)
     return 0
 
 
