@@ -478,6 +478,19 @@ class OnnxFocusScorer:
                 out[name] = arr
         return out
 
+    def _run_one(self, frame: np.ndarray, outputs: Sequence[str]) -> list[Any]:
+        """The raw graph `outputs` for one frame, skipping `run_outputs`' batching logic (the
+        common case in a search: one frame per move); counted in `timing`."""
+        t0 = time.perf_counter()
+        img = self.prepare(frame)
+        t1 = time.perf_counter()
+        values = self._session.run(list(outputs), {self.input.name: self._batch([img])})
+        with self._lock:
+            self.timing["prepare_s"] += t1 - t0
+            self.timing["infer_s"] += time.perf_counter() - t1
+            self.timing["frames"] += 1
+        return values
+
     def _input_shape(self, frame: object) -> tuple[int, ...]:
         """The (h, w) `prepare(frame)` will have, from the frame's shape alone (no pixels read).
 
@@ -614,17 +627,7 @@ class OnnxDefocusScorer(OnnxFocusScorer):
         that will also want `estimate` calls `score_for_estimate` instead.
         """
         if len(frames) == 1:
-            # The common case in a search (one frame per move): skip the batching logic.
-            t0 = time.perf_counter()
-            img = self.prepare(frames[0])
-            t1 = time.perf_counter()
-            batch = self._batch([img])
-            logits = np.asarray(self._session.run(["logit"], {self.input.name: batch})[0],
-                                dtype=np.float64)
-            with self._lock:
-                self.timing["prepare_s"] += t1 - t0
-                self.timing["infer_s"] += time.perf_counter() - t1
-                self.timing["frames"] += 1
+            logits = np.asarray(self._run_one(frames[0], ("logit",))[0], dtype=np.float64)
         else:
             logits = self.run(frames, output="logit")
         return 1.0 / (1.0 + np.exp(-logits))
@@ -661,16 +664,7 @@ class OnnxDefocusScorer(OnnxFocusScorer):
         """One graph pass over `frames`: per frame, the scalar outputs of `CACHED_OUTPUTS`
         and `features` reduced to its frame-level channels (broadcast over the patches)."""
         if len(frames) == 1:
-            # The common case in a search (one frame per move): skip the batching logic.
-            t0 = time.perf_counter()
-            img = self.prepare(frames[0])
-            t1 = time.perf_counter()
-            values = self._session.run(list(CACHED_OUTPUTS),
-                                       {self.input.name: self._batch([img])})
-            with self._lock:
-                self.timing["prepare_s"] += t1 - t0
-                self.timing["infer_s"] += time.perf_counter() - t1
-                self.timing["frames"] += 1
+            values = self._run_one(frames[0], CACHED_OUTPUTS)
             row: dict[str, Any] = {n: float(v[0]) for n, v in
                                    zip(CACHED_OUTPUTS[:-1], values[:-1], strict=True)}
             row["features"] = np.array(values[-1][0, :, 0, 0], dtype=np.float64)
