@@ -707,19 +707,19 @@ class OnnxDefocusScorer(OnnxFocusScorer):
         # by the delta method the distance's sigma is (|dz| + offset) · exp(lv / 2).
         lv = np.clip(out["log_distance_var"], -12.0, 6.0)
         sigma = np.maximum(np.exp(out["log_distance"]) * np.exp(0.5 * lv), MIN_SIGMA_DOF)
-        # The graph's probability, raised to the classical empty-field test's where that finds
-        # nothing but smooth light and noise (uneven illumination the model misses):
-        # max(p_model, p_empty), see autofocus.scoring.empty_field.
-        # The graph learned to tell a defocused sparse specimen from an empty field, which the
-        # classical test cannot: the graph's own probability stays the field-level judgement
-        # (`field_no_specimen_p`) and weights the V-fit.
+        greys = [prepare_raw(f, roi=self.roi) for f in frames]  # for the tests below, once
+        # Per frame: the graph's probability, raised to the classical empty-field test's where
+        # that finds nothing but smooth light and noise (uneven illumination the model misses):
+        # max(p_model, p_empty), see autofocus.scoring.empty_field. The graph learned to tell
+        # a defocused sparse specimen from an empty field, which the classical test cannot:
+        # its own probability stays the field-level judgement (`field_no_specimen_p`) and
+        # weights the V-fit.
         model_p = np.clip(out["no_specimen_p"], 0.0, 1.0)
-        no_specimen = combine_no_specimen(
-            model_p, empty_field_p([prepare_raw(f, roi=self.roi) for f in frames]))
+        no_specimen = combine_no_specimen(model_p, empty_field_p(greys))
         focus_z = focus_sigma = side_p = None
         side_settled = None
         if dof is not None and np.unique(z).size >= 2:
-            pairs = self._pairs(frames, z, out, dof) if want_pairs else None
+            pairs = self._pairs(greys, z, out, dof) if want_pairs else None
             fit = fit_focus(z, distance * dof, sigma * dof, weight=1.0 - model_p,
                             pairs=pairs)
             focus_z, focus_sigma = fit.focus_z_um, fit.focus_sigma_um
@@ -730,10 +730,10 @@ class OnnxDefocusScorer(OnnxFocusScorer):
                                side_p=side_p, side_settled=side_settled,
                                field_no_specimen_p=model_p)
 
-
-    def _pairs(self, frames: Sequence[np.ndarray], z: np.ndarray, out: dict[str, np.ndarray],
+    def _pairs(self, greys: Sequence[np.ndarray], z: np.ndarray, out: dict[str, np.ndarray],
                dof: float) -> list[tuple[int, int, float]]:
-        """Pair-head log-odds for frames a known Δz apart (0.3–`max_gap_dof` DOF)."""
+        """Pair-head log-odds for frames a known Δz apart (0.3–`max_gap_dof` DOF); `greys`
+        the frames as `prepare_raw` gives them."""
         head = self.pair_head
         assert head is not None
         frame = out["features"]  # (n, k) frame-level channels
@@ -744,7 +744,7 @@ class OnnxDefocusScorer(OnnxFocusScorer):
             if not head.needs_spectra:
                 return None
             if k not in spectra:
-                spectra[k] = frame_spectrum(prepare_raw(frames[k], roi=self.roi))
+                spectra[k] = frame_spectrum(greys[k])
             return spectra[k]
 
         pairs = []
