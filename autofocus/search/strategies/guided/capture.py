@@ -180,11 +180,8 @@ class CapturePath(RivalChecks, Verdict):
 
     def _model_distance_dof(self, z_um: float) -> float | None:
         """Median of the model's distance estimates (DOF) of frames within DOF/2 of `z_um`."""
-        near = []
-        for zs, est in self.estimates:
-            dist = np.asarray(getattr(est, "distance_dof", []), dtype=float)
-            near += [float(d) for z, d in zip(zs, dist, strict=False)
-                     if abs(z - z_um) <= 0.5 * self.space.dof and math.isfinite(d)]
+        near = [d for z, d in self._estimated("distance_dof")
+                if abs(z - z_um) <= 0.5 * self.space.dof]
         return float(np.median(near)) if near else None
 
     def _follow_capture(self, refined: list[Refined], cell: float) -> Step:

@@ -85,13 +85,8 @@ class EstimatePath(RivalChecks, Verdict):
     def _no_specimen_p(self) -> float | None:
         """The lowest field-level no-specimen probability of the frames so far (None
         without estimates): the field is called empty only when every frame says so."""
-        ps = []
-        for _, est in self.estimates:
-            field_p = getattr(est, "field_no_specimen_p", None)
-            p = np.asarray(field_p if field_p is not None
-                           else getattr(est, "no_specimen_p", []), dtype=float)
-            ps.extend(p[np.isfinite(p)].tolist())
-        return float(min(ps)) if ps else None
+        ps = [p for _, p in self._estimated("field_no_specimen_p", fallback="no_specimen_p")]
+        return min(ps) if ps else None
 
     def _fused_focus(self) -> tuple[float, float] | None:
         """Inverse-variance fusion of every signed focal-plane estimate so far (µm, σ µm)."""

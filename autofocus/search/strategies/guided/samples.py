@@ -50,6 +50,21 @@ class GuidedSamples(SearchStrategy):
         """The searched interval widened by the space's edge extension (inside the limits)."""
         return self.space.ext_lo_um, self.space.ext_hi_um
 
+    def _estimated(self, name: str, fallback: str | None = None) -> list[tuple[float, float]]:
+        """(z µm, value) of every frame's finite per-frame estimate `name` (a
+        `DefocusEstimate` field such as `distance_dof`; `fallback` where an estimate lacks
+        it), over all estimates so far; [] without a defocus estimator."""
+        out = []
+        for zs, est in self.estimates:
+            values = getattr(est, name, None)
+            if values is None and fallback is not None:
+                values = getattr(est, fallback, None)
+            if values is None:
+                continue
+            out += [(float(z), float(v)) for z, v in zip(zs, np.asarray(values, dtype=float),
+                                                         strict=False) if math.isfinite(v)]
+        return out
+
     def _retake_unusable(self, zs: list[float]) -> Step:
         """Re-take every frame in `zs` that could not be scored, a tenth of a DOF further away
         each time, up to `RETAKE_ROUNDS` times (corrupted transfers can come in runs)."""

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from autofocus.search.reasons import FailureReason
 from autofocus.search.strategies.common import edge_reason, jsonable
 from autofocus.search.strategies.guided.samples import GuidedSamples
@@ -45,10 +43,7 @@ class Verdict(GuidedSamples):
         with an estimate) over the whole search, or (0, n) when a frame within a DOF of
         one of `peaks_z` shows a specimen; (0, 0) without a defocus estimator."""
         dof = self.space.dof
-        pairs = [(float(z), float(p)) for zs, est in self.estimates
-                 for z, p in zip(zs, np.asarray(getattr(est, "no_specimen_p", []),
-                                                dtype=float), strict=False)
-                 if np.isfinite(p)]
+        pairs = self._estimated("no_specimen_p")
         if any(p < EMPTY_FRAME_P and any(abs(z - pz) <= dof for pz in peaks_z)
                for z, p in pairs):
             return 0, len(pairs)
