@@ -479,3 +479,19 @@ def test_the_output_cache_keeps_no_frame_alive(v3):
     del frame
     gc.collect()
     assert ref() is None
+
+
+def test_real_sign_report_judges_neighbouring_planes_and_renders(v3, real_data_dir):
+    from models.pipeline.v3.card_md import _real_sign_lines
+    from models.pipeline.v3.evaluate import real_sign
+
+    rows = real_sign(v3, real_data_dir)
+    assert rows and "all" in rows
+    per_stack = [v for k, v in rows.items() if k != "all"]
+    assert rows["all"]["pairs"] == sum(v["pairs"] for v in per_stack) > 0
+    for v in rows.values():
+        for key in ("accuracy", "decided", "sharper_frame_accuracy", "tenengrad_accuracy"):
+            assert 0.0 <= v[key] <= 1.0
+    text = "\n".join(_real_sign_lines(rows))
+    assert "Signed estimate on the real stacks" in text and f"| {rows['all']['pairs']} |" in text
+    assert _real_sign_lines(None) == []

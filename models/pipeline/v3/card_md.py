@@ -234,8 +234,33 @@ def render(card: dict[str, Any]) -> str:
             lines.append(f"| {k} | {v['dof_proxy_um']:g} | {v['median_abs_error_dof']:.2f} | "
                          f"{_f(v['spearman_distance_vs_dz'], '+.3f')} |")
         lines.append("")
+    lines += _real_sign_lines(m.get("real_sign"))
     lines += ["## Limitations", ""] + [f"- {x}" for x in card.get("limitations", [])]
     return "\n".join(lines) + "\n"
+
+
+def _real_sign_lines(rows: dict | None) -> list[str]:
+    """The 'signed estimate on the real stacks' section (empty without figures)."""
+    if not rows:
+        return []
+    lines = ["## Signed estimate on the real stacks", "",
+             "Neighbouring planes on one side of the label, both at least one DOF proxy (the "
+             "manifest tolerance) from it, through `estimate` as served; beside it the plain "
+             "rule 'focus lies towards the higher-scoring frame' with the model's own score "
+             "and with Tenengrad, same pairs (`python -m models.pipeline.v3.evaluate "
+             "--real-into-card`). The pair head never saw real stacks; the graph's distances "
+             "did (not LOSO). The proxy is not the optics' DOF: the light-sheet stacks step "
+             "0.05–0.1 µm through a DOF of roughly 0.5–1 µm, the wafer planes lie about 10 µm apart, so no "
+             "pair here is the '1 DOF apart' of the synthetic test.", "",
+             "| stack | pairs | side right | decided | right when decided "
+             "| sharper frame (model score) | sharper frame (Tenengrad) |",
+             "|---|---|---|---|---|---|---|"]
+    for k, v in rows.items():
+        name = f"**{k}**" if k == "all" else k
+        lines.append(f"| {name} | {v['pairs']} | {v['accuracy']:.1%} | {v['decided']:.1%} | "
+                     f"{_f(v['decided_accuracy'], '.1%')} | {v['sharper_frame_accuracy']:.1%} | "
+                     f"{v['tenengrad_accuracy']:.1%} |")
+    return lines + [""]
 
 
 if __name__ == "__main__":

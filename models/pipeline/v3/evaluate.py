@@ -21,6 +21,12 @@
 * `real`: the distance estimate on the labelled real stacks, with the
   manifest's tolerance as the DOF proxy (the optics of those stacks are not
   recorded) — a scale-free Spearman of distance vs |dz| is reported too.
+* `real_sign`: the signed estimate on the labelled real stacks: every pair of
+  neighbouring planes on one side of the label, both at least one proxy DOF
+  from it, through `estimate(...)` as served, against the plain rule "focus
+  lies towards the frame that scores higher" (the model's own score and
+  Tenengrad) on the same pairs. `python -m models.pipeline.v3.evaluate
+  --real-into-card MODEL.onnx` re-runs `real` and `real_sign` and stores them.
 """
 
 from __future__ import annotations
@@ -74,6 +80,11 @@ def synthetic(scorer: Any, n_stacks: int = 40) -> dict[str, Any]:
     return out
 
 
+def _side_of(est: Any, mid_um: float) -> float:
+    """Where the estimate puts focus relative to `mid_um` (µm; 0 without a focal plane)."""
+    return 0.0 if est.focus_z_um is None else float(est.focus_z_um) - mid_um
+
+
 def sign_accuracy(scorer: Any, n_stacks: int = 30, max_dof: float = 8.0,
                   shape: tuple[int, int] = SHAPE, n_frames: int = 2,
                   seed0: int = TEST_SEED0) -> dict[str, Any]:
@@ -108,7 +119,7 @@ def sign_accuracy(scorer: Any, n_stacks: int = 30, max_dof: float = 8.0,
                 est = scorer.estimate([st.frames[k] for k in idx], z[idx], dof_um=st.dof_um)
                 mid = float(np.mean(z[idx]))
                 truth = -np.sign(g[0])
-                pred = np.sign((est.focus_z_um or mid) - mid)
+                pred = np.sign(_side_of(est, mid))
                 hits.setdefault(cond, []).append(bool(pred == truth))
                 settled.setdefault(cond, []).append(bool(getattr(est, "side_settled", False)))
                 layer_dz = st.meta.get("debris_dz_um")
@@ -305,6 +316,61 @@ def real(scorer: Any, real_dir: Path) -> dict[str, Any]:
     return rows
 
 
+def real_sign(scorer: Any, real_dir: Path) -> dict[str, Any]:
+    """Side of focus from two neighbouring planes of each labelled real stack (see module doc).
+
+    Per stack and `all`: `pairs`, `accuracy` (served `estimate`: `focus_z_um`
+    on the label's side of the pair), `decided` (share with `side_settled`),
+    `decided_accuracy`, and `sharper_frame_accuracy` / `tenengrad_accuracy`
+    (focus taken to lie towards the higher-scoring frame of the pair). DOF
+    proxy: the manifest tolerance (µm), as in `real`.
+    """
+    from autofocus.scoring.registry import get_scorer
+    from autofocus.stacks.readers import iter_corpus
+
+    tenengrad = get_scorer("tenengrad")
+    rows: dict[str, dict[str, Any]] = {}
+    every: dict[str, list[bool]] = {"served": [], "settled": [], "sharper": [], "tenengrad": []}
+    for stack, label in iter_corpus(real_dir):
+        if label is None or not label.labelled:
+            continue
+        z = np.asarray(stack.z_um, np.float64)
+        dof, best = float(label.tolerance_um), float(label.best_z_um)
+        images = stack.images()
+        score = np.asarray(scorer.score(images), np.float64)
+        classical = np.asarray(tenengrad.score(images), np.float64)
+        got: dict[str, list[bool]] = {k: [] for k in every}
+        order = np.argsort(z)
+        for i, j in zip(order[:-1], order[1:], strict=True):
+            di, dj = z[i] - best, z[j] - best
+            if np.sign(di) != np.sign(dj) or min(abs(di), abs(dj)) < dof - 1e-9:
+                continue
+            mid = 0.5 * (z[i] + z[j])
+            truth = np.sign(best - mid)
+            est = scorer.estimate([images[i], images[j]], z[[i, j]], dof_um=dof)
+            got["served"].append(bool(np.sign(_side_of(est, mid)) == truth))
+            got["settled"].append(bool(est.side_settled))
+            towards_j = np.sign(z[j] - z[i])
+            for key, s in (("sharper", score), ("tenengrad", classical)):
+                got[key].append(bool((towards_j if s[j] > s[i] else -towards_j) == truth))
+        if got["served"]:
+            rows[stack.name] = _sign_row(got, dof)
+            for k in every:
+                every[k] += got[k]
+    if every["served"]:
+        rows["all"] = _sign_row(every, None)
+    return rows
+
+
+def _sign_row(got: dict[str, list[bool]], dof_um: float | None) -> dict[str, Any]:
+    served, settled = np.array(got["served"]), np.array(got["settled"])
+    return {"pairs": int(served.size), "dof_proxy_um": dof_um,
+            "accuracy": float(served.mean()), "decided": float(settled.mean()),
+            "decided_accuracy": float(served[settled].mean()) if settled.any() else None,
+            "sharper_frame_accuracy": float(np.mean(got["sharper"])),
+            "tenengrad_accuracy": float(np.mean(got["tenengrad"]))}
+
+
 def evaluate(model_path: Path, real_dir: Path | None = None) -> dict[str, Any]:
     """All of the above for one model file."""
     from autofocus.scoring.model import open_model
@@ -318,6 +384,7 @@ def evaluate(model_path: Path, real_dir: Path | None = None) -> dict[str, Any]:
                            "sim_microscope_two_frames": sim_microscope_two_frames(scorer)}
     if real_dir is not None and (real_dir / "manifest.csv").is_file():
         out["real_defocus"] = real(scorer, real_dir)
+        out["real_sign"] = real_sign(scorer, real_dir)
     out["eval_s"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -342,6 +409,18 @@ def no_specimen_into_card(model_path: Path) -> dict[str, Any]:
     return metrics
 
 
+def real_into_card(model_path: Path, real_dir: Path | None = None) -> dict[str, Any]:
+    """Re-run only `real` and `real_sign` and store them in the card's `metrics`."""
+    from autofocus.scoring.model import open_model
+    from models.pipeline.data import default_real_dir
+
+    real_dir = real_dir or default_real_dir()
+    scorer = open_model(Path(model_path), provider="cpu")
+    metrics = {"real_defocus": real(scorer, real_dir), "real_sign": real_sign(scorer, real_dir)}
+    update_card(model_path, lambda card: card.setdefault("metrics", {}).update(metrics))
+    return metrics
+
+
 def sign_into_card(model_path: Path) -> dict[str, Any]:
     """Re-run only the signed-estimate parts (as `evaluate`) and store them in the card's
     `metrics` (nothing else changes; the ONNX file and its sha256 are untouched)."""
@@ -361,6 +440,10 @@ if __name__ == "__main__":
 
     if len(sys.argv) > 2 and sys.argv[1] == "--sign-into-card":
         print(json.dumps(sign_into_card(Path(sys.argv[2])), indent=1, default=float))
+        raise SystemExit(0)
+
+    if len(sys.argv) > 2 and sys.argv[1] == "--real-into-card":
+        print(json.dumps(real_into_card(Path(sys.argv[2])), indent=1, default=float))
         raise SystemExit(0)
 
     if len(sys.argv) > 2 and sys.argv[1] == "--no-specimen-into-card":
