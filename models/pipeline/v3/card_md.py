@@ -250,8 +250,8 @@ def _real_sign_lines(rows: dict | None) -> list[str]:
              "and with Tenengrad, same pairs (`python -m models.pipeline.v3.evaluate "
              "--real-into-card`). The pair head never saw real stacks; the graph's distances "
              "did (not LOSO). The proxy is not the optics' DOF: the light-sheet stacks step "
-             "0.05–0.1 µm through a DOF of roughly 0.5–1 µm, the wafer planes lie about 10 µm apart, so no "
-             "pair here is the '1 DOF apart' of the synthetic test.", "",
+             "0.05–0.1 µm through a DOF of roughly 0.5–1 µm, the wafer planes lie about "
+             "10 µm apart, so no pair here is the '1 DOF apart' of the synthetic test.", "",
              "| stack | pairs | side right | decided | right when decided "
              "| sharper frame (model score) | sharper frame (Tenengrad) |",
              "|---|---|---|---|---|---|---|"]
