@@ -200,27 +200,21 @@ class JobStore:
         finished = time.time() if finished_s is None else finished_s
         live = (JobState.QUEUED.value, JobState.RUNNING.value)
         with self._lock, self._tx():
-            if progress is None:
-                cur = self._db.execute(
-                    "UPDATE jobs SET state=?, result=?, error=?, finished_s=?, error_code=?"
-                    " WHERE id=? AND state IN (?, ?)",
-                    (state.value, _opt_dumps(result), error, finished, error_code, job_id, *live),
-                )
-            else:
-                cur = self._db.execute(
-                    "UPDATE jobs SET state=?, result=?, error=?, finished_s=?, progress=?,"
-                    " error_code=? WHERE id=? AND state IN (?, ?)",
-                    (
-                        state.value,
-                        _opt_dumps(result),
-                        error,
-                        finished,
-                        _dumps(progress),
-                        error_code,
-                        job_id,
-                        *live,
-                    ),
-                )
+            # progress None keeps the stored one (COALESCE).
+            cur = self._db.execute(
+                "UPDATE jobs SET state=?, result=?, error=?, finished_s=?,"
+                " progress=COALESCE(?, progress), error_code=? WHERE id=? AND state IN (?, ?)",
+                (
+                    state.value,
+                    _opt_dumps(result),
+                    error,
+                    finished,
+                    _opt_dumps(progress),
+                    error_code,
+                    job_id,
+                    *live,
+                ),
+            )
             if cur.rowcount == 0:
                 return None
             data: dict[str, Any] = {"state": state.value, "at_s": finished, "error": error}
