@@ -282,16 +282,7 @@ class JobStore:
                 "SELECT id FROM jobs WHERE state=? ORDER BY seq", (JobState.QUEUED.value,)
             ).fetchall()
             for row in rows:
-                self._db.execute(
-                    "UPDATE jobs SET state=?, error=?, finished_s=? WHERE id=?",
-                    (JobState.INTERRUPTED.value, error, now, row["id"]),
-                )
-                event = self._append_event(
-                    row["id"], "state", {"state": "interrupted", "at_s": now, "error": error}
-                )
-                job = self._get(row["id"])
-                assert job is not None
-                out.append((job, event))
+                out.append(self._interrupt(row["id"], error, now))
         return out
 
     def set_cancel_requested(self, job_id: str) -> None:
@@ -343,19 +334,30 @@ class JobStore:
                 progress = dict(job.progress)
                 progress["interrupted_z_um"] = last_z
                 progress["commanded_moves"] = moves
-                self._db.execute(
-                    "UPDATE jobs SET state=?, error=?, finished_s=?, progress=? WHERE id=?",
-                    (JobState.INTERRUPTED.value, error, now, _dumps(progress), job.id),
-                )
-                event = self._append_event(
-                    job.id,
-                    "state",
-                    {"state": "interrupted", "at_s": now, "error": error, "last_z_um": last_z},
-                )
-                updated = self._get(job.id)
-                assert updated is not None
-                out.append((updated, event))
+                out.append(self._interrupt(job.id, error, now, progress, last_z_um=last_z))
         return out
+
+    def _interrupt(
+        self,
+        job_id: str,
+        error: str,
+        now: float,
+        progress: dict[str, Any] | None = None,
+        **event_data: Any,
+    ) -> tuple[Job, StoredEvent]:
+        """Mark `job_id` interrupted with `error` (and `progress` when given) inside the
+        caller's transaction; return the job and its state event (`event_data` added)."""
+        self._db.execute(
+            "UPDATE jobs SET state=?, error=?, finished_s=?, progress=COALESCE(?, progress)"
+            " WHERE id=?",
+            (JobState.INTERRUPTED.value, error, now, _opt_dumps(progress), job_id),
+        )
+        event = self._append_event(
+            job_id, "state", {"state": "interrupted", "at_s": now, "error": error, **event_data}
+        )
+        job = self._get(job_id)
+        assert job is not None
+        return job, event
 
     def purge(
         self,
