@@ -21,6 +21,7 @@ import typer
 
 from autofocus.cli.bench import bench_app
 from autofocus.cli.help import AutofocusCommand
+from autofocus.cli.output import fail
 
 if TYPE_CHECKING:
     from autofocus.bench.search import Contender, Trial
@@ -88,8 +89,6 @@ def bench_search(
     """
     import os
 
-    from rich.console import Console
-
     from autofocus.bench.search import (
         calibration_table,
         debris_trials,
@@ -110,8 +109,7 @@ def bench_search(
         cases = list(CASES)
     unknown = [c for c in cases if c not in CASES]
     if unknown:
-        Console(stderr=True).print(f"error: unknown case(s) {unknown}; choose from {CASES}")
-        raise typer.Exit(2)
+        fail(f"unknown case(s) {unknown}; choose from {CASES}")
     contenders = default_contenders()
     if strategy:
         contenders = [c for c in contenders if any(c.label.startswith(s) for s in strategy)]
