@@ -36,8 +36,6 @@ bench_app = typer.Typer(
 )
 app.add_typer(bench_app, name="bench")
 
-EXIT_ERROR = 2
-
 
 def bench_frames(n: int, size_px: int, *, seed: int = 0) -> list[np.ndarray]:
     """`n` distinct uint16 frames (size_px²) of simulated cells at a spread of defocus."""
@@ -200,7 +198,6 @@ def bench_score(
             )
     except (AutofocusError, ValueError, OSError) as exc:
         fail(str(exc))
-        return
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return

@@ -54,7 +54,6 @@ def bench_focus_map(
         )
     except ValueError as exc:
         fail(str(exc))
-        return
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return

@@ -21,6 +21,7 @@ import typer
 
 from autofocus.cli.bench import bench_app
 from autofocus.cli.help import AutofocusCommand
+from autofocus.cli.output import fail
 
 if TYPE_CHECKING:
     from autofocus.bench.search import Contender, Trial
@@ -88,8 +89,6 @@ def bench_search(
     """
     import os
 
-    from rich.console import Console
-
     from autofocus.bench.search import (
         calibration_table,
         debris_trials,
@@ -110,19 +109,10 @@ def bench_search(
         cases = list(CASES)
     unknown = [c for c in cases if c not in CASES]
     if unknown:
-        Console(stderr=True).print(f"error: unknown case(s) {unknown}; choose from {CASES}")
-        raise typer.Exit(2)
+        fail(f"unknown case(s) {unknown}; choose from {CASES}")
     contenders = default_contenders()
     if strategy:
         contenders = [c for c in contenders if any(c.label.startswith(s) for s in strategy)]
-    main_trials = make_trials(
-        per_case,
-        range_um=range_um,
-        specimens=specimen or ("beads", "cells", "fibres"),
-        modalities=modality or ("fluorescence",),
-        photon_levels=photons or (50.0, 10.0),
-        seed=seed,
-    )
     reports: dict[str, Any] = {}
     for name in cases:
         if name == "tracking":
@@ -130,17 +120,19 @@ def bench_search(
                                          scorer_name=scorer, seed=seed)
             continue
         rng = 200.0 if name == "range200" else range_um
-        trials = {
-            "main": main_trials,
-            "range200": make_trials(
-                per_case, range_um=200.0,
+        if name == "debris":
+            trials = debris_trials(debris_count, range_um=range_um, seed=seed)
+        elif name == "garbage":
+            trials = garbage_trials(garbage_count, range_um=range_um, seed=seed)
+        else:  # main and range200 differ only in the range
+            trials = make_trials(
+                per_case,
+                range_um=rng,
                 specimens=specimen or ("beads", "cells", "fibres"),
                 modalities=modality or ("fluorescence",),
-                photon_levels=photons or (50.0, 10.0), seed=seed,
-            ),
-            "debris": debris_trials(debris_count, range_um=range_um, seed=seed),
-            "garbage": garbage_trials(garbage_count, range_um=range_um, seed=seed),
-        }[name]
+                photon_levels=photons or (50.0, 10.0),
+                seed=seed,
+            )
         reports[name] = _run(trials, contenders, scorer, rng, name)
     if as_json:
         sys.stdout.write(json.dumps(_slim(reports), indent=2) + "\n")

@@ -13,6 +13,7 @@ decoded (`PixelBudgetExceeded`); running out of memory while decoding raises
 from __future__ import annotations
 
 import io
+import math
 import warnings
 
 import numpy as np
@@ -43,14 +44,14 @@ def count_values(data: bytes, filename: str = "upload") -> int:
             import tifffile
 
             with tifffile.TiffFile(io.BytesIO(data)) as tif:
-                return sum(_prod(tuple(page.shape)) for page in tif.pages)
+                return sum(math.prod(map(int, page.shape)) for page in tif.pages)
         if data[:8] == b"\x89PNG\r\n\x1a\n":
             from PIL import Image
 
             with Image.open(io.BytesIO(data)) as img:
                 return img.width * img.height * max(1, len(img.getbands()))
         if data[:6] == b"\x93NUMPY":
-            return _prod(_npy_header(io.BytesIO(data))[0])
+            return math.prod(_npy_header(io.BytesIO(data))[0])
         raise ImageError("not a TIFF, PNG or NPY file")
     except ImageError as exc:
         raise ImageError(f"{filename}: {exc}") from None
@@ -73,13 +74,6 @@ def check_budget(uploads: list[tuple[str, bytes]], max_values: int) -> int:
                 "per request"
             )
     return total
-
-
-def _prod(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
 
 
 def decode_frames(

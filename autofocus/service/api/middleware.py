@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from autofocus.service.api.guards import UPLOAD_PATHS
 from autofocus.service.api.problems import PayloadTooLarge, send_problem
 from autofocus.service.metrics import Metrics
 
@@ -24,9 +25,6 @@ _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # extra bytes before answering 413, so an ordinary client sees the answer instead of a
 # reset connection; anything bigger is answered at once.
 _DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
-
-
-UPLOAD_PATHS = frozenset({"/v1/score"})
 
 
 class RequestContextMiddleware:

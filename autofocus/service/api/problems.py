@@ -105,6 +105,30 @@ _HTTP_TITLES = {
 }
 
 
+def problem_body(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str | None,
+    *,
+    instance: str | None = None,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """The RFC 9457 body: `type` (from `slug`), `title`, `status`, `detail`, then `instance`
+    when given and `request_id` when known."""
+    body: dict[str, Any] = {
+        "type": _TYPE_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if instance is not None:
+        body["instance"] = instance
+    if request_id:
+        body["request_id"] = request_id
+    return body
+
+
 async def send_problem(
     scope: Any,
     send: Any,
@@ -115,16 +139,10 @@ async def send_problem(
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """Send a problem+json answer straight from ASGI middleware (no route involved)."""
-    body: dict[str, Any] = {
-        "type": _TYPE_BASE + slug,
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "instance": scope.get("path", ""),
-    }
-    request_id = scope.get("state", {}).get("request_id")
-    if request_id:
-        body["request_id"] = request_id
+    body = problem_body(
+        status, slug, title, detail,
+        instance=scope.get("path", ""), request_id=scope.get("state", {}).get("request_id"),
+    )
     data = json.dumps(body).encode()
     await send(
         {
@@ -151,16 +169,10 @@ def problem_response(
     **extra: Any,
 ) -> ProblemResponse:
     """Build a problem+json response for `request`."""
-    body: dict[str, Any] = {
-        "type": _TYPE_BASE + slug,
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "instance": request.url.path,
-    }
-    request_id = getattr(request.state, "request_id", None)
-    if request_id:
-        body["request_id"] = request_id
+    body = problem_body(
+        status, slug, title, detail,
+        instance=request.url.path, request_id=getattr(request.state, "request_id", None),
+    )
     body.update(extra)
     return ProblemResponse(to_jsonable(body), status_code=status, headers=headers)
 

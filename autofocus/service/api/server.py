@@ -36,6 +36,7 @@ from fastapi import FastAPI
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from autofocus.service.api.app import create_app
+from autofocus.service.api.problems import problem_body
 from autofocus.service.jobs.manager import JobManager
 from autofocus.settings import Settings
 
@@ -97,10 +98,7 @@ _TIMEOUT_408 = (
 
 
 def _raw_problem(template: bytes, status: int, slug: str, title: str, detail: str) -> bytes:
-    body = json.dumps(
-        {"type": f"urn:autofocus:problem:{slug}", "title": title, "status": status,
-         "detail": detail}
-    ).encode()
+    body = json.dumps(problem_body(status, slug, title, detail)).encode()
     return template % (len(body), body)
 
 

@@ -268,6 +268,7 @@ class JobManager:
         (invalid request; nothing queued, stage untouched) and `QueueFull`.
         """
         fingerprint = _fingerprint(fields)
+        interrupted_id: str | None = None  # a crash-interrupted job whose key is taken over
         with self._lock:
             if idempotency_key is not None:
                 found = self.store.find_by_idempotency_key(idempotency_key)
@@ -281,10 +282,11 @@ class JobManager:
                     if job.state is not JobState.INTERRUPTED:
                         return job, False
                     # Asked again after a crash interrupted it: a new job takes the key
-                    # (validated below; the old one keeps its record without the key).
-                    self.resolve(fields)  # an invalid request must not take the key away
-                    self.store.release_idempotency_key(job.id)
+                    # (the old one keeps its record without the key).
+                    interrupted_id = job.id
             request = self.resolve(fields)
+            if interrupted_id is not None:  # only once valid: a bad request keeps the key
+                self.store.release_idempotency_key(interrupted_id)
             if len(self._queue) >= self.settings.queue_max:
                 raise QueueFull(
                     f"{len(self._queue)} jobs are already waiting (queue_max "

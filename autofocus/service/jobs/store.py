@@ -200,27 +200,21 @@ class JobStore:
         finished = time.time() if finished_s is None else finished_s
         live = (JobState.QUEUED.value, JobState.RUNNING.value)
         with self._lock, self._tx():
-            if progress is None:
-                cur = self._db.execute(
-                    "UPDATE jobs SET state=?, result=?, error=?, finished_s=?, error_code=?"
-                    " WHERE id=? AND state IN (?, ?)",
-                    (state.value, _opt_dumps(result), error, finished, error_code, job_id, *live),
-                )
-            else:
-                cur = self._db.execute(
-                    "UPDATE jobs SET state=?, result=?, error=?, finished_s=?, progress=?,"
-                    " error_code=? WHERE id=? AND state IN (?, ?)",
-                    (
-                        state.value,
-                        _opt_dumps(result),
-                        error,
-                        finished,
-                        _dumps(progress),
-                        error_code,
-                        job_id,
-                        *live,
-                    ),
-                )
+            # progress None keeps the stored one (COALESCE).
+            cur = self._db.execute(
+                "UPDATE jobs SET state=?, result=?, error=?, finished_s=?,"
+                " progress=COALESCE(?, progress), error_code=? WHERE id=? AND state IN (?, ?)",
+                (
+                    state.value,
+                    _opt_dumps(result),
+                    error,
+                    finished,
+                    _opt_dumps(progress),
+                    error_code,
+                    job_id,
+                    *live,
+                ),
+            )
             if cur.rowcount == 0:
                 return None
             data: dict[str, Any] = {"state": state.value, "at_s": finished, "error": error}
@@ -288,16 +282,7 @@ class JobStore:
                 "SELECT id FROM jobs WHERE state=? ORDER BY seq", (JobState.QUEUED.value,)
             ).fetchall()
             for row in rows:
-                self._db.execute(
-                    "UPDATE jobs SET state=?, error=?, finished_s=? WHERE id=?",
-                    (JobState.INTERRUPTED.value, error, now, row["id"]),
-                )
-                event = self._append_event(
-                    row["id"], "state", {"state": "interrupted", "at_s": now, "error": error}
-                )
-                job = self._get(row["id"])
-                assert job is not None
-                out.append((job, event))
+                out.append(self._interrupt(row["id"], error, now))
         return out
 
     def set_cancel_requested(self, job_id: str) -> None:
@@ -349,19 +334,30 @@ class JobStore:
                 progress = dict(job.progress)
                 progress["interrupted_z_um"] = last_z
                 progress["commanded_moves"] = moves
-                self._db.execute(
-                    "UPDATE jobs SET state=?, error=?, finished_s=?, progress=? WHERE id=?",
-                    (JobState.INTERRUPTED.value, error, now, _dumps(progress), job.id),
-                )
-                event = self._append_event(
-                    job.id,
-                    "state",
-                    {"state": "interrupted", "at_s": now, "error": error, "last_z_um": last_z},
-                )
-                updated = self._get(job.id)
-                assert updated is not None
-                out.append((updated, event))
+                out.append(self._interrupt(job.id, error, now, progress, last_z_um=last_z))
         return out
+
+    def _interrupt(
+        self,
+        job_id: str,
+        error: str,
+        now: float,
+        progress: dict[str, Any] | None = None,
+        **event_data: Any,
+    ) -> tuple[Job, StoredEvent]:
+        """Mark `job_id` interrupted with `error` (and `progress` when given) inside the
+        caller's transaction; return the job and its state event (`event_data` added)."""
+        self._db.execute(
+            "UPDATE jobs SET state=?, error=?, finished_s=?, progress=COALESCE(?, progress)"
+            " WHERE id=?",
+            (JobState.INTERRUPTED.value, error, now, _opt_dumps(progress), job_id),
+        )
+        event = self._append_event(
+            job_id, "state", {"state": "interrupted", "at_s": now, "error": error, **event_data}
+        )
+        job = self._get(job_id)
+        assert job is not None
+        return job, event
 
     def purge(
         self,
