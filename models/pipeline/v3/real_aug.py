@@ -86,7 +86,7 @@ def main(argv: list[str]) -> int:
     from autofocus.stacks.evaluation import judge_curve
     from autofocus.stacks.readers import iter_corpus
     from models.pipeline.data import default_real_dir
-    from models.pipeline.v3.train import TrainConfig, fit_head
+    from models.pipeline.v3.train import TrainConfig, channel_last, fit_head
 
     cache = Path(argv[0])
     real_dir = Path(argv[1]) if len(argv) > 1 else default_real_dir()
@@ -102,9 +102,8 @@ def main(argv: list[str]) -> int:
     import torch
 
     def hidden_of(head, feats):
-        x = torch.from_numpy(np.moveaxis(feats.reshape(*feats.shape[:2], -1), 1, 2).copy())
         with torch.no_grad():
-            return [h.numpy().astype(np.float64) for h in head.hidden_layer(x)]
+            return [h.numpy().astype(np.float64) for h in head.hidden_layer(channel_last(feats))]
 
     real_feats = {}
     for stack, label in labelled:
