@@ -700,7 +700,6 @@ class OnnxDefocusScorer(OnnxFocusScorer):
         dof = self.dof_um if dof_um is None else float(dof_um)
         if dof is not None and not (math.isfinite(dof) and dof > 0):
             raise ValueError(f"dof_um must be a positive number of micrometres, got {dof_um!r}")
-        want_pairs = self.pair_head is not None and dof is not None and np.unique(z).size >= 2
         out = self._frame_outputs(frames, reuse=True)
         distance = np.maximum(out["distance_dof"], 0.0)
         # The graph regresses log(|dz| + offset) with a Gaussian of variance exp(lv):
@@ -719,7 +718,7 @@ class OnnxDefocusScorer(OnnxFocusScorer):
         focus_z = focus_sigma = side_p = None
         side_settled = None
         if dof is not None and np.unique(z).size >= 2:
-            pairs = self._pairs(greys, z, out, dof) if want_pairs else None
+            pairs = self._pairs(greys, z, out, dof) if self.pair_head is not None else None
             fit = fit_focus(z, distance * dof, sigma * dof, weight=1.0 - model_p,
                             pairs=pairs)
             focus_z, focus_sigma = fit.focus_z_um, fit.focus_sigma_um
