@@ -82,6 +82,18 @@ def frame_spectrum(grey: np.ndarray) -> np.ndarray:
     return np.concatenate([power, [float(f.mean(dtype=np.float64))]])
 
 
+def _band_terms(spec_a: np.ndarray, spec_b: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """What the pair features and their context share, from two `frame_spectrum`s: band
+    powers pa, pb, their logs la, lb, the noise floor (the weaker frame's mean power in the
+    top three bands) and dmu, the change of log mean² from a to b (0 for a non-positive mean)."""
+    pa, pb = spec_a[:-1], spec_b[:-1]
+    ma, mb = spec_a[-1], spec_b[-1]
+    floor = max(min(pa[-3:].mean(), pb[-3:].mean()), 1e-12)
+    dmu = 2.0 * math.log(mb / ma) if ma > 0 and mb > 0 else 0.0
+    return pa, pb, np.log(pa + 1e-12), np.log(pb + 1e-12), floor, dmu
+
+
 def spectrum_pair_features(spec_a: np.ndarray, spec_b: np.ndarray) -> np.ndarray:
     """Antisymmetric features (4·SPECTRUM_BANDS,) of two `frame_spectrum`s, frames a → b.
 
@@ -91,11 +103,7 @@ def spectrum_pair_features(spec_a: np.ndarray, spec_b: np.ndarray) -> np.ndarray
     second version of dl; each is also weighted by the band's signal-to-floor
     ratio snr (log), so bands lost in noise count less.
     """
-    pa, pb = spec_a[:-1], spec_b[:-1]
-    ma, mb = spec_a[-1], spec_b[-1]
-    floor = max(min(pa[-3:].mean(), pb[-3:].mean()), 1e-12)
-    dmu = 2.0 * math.log(mb / ma) if ma > 0 and mb > 0 else 0.0
-    la, lb = np.log(pa + 1e-12), np.log(pb + 1e-12)
+    pa, pb, la, lb, floor, dmu = _band_terms(spec_a, spec_b)
     dl = lb - la - dmu
     dl_floor = (np.log(np.maximum(pb - floor, 1e-3 * floor))
                 - np.log(np.maximum(pa - floor, 1e-3 * floor)) - dmu)
@@ -159,12 +167,8 @@ def pair_context_features(bands_a: np.ndarray, contrast_a: float, m_a: float,
     of the contrasts; the log noise floor relative to the squared mean; |change of log
     mean²|. Every entry is symmetric in a ↔ b, so the version-3 head stays antisymmetric.
     """
-    pa, pb = spec_a[:-1], spec_b[:-1]
-    ma, mb = spec_a[-1], spec_b[-1]
-    floor = max(min(pa[-3:].mean(), pb[-3:].mean()), 1e-12)
-    dmu = 2.0 * math.log(mb / ma) if ma > 0 and mb > 0 else 0.0
-    la, lb = np.log(pa + 1e-12), np.log(pb + 1e-12)
-    lm = 0.5 * math.log(max(ma * mb, 1e-12))
+    _, _, la, lb, floor, dmu = _band_terms(spec_a, spec_b)
+    lm = 0.5 * math.log(max(spec_a[-1] * spec_b[-1], 1e-12))
     level = 0.5 * (la + lb)
     return np.concatenate([level - math.log(floor), level - 2.0 * lm, 0.5 * (bands_a + bands_b),
                            [0.5 * (m_a + m_b), 0.5 * (contrast_a + contrast_b),
