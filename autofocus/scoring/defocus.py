@@ -25,6 +25,10 @@ SPECTRUM_BANDS = 16
 """Radial frequency bands of `frame_spectrum`, log-spaced from 2 cycles per tile to Nyquist."""
 SPECTRUM_MAX_TILES = 16
 """At most this many tiles (from the frame centre outwards) are averaged per frame."""
+FRAME_BANDS = slice(12, 24)
+"""Where a v3 graph's `features` keep the 12 frame-averaged log band energies (pair head input)."""
+FRAME_CONTRAST = 24
+"""… and the frame contrast log(V / μ²) (pair head input)."""
 SIDE_SETTLED_DCHI2 = 4.0
 """The side of focus counts as settled when the best solution on the other side of the frames
 costs at least this much more (Δχ²; side probability ≥ 1/(1+e⁻²) ≈ 0.88) …"""
@@ -374,5 +378,6 @@ def fit_focus(z_um: np.ndarray, distance_um: np.ndarray, sigma_um: np.ndarray,
     return fit
 
 
-__all__ = ["SIDE_SETTLED_DCHI2", "SIDE_SETTLED_PAIR_LOGODDS", "FocusFit", "PairHead", "fit_focus",
-           "frame_spectrum", "pair_context_features", "spectrum_pair_features"]
+__all__ = ["FRAME_BANDS", "FRAME_CONTRAST", "SIDE_SETTLED_DCHI2", "SIDE_SETTLED_PAIR_LOGODDS",
+           "FocusFit", "PairHead", "fit_focus", "frame_spectrum", "pair_context_features",
+           "spectrum_pair_features"]

@@ -41,7 +41,13 @@ import structlog
 
 from autofocus.errors import ImageError, ModelError
 from autofocus.scoring.base import DefocusEstimate, DefocusEstimator, ScorerEntry
-from autofocus.scoring.defocus import PairHead, fit_focus, frame_spectrum
+from autofocus.scoring.defocus import (
+    FRAME_BANDS,
+    FRAME_CONTRAST,
+    PairHead,
+    fit_focus,
+    frame_spectrum,
+)
 from autofocus.scoring.empty_field import combine_no_specimen, empty_field_p
 from autofocus.scoring.preprocess import (
     PREPROCESS_VERSION,
@@ -752,7 +758,8 @@ class OnnxDefocusScorer(OnnxFocusScorer):
                 gap = abs(z[j] - z[i]) / dof
                 if 0.3 <= gap <= head.max_gap_dof:
                     pairs.append((i, j, head.logodds(
-                        frame[i][12:24], frame[i][24], m[i], frame[j][12:24], frame[j][24], m[j],
+                        frame[i][FRAME_BANDS], frame[i][FRAME_CONTRAST], m[i],
+                        frame[j][FRAME_BANDS], frame[j][FRAME_CONTRAST], m[j],
                         spectrum(i), spectrum(j))))
         return pairs
 

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from autofocus.scoring.defocus import PairHead, frame_spectrum
+from autofocus.scoring.defocus import FRAME_BANDS, FRAME_CONTRAST, PairHead, frame_spectrum
 from autofocus.scoring.preprocess import prepare_raw
 from models.pipeline.card import update_card
 from models.pipeline.synth import make_stack
@@ -85,8 +85,9 @@ def pair_dataset_v2(model_path: Path, n_stacks: int, seed0: int = PAIR_SEED0,
     for so in training_stacks(model_path, n_stacks, seed0, shape):
         f, m, spec, d = so.features, so.log_distance, so.spectra, so.dz_dof
         for a, b in same_side_pairs(d, min_gap_dof=0.5):
-            xs.append(head.pair_features(f[a][12:24], f[a][24], m[a], f[b][12:24],
-                                         f[b][24], m[b], spec[a], spec[b]))
+            xs.append(head.pair_features(f[a][FRAME_BANDS], f[a][FRAME_CONTRAST], m[a],
+                                         f[b][FRAME_BANDS], f[b][FRAME_CONTRAST], m[b],
+                                         spec[a], spec[b]))
             ys.append(float(abs(d[b]) < abs(d[a])))
             conds.append(so.cond)
     return np.asarray(xs), np.asarray(ys), conds
