@@ -86,7 +86,8 @@ def main(argv: list[str]) -> int:
     from autofocus.stacks.evaluation import judge_curve
     from autofocus.stacks.readers import iter_corpus
     from models.pipeline.data import default_real_dir
-    from models.pipeline.v3.train import TrainConfig, channel_last, fit_head
+    from models.pipeline.train import channel_last
+    from models.pipeline.v3.train import TrainConfig, fit_head
 
     cache = Path(argv[0])
     real_dir = Path(argv[1]) if len(argv) > 1 else default_real_dir()
