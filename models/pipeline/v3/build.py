@@ -147,14 +147,14 @@ def main(argv: list[str] | None = None) -> int:
             "config": config.as_dict(), "train_s": round(history["train_s"], 1),
         },
     }
-    from models.pipeline.v3.pairs import card_section, fit_pair_head, pair_dataset
+    from models.pipeline.v3.pairs import card_section, fit_pair_head, pair_dataset, train_accuracy
     from models.pipeline.v3.train import predict
 
     pick = np.random.default_rng(0).permutation(len(stacks))[:800]  # all conditions
     sub = [stacks[i] for i in sorted(pick)]
     px, py = pair_dataset(sub, [predict(head, s.features)["m"] for s in sub])
     pair = fit_pair_head(px, py)
-    acc = float(np.mean(((px / pair.scale) @ pair.weights > 0) == (py > 0.5)))
+    acc = train_accuracy(pair, px, py)
     _step(f"pair head on {len(py)} pairs: training accuracy {acc:.3f}", t0)
     extra["pair_head"] = card_section(pair, acc, len(py))
     _step("exporting ONNX + parity check", t0)

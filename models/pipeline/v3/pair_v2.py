@@ -35,7 +35,7 @@ from autofocus.scoring.preprocess import prepare_raw
 from models.pipeline.card import update_card
 from models.pipeline.synth import make_stack
 from models.pipeline.v3.data import TRAIN_MIX
-from models.pipeline.v3.pairs import MAX_GAP_DOF, fit_pair_head, same_side_pairs
+from models.pipeline.v3.pairs import MAX_GAP_DOF, fit_pair_head, same_side_pairs, train_accuracy
 
 PAIR_SEED0 = 5_000_000
 GRID_DOF = np.arange(-8.0, 8.0 + 1e-9, 0.5)
@@ -99,7 +99,7 @@ def refit(model_path: Path, n_stacks: int = 600) -> dict:
     x, y, _ = pair_dataset_v2(model_path, n_stacks)
     v1 = fit_pair_head(x, y, l2=L2)
     head = PairHead(v1.weights, v1.scale, MAX_GAP_DOF, version=2)
-    acc = float(np.mean(((x / head.scale) @ head.weights > 0) == (y > 0.5)))
+    acc = train_accuracy(head, x, y)
     return {"version": 2, "weights": [float(v) for v in head.weights],
             "scale": [float(v) for v in head.scale], "max_gap_dof": head.max_gap_dof,
             "train_pairs": int(y.size), "train_accuracy": acc, "train_stacks": n_stacks,

@@ -46,7 +46,7 @@ from models.pipeline.v3.pair_v2 import (
     store_pair_head,
     training_stacks,
 )
-from models.pipeline.v3.pairs import MAX_GAP_DOF, same_side_pairs
+from models.pipeline.v3.pairs import MAX_GAP_DOF, same_side_pairs, train_accuracy
 
 HIDDEN = 32
 EPOCHS = 15
@@ -128,7 +128,7 @@ def train_head(x: np.ndarray, c: np.ndarray, y: np.ndarray, *, hidden: int = HID
 def card_section(head: PairHead, x: np.ndarray, c: np.ndarray, y: np.ndarray,
                  n_stacks: int, fit_s: float, epochs: int = EPOCHS) -> dict:
     """The card's `pair_head` section of a version-3 head."""
-    acc = float(np.mean((head.logodds_of(x, c) > 0) == (y > 0.5)))
+    acc = train_accuracy(head, x, y, c)
 
     def lst(a: np.ndarray | None) -> list:
         return np.asarray(a, np.float64).tolist()

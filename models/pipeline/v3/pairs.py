@@ -64,6 +64,13 @@ def fit_pair_head(x: np.ndarray, y: np.ndarray, l2: float = 1e-4) -> PairHead:
     return PairHead(w, scale, MAX_GAP_DOF)
 
 
+def train_accuracy(head: PairHead, x: np.ndarray, y: np.ndarray,
+                   c: np.ndarray | None = None) -> float:
+    """Share of pairs (unscaled features x, version-3 context c) whose log-odds sign matches
+    y (1 when frame b is closer)."""
+    return float(np.mean((head.logodds_of(x, c) > 0) == (y > 0.5)))
+
+
 def card_section(head: PairHead, accuracy: float, n_pairs: int) -> dict:
     """The model card's `pair_head` section."""
     return {"weights": [float(v) for v in head.weights], "scale": [float(v) for v in head.scale],
