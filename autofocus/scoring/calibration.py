@@ -65,12 +65,16 @@ def patch_hidden(hidden_map: np.ndarray) -> np.ndarray:
     return h.reshape(h.shape[0], -1).T.copy()
 
 
+def _top_patches(patch_logits: np.ndarray) -> np.ndarray:
+    """Indices of the patches the graph pools: the top max(1, P // TOPK_DIV) score logits (P,)."""
+    k = max(1, patch_logits.size // TOPK_DIV)
+    return np.argpartition(-patch_logits, k - 1)[:k]
+
+
 def frame_outputs(hidden: np.ndarray, layer: OutputLayer) -> np.ndarray:
     """Pooled (logit, m, lv) of one frame from its patch vectors (P, H), as the graph pools."""
     out = hidden @ layer.weight.T + layer.bias           # (P, 4)
-    k = max(1, out.shape[0] // TOPK_DIV)
-    top = np.argpartition(-out[:, 0], k - 1)[:k]
-    return out[top, :3].mean(axis=0)
+    return out[_top_patches(out[:, 0]), :3].mean(axis=0)
 
 
 def stack_logits(stack: CalStack, layer: OutputLayer) -> np.ndarray:
@@ -110,8 +114,7 @@ def fit_output_layer(stacks: Sequence[CalStack], stock: OutputLayer, *,
             dlogit = np.empty((len(hidden), h_dim))
             for i, h in enumerate(hidden):
                 s = h @ w + b
-                k = max(1, s.size // TOPK_DIV)
-                sel = np.argpartition(-s, k - 1)[:k]
+                sel = _top_patches(s)
                 logits[i] = s[sel].mean()
                 dlogit[i] = h[sel].mean(axis=0)
             g_logit = np.zeros(len(hidden))
@@ -157,9 +160,7 @@ def _fit_distance_rows(stacks: Sequence[CalStack], layer: OutputLayer, dof_um: f
     pooled, targets = [], []
     for s in stacks:
         for h, z in zip(s.hidden, s.z_um, strict=True):
-            sc = h @ layer.weight[0] + layer.bias[0]
-            k = max(1, sc.size // TOPK_DIV)
-            pooled.append(h[np.argpartition(-sc, k - 1)[:k]].mean(axis=0))
+            pooled.append(h[_top_patches(h @ layer.weight[0] + layer.bias[0])].mean(axis=0))
             targets.append(math.log(abs(z - s.best_z_um) / dof_um + dist_offset))
     x = np.asarray(pooled)
     t = np.asarray(targets)

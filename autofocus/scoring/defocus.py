@@ -25,6 +25,10 @@ SPECTRUM_BANDS = 16
 """Radial frequency bands of `frame_spectrum`, log-spaced from 2 cycles per tile to Nyquist."""
 SPECTRUM_MAX_TILES = 16
 """At most this many tiles (from the frame centre outwards) are averaged per frame."""
+FRAME_BANDS = slice(12, 24)
+"""Where a v3 graph's `features` keep the 12 frame-averaged log band energies (pair head input)."""
+FRAME_CONTRAST = 24
+"""… and the frame contrast log(V / μ²) (pair head input)."""
 SIDE_SETTLED_DCHI2 = 4.0
 """The side of focus counts as settled when the best solution on the other side of the frames
 costs at least this much more (Δχ²; side probability ≥ 1/(1+e⁻²) ≈ 0.88) …"""
@@ -82,6 +86,18 @@ def frame_spectrum(grey: np.ndarray) -> np.ndarray:
     return np.concatenate([power, [float(f.mean(dtype=np.float64))]])
 
 
+def _band_terms(spec_a: np.ndarray, spec_b: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """What the pair features and their context share, from two `frame_spectrum`s: band
+    powers pa, pb, their logs la, lb, the noise floor (the weaker frame's mean power in the
+    top three bands) and dmu, the change of log mean² from a to b (0 for a non-positive mean)."""
+    pa, pb = spec_a[:-1], spec_b[:-1]
+    ma, mb = spec_a[-1], spec_b[-1]
+    floor = max(min(pa[-3:].mean(), pb[-3:].mean()), 1e-12)
+    dmu = 2.0 * math.log(mb / ma) if ma > 0 and mb > 0 else 0.0
+    return pa, pb, np.log(pa + 1e-12), np.log(pb + 1e-12), floor, dmu
+
+
 def spectrum_pair_features(spec_a: np.ndarray, spec_b: np.ndarray) -> np.ndarray:
     """Antisymmetric features (4·SPECTRUM_BANDS,) of two `frame_spectrum`s, frames a → b.
 
@@ -91,11 +107,7 @@ def spectrum_pair_features(spec_a: np.ndarray, spec_b: np.ndarray) -> np.ndarray
     second version of dl; each is also weighted by the band's signal-to-floor
     ratio snr (log), so bands lost in noise count less.
     """
-    pa, pb = spec_a[:-1], spec_b[:-1]
-    ma, mb = spec_a[-1], spec_b[-1]
-    floor = max(min(pa[-3:].mean(), pb[-3:].mean()), 1e-12)
-    dmu = 2.0 * math.log(mb / ma) if ma > 0 and mb > 0 else 0.0
-    la, lb = np.log(pa + 1e-12), np.log(pb + 1e-12)
+    pa, pb, la, lb, floor, dmu = _band_terms(spec_a, spec_b)
     dl = lb - la - dmu
     dl_floor = (np.log(np.maximum(pb - floor, 1e-3 * floor))
                 - np.log(np.maximum(pa - floor, 1e-3 * floor)) - dmu)
@@ -159,12 +171,8 @@ def pair_context_features(bands_a: np.ndarray, contrast_a: float, m_a: float,
     of the contrasts; the log noise floor relative to the squared mean; |change of log
     mean²|. Every entry is symmetric in a ↔ b, so the version-3 head stays antisymmetric.
     """
-    pa, pb = spec_a[:-1], spec_b[:-1]
-    ma, mb = spec_a[-1], spec_b[-1]
-    floor = max(min(pa[-3:].mean(), pb[-3:].mean()), 1e-12)
-    dmu = 2.0 * math.log(mb / ma) if ma > 0 and mb > 0 else 0.0
-    la, lb = np.log(pa + 1e-12), np.log(pb + 1e-12)
-    lm = 0.5 * math.log(max(ma * mb, 1e-12))
+    _, _, la, lb, floor, dmu = _band_terms(spec_a, spec_b)
+    lm = 0.5 * math.log(max(spec_a[-1] * spec_b[-1], 1e-12))
     level = 0.5 * (la + lb)
     return np.concatenate([level - math.log(floor), level - 2.0 * lm, 0.5 * (bands_a + bands_b),
                            [0.5 * (m_a + m_b), 0.5 * (contrast_a + contrast_b),
@@ -370,5 +378,6 @@ def fit_focus(z_um: np.ndarray, distance_um: np.ndarray, sigma_um: np.ndarray,
     return fit
 
 
-__all__ = ["SIDE_SETTLED_DCHI2", "SIDE_SETTLED_PAIR_LOGODDS", "FocusFit", "PairHead", "fit_focus",
-           "frame_spectrum", "pair_context_features", "spectrum_pair_features"]
+__all__ = ["FRAME_BANDS", "FRAME_CONTRAST", "SIDE_SETTLED_DCHI2", "SIDE_SETTLED_PAIR_LOGODDS",
+           "FocusFit", "PairHead", "fit_focus", "frame_spectrum", "pair_context_features",
+           "spectrum_pair_features"]

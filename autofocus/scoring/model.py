@@ -41,7 +41,13 @@ import structlog
 
 from autofocus.errors import ImageError, ModelError
 from autofocus.scoring.base import DefocusEstimate, DefocusEstimator, ScorerEntry
-from autofocus.scoring.defocus import PairHead, fit_focus, frame_spectrum
+from autofocus.scoring.defocus import (
+    FRAME_BANDS,
+    FRAME_CONTRAST,
+    PairHead,
+    fit_focus,
+    frame_spectrum,
+)
 from autofocus.scoring.empty_field import combine_no_specimen, empty_field_p
 from autofocus.scoring.preprocess import (
     PREPROCESS_VERSION,
@@ -700,7 +706,6 @@ class OnnxDefocusScorer(OnnxFocusScorer):
         dof = self.dof_um if dof_um is None else float(dof_um)
         if dof is not None and not (math.isfinite(dof) and dof > 0):
             raise ValueError(f"dof_um must be a positive number of micrometres, got {dof_um!r}")
-        want_pairs = self.pair_head is not None and dof is not None and np.unique(z).size >= 2
         out = self._frame_outputs(frames, reuse=True)
         distance = np.maximum(out["distance_dof"], 0.0)
         # The graph regresses log(|dz| + offset) with a Gaussian of variance exp(lv):
@@ -719,7 +724,7 @@ class OnnxDefocusScorer(OnnxFocusScorer):
         focus_z = focus_sigma = side_p = None
         side_settled = None
         if dof is not None and np.unique(z).size >= 2:
-            pairs = self._pairs(greys, z, out, dof) if want_pairs else None
+            pairs = self._pairs(greys, z, out, dof) if self.pair_head is not None else None
             fit = fit_focus(z, distance * dof, sigma * dof, weight=1.0 - model_p,
                             pairs=pairs)
             focus_z, focus_sigma = fit.focus_z_um, fit.focus_sigma_um
@@ -753,7 +758,8 @@ class OnnxDefocusScorer(OnnxFocusScorer):
                 gap = abs(z[j] - z[i]) / dof
                 if 0.3 <= gap <= head.max_gap_dof:
                     pairs.append((i, j, head.logodds(
-                        frame[i][12:24], frame[i][24], m[i], frame[j][12:24], frame[j][24], m[j],
+                        frame[i][FRAME_BANDS], frame[i][FRAME_CONTRAST], m[i],
+                        frame[j][FRAME_BANDS], frame[j][FRAME_CONTRAST], m[j],
                         spectrum(i), spectrum(j))))
         return pairs
 

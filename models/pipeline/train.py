@@ -48,12 +48,16 @@ class TrainConfig:
         return asdict(self)
 
 
+def channel_last(features: np.ndarray) -> torch.Tensor:
+    """(..., F, gh, gw) → (..., gh·gw, F) float32 tensor: channel axis last, patches flattened,
+    for the per-patch linear layers."""
+    f = np.asarray(features, np.float32)
+    f = f.reshape(*f.shape[:-2], -1)
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(f, -2, -1)))
+
+
 def _tensors(stacks: Sequence[FeatureStack], min_gap_dof: float):
-    feats = np.stack([s.features for s in stacks]).astype(np.float32)  # (S, P, F, gh, gw)
-    s_, p_, f_ = feats.shape[:3]
-    # Channel axis last, patches flattened: (S, P, n_patches, F) for the linear-layer path.
-    x = torch.from_numpy(np.ascontiguousarray(
-        feats.reshape(s_, p_, f_, -1).transpose(0, 1, 3, 2)))
+    x = channel_last(np.stack([s.features for s in stacks]))  # (S, P, n_patches, F)
     y = torch.from_numpy(np.stack([focus_label(s.dz_um, s.dof_um) for s in stacks])
                          .astype(np.float32))
     return x, y, pair_mask(stacks, min_gap_dof)

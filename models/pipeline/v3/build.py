@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from models.pipeline import data as feature_cache
+from models.pipeline.card import update_card
 from models.pipeline.v3 import data
 from models.pipeline.v3.train import TrainConfig, fit_head
 
@@ -67,26 +68,28 @@ def parity_frames() -> list[np.ndarray]:
 def _calibrate_on_real(base: Path, base_card: dict, args: argparse.Namespace, t0: float) -> Path:
     """Refit the base model's score row on the real corpus; the result is the shipped file."""
     from autofocus.stacks.calibrate import calibrate
-    from models.pipeline.v3.export import write_card
 
     out = args.out / f"{args.stem}.onnx"
     _step(f"refitting the output layer on the stacks of {args.real}", t0)
     report = calibrate([args.real], out, model=str(base))
-    card = json.loads(out.with_suffix(".json").read_text())
     report["note"] = ("the base model saw in-focus tiles of every stack here, so these LOSO "
                       "figures only measure the refit; the clean LOSO figures of the whole "
                       "recipe are metrics.real_loso")
-    card.update(version=args.stem.split("-")[-1], parity=base_card["parity"],
-                calibration=report, base_sha256=base_card["sha256"])
     loso = (args.cache / "loso.json") if args.cache else None
-    if loso is not None and loso.is_file():
-        card.setdefault("metrics", {})["real_loso"] = {
-            "command": "python -m models.pipeline.v3.real_aug CACHE_DIR",
-            "protocol": "per held-out stack: base head trained on synthetic stacks + tiles of "
-                        "the other stacks' in-focus planes, output layer refitted on the other "
-                        "stacks; the held-out stack's planes scored and judged as autofocus eval",
-            **json.loads(loso.read_text())}
-    write_card(card, out.with_suffix(".json"))
+
+    def change(card: dict) -> None:
+        card.update(version=args.stem.split("-")[-1], parity=base_card["parity"],
+                    calibration=report, base_sha256=base_card["sha256"])
+        if loso is not None and loso.is_file():
+            card.setdefault("metrics", {})["real_loso"] = {
+                "command": "python -m models.pipeline.v3.real_aug CACHE_DIR",
+                "protocol": "per held-out stack: base head trained on synthetic stacks + tiles "
+                            "of the other stacks' in-focus planes, output layer refitted on the "
+                            "other stacks; the held-out stack's planes scored and judged as "
+                            "autofocus eval",
+                **json.loads(loso.read_text())}
+
+    update_card(out, change)
     out.with_suffix(".md").unlink(missing_ok=True)
     return out
 
@@ -144,14 +147,14 @@ def main(argv: list[str] | None = None) -> int:
             "config": config.as_dict(), "train_s": round(history["train_s"], 1),
         },
     }
-    from models.pipeline.v3.pairs import card_section, fit_pair_head, pair_dataset
+    from models.pipeline.v3.pairs import card_section, fit_pair_head, pair_dataset, train_accuracy
     from models.pipeline.v3.train import predict
 
     pick = np.random.default_rng(0).permutation(len(stacks))[:800]  # all conditions
     sub = [stacks[i] for i in sorted(pick)]
     px, py = pair_dataset(sub, [predict(head, s.features)["m"] for s in sub])
     pair = fit_pair_head(px, py)
-    acc = float(np.mean(((px / pair.scale) @ pair.weights > 0) == (py > 0.5)))
+    acc = train_accuracy(pair, px, py)
     _step(f"pair head on {len(py)} pairs: training accuracy {acc:.3f}", t0)
     extra["pair_head"] = card_section(pair, acc, len(py))
     _step("exporting ONNX + parity check", t0)
@@ -161,13 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.real:
         path = _calibrate_on_real(path, card, args, t0)
     if args.pair_stacks > 0:
-        from models.pipeline.v3.export import write_card
         from models.pipeline.v3.pair_v2 import refit
 
         _step(f"pair head v2 on {args.pair_stacks} stacks (radial band powers)", t0)
-        card = json.loads(path.with_suffix(".json").read_text())
-        card["pair_head"] = refit(path, args.pair_stacks)
-        write_card(card, path.with_suffix(".json"))
+        section = refit(path, args.pair_stacks)
+        update_card(path, lambda card: card.update(pair_head=section))
     if not args.no_eval:
         from models.pipeline.v3.evaluate import evaluate_into_card
 

@@ -17,6 +17,17 @@ def _f(x: Any, fmt: str = ".3f") -> str:
     return "–" if x is None else format(x, fmt)
 
 
+def _shares(per: dict[str, float]) -> str:
+    """"name 12.3%, …" for a per-condition / per-kind dict of shares."""
+    return ", ".join(f"{k} {v:.1%}" for k, v in per.items())
+
+
+def _loso_row(name: str, s: dict) -> str:
+    """One row of a leave-one-stack-out table (within tolerance, top-0, mean Spearman)."""
+    return (f"| {name} | {s['within_tolerance']}/{s['stacks']} | {s['top0']} | "
+            f"{s['mean_spearman']:+.3f} |")
+
+
 def _pair_head_lines(ph: dict) -> list[str]:
     """The pair head's version and training in a few lines."""
     if not ph:
@@ -98,16 +109,14 @@ def render(card: dict[str, Any]) -> str:
                   f"Command: `{loso['command']}`. Protocol: {loso['protocol']}.", "",
                   "| model | within tolerance | top-0 | mean Spearman |", "|---|---|---|---|"]
         for k, s in loso["summary"].items():
-            lines.append(f"| {k} | {s['within_tolerance']}/{s['stacks']} | {s['top0']} | "
-                         f"{s['mean_spearman']:+.3f} |")
+            lines.append(_loso_row(k, s))
         if cal:
             lines += ["", "Classical measures on the same stacks (no training involved):", "",
                       "| scorer | within tolerance | top-0 | mean Spearman |", "|---|---|---|---|"]
             for k in ("tenengrad", "brenner", "nvar", "vol"):
                 s = cal["loso"].get(k, {}).get("summary")
                 if s:
-                    lines.append(f"| {k} | {s['within_tolerance']}/{s['stacks']} | {s['top0']} "
-                                 f"| {s['mean_spearman']:+.3f} |")
+                    lines.append(_loso_row(k, s))
         lines.append("")
     syn = m.get("synthetic")
     if syn:
@@ -122,7 +131,7 @@ def render(card: dict[str, Any]) -> str:
         lines.append("")
     sign = m.get("sign")
     if sign:
-        per = ", ".join(f"{k} {v:.1%}" for k, v in sign["per_condition"].items())
+        per = _shares(sign["per_condition"])
         lines += ["## Signed estimate from two frames 1 DOF apart", "",
                   f"{sign['pairs']} pairs, both frames {sign['range_dof'][0]:g}–"
                   f"{sign['range_dof'][1]:g} DOF from focus on the same side: side of focus "
@@ -130,7 +139,7 @@ def render(card: dict[str, Any]) -> str:
                   f"{sign.get('frame_px', [192, 192])[0]}² px frames; per condition: {per}."]
         big = m.get("sign_512px")
         if big:
-            per = ", ".join(f"{k} {v:.1%}" for k, v in big["per_condition"].items())
+            per = _shares(big["per_condition"])
             lines.append(f"On 512² px frames ({big['pairs']} pairs): **{big['accuracy']:.1%}**; "
                          f"per condition: {per}.")
         rows = [(label, r) for label, r in (("2 frames, 192² px", sign), ("2 frames, 512² px", big),
@@ -147,11 +156,10 @@ def render(card: dict[str, Any]) -> str:
                       "| trials | all: side right | decided | right when decided | "
                       "no layer conflict: right | same, decided |", "|---|---|---|---|---|---|"]
             for label, r in rows:
-                dnc = r.get("decided_accuracy_no_layer_conflict")
                 lines.append(f"| {label} ({r['pairs']}) | {r['accuracy']:.1%} | "
                              f"{r['decided']:.1%} | {r['decided_accuracy']:.1%} | "
                              f"{r.get('accuracy_no_layer_conflict', float('nan')):.1%} | "
-                             f"{'–' if dnc is None else f'{dnc:.1%}'} |")
+                             f"{_f(r.get('decided_accuracy_no_layer_conflict'), '.1%')} |")
         lines.append("")
     sim = m.get("sim_microscope_two_frames")
     if sim:
@@ -163,7 +171,7 @@ def render(card: dict[str, Any]) -> str:
                   f"{sim['median_abs_focus_error_dof']:.2f} DOF{dec}.", ""]
     ns = m.get("no_specimen")
     if ns:
-        per = ", ".join(f"{k} {v:.1%}" for k, v in ns["per_kind"].items())
+        per = _shares(ns["per_kind"])
         lines += ["## No-specimen probability (threshold 0.5)", "",
                   f"{ns['blank_frames']} held-out no-specimen frames flagged: "
                   f"**{ns['flagged']:.1%}** ({per}); false flags on sparse specimens: "
@@ -173,7 +181,7 @@ def render(card: dict[str, Any]) -> str:
                   "(goal: ≥ 99 % flagged at ≤ 1 % false flags)."]
         alone = ns.get("model_only")
         if alone:
-            per0 = ", ".join(f"{k} {v:.1%}" for k, v in alone["per_kind"].items())
+            per0 = _shares(alone["per_kind"])
             lines += ["", "`no_specimen_p` as served is the larger of the graph's output and the "
                       "classical empty-field test's (`autofocus.scoring.empty_field`: no spot or "
                       "blob 8–16 px across and no block-mean residual about a degree-2 surface "

@@ -372,20 +372,30 @@ def _sign_row(got: dict[str, list[bool]], dof_um: float | None) -> dict[str, Any
             "tenengrad_accuracy": float(np.mean(got["tenengrad"]))}
 
 
+def sign_metrics(scorer: Any) -> dict[str, Any]:
+    """The signed-estimate parts: `sign`, `sign_512px`, `sign_3_frames`,
+    `sim_microscope_two_frames`."""
+    return {"sign": sign_accuracy(scorer),
+            "sign_512px": sign_accuracy(scorer, n_stacks=10, shape=(512, 512)),
+            "sign_3_frames": sign_accuracy(scorer, n_frames=3),
+            "sim_microscope_two_frames": sim_microscope_two_frames(scorer)}
+
+
+def real_metrics(scorer: Any, real_dir: Path) -> dict[str, Any]:
+    """The real-stack parts: `real_defocus` and `real_sign`."""
+    return {"real_defocus": real(scorer, real_dir), "real_sign": real_sign(scorer, real_dir)}
+
+
 def evaluate(model_path: Path, real_dir: Path | None = None) -> dict[str, Any]:
     """All of the above for one model file."""
     from autofocus.scoring.model import open_model
 
     scorer = open_model(model_path, provider="cpu")
     t0 = time.perf_counter()
-    out: dict[str, Any] = {"synthetic": synthetic(scorer), "sign": sign_accuracy(scorer),
-                           "sign_512px": sign_accuracy(scorer, n_stacks=10, shape=(512, 512)),
-                           "sign_3_frames": sign_accuracy(scorer, n_frames=3),
-                           "no_specimen": no_specimen(scorer),
-                           "sim_microscope_two_frames": sim_microscope_two_frames(scorer)}
+    out: dict[str, Any] = {"synthetic": synthetic(scorer), **sign_metrics(scorer),
+                           "no_specimen": no_specimen(scorer)}
     if real_dir is not None and (real_dir / "manifest.csv").is_file():
-        out["real_defocus"] = real(scorer, real_dir)
-        out["real_sign"] = real_sign(scorer, real_dir)
+        out.update(real_metrics(scorer, real_dir))
     out["eval_s"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -411,27 +421,22 @@ def no_specimen_into_card(model_path: Path) -> dict[str, Any]:
 
 
 def real_into_card(model_path: Path, real_dir: Path | None = None) -> dict[str, Any]:
-    """Re-run only `real` and `real_sign` and store them in the card's `metrics`."""
+    """Re-run only `real_metrics` (`real`, `real_sign`) and store them in the card's `metrics`."""
     from autofocus.scoring.model import open_model
     from models.pipeline.data import default_real_dir
 
     real_dir = real_dir or default_real_dir()
-    scorer = open_model(Path(model_path), provider="cpu")
-    metrics = {"real_defocus": real(scorer, real_dir), "real_sign": real_sign(scorer, real_dir)}
+    metrics = real_metrics(open_model(Path(model_path), provider="cpu"), real_dir)
     update_card(model_path, lambda card: card.setdefault("metrics", {}).update(metrics))
     return metrics
 
 
 def sign_into_card(model_path: Path) -> dict[str, Any]:
-    """Re-run only the signed-estimate parts (as `evaluate`) and store them in the card's
+    """Re-run only `sign_metrics` (as `evaluate` does) and store them in the card's
     `metrics` (nothing else changes; the ONNX file and its sha256 are untouched)."""
     from autofocus.scoring.model import open_model
 
-    scorer = open_model(Path(model_path), provider="cpu")
-    metrics = {"sign": sign_accuracy(scorer),
-               "sign_512px": sign_accuracy(scorer, n_stacks=10, shape=(512, 512)),
-               "sign_3_frames": sign_accuracy(scorer, n_frames=3),
-               "sim_microscope_two_frames": sim_microscope_two_frames(scorer)}
+    metrics = sign_metrics(open_model(Path(model_path), provider="cpu"))
     update_card(model_path, lambda card: card.setdefault("metrics", {}).update(metrics))
     return metrics
 

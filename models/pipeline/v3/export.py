@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 
 from models.pipeline import spec
-from models.pipeline.export import write_card
+from models.pipeline.card import write_card
 from models.pipeline.v3 import graph
 
 PARITY_TOLERANCE = 1e-3

@@ -2,7 +2,7 @@
 
 The graph is written node by node with `onnx.helper` (training-time dependency
 only). One graph, batched, input `image` float32 (N, 1, H, W) in camera units
-(the output of `autofocus.scoring.preprocess.prepare_model_input(frame, "2")`:
+(the output of `autofocus.scoring.model.model_input(frame, "2", 64)`:
 grey luminance, centre-cropped to whole 64-px patches, NOT normalised), N/H/W
 dynamic, H and W multiples of 64.
 
@@ -64,8 +64,6 @@ ENERGY_EPS_REL = 1e-8
 """Energies get ENERGY_EPS_REL · μ² + ENERGY_EPS_ABS added before logs (blank frames)."""
 ENERGY_EPS_ABS = 1e-10
 INPUT_NAME = "image"
-OUTPUT_NAMES = ("score", "logit", "distance_dof", "log_distance", "log_distance_var",
-                "no_specimen_p", "hidden", "features")
 OUT_WEIGHT = "head_out.weight"
 OUT_BIAS = "head_out.bias"
 

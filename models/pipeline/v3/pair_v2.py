@@ -30,12 +30,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from autofocus.scoring.defocus import PairHead, frame_spectrum
+from autofocus.scoring.defocus import FRAME_BANDS, FRAME_CONTRAST, PairHead, frame_spectrum
 from autofocus.scoring.preprocess import prepare_raw
 from models.pipeline.card import update_card
 from models.pipeline.synth import make_stack
 from models.pipeline.v3.data import TRAIN_MIX
-from models.pipeline.v3.pairs import MAX_GAP_DOF, fit_pair_head, same_side_pairs
+from models.pipeline.v3.pairs import MAX_GAP_DOF, fit_pair_head, same_side_pairs, train_accuracy
 
 PAIR_SEED0 = 5_000_000
 GRID_DOF = np.arange(-8.0, 8.0 + 1e-9, 0.5)
@@ -85,8 +85,9 @@ def pair_dataset_v2(model_path: Path, n_stacks: int, seed0: int = PAIR_SEED0,
     for so in training_stacks(model_path, n_stacks, seed0, shape):
         f, m, spec, d = so.features, so.log_distance, so.spectra, so.dz_dof
         for a, b in same_side_pairs(d, min_gap_dof=0.5):
-            xs.append(head.pair_features(f[a][12:24], f[a][24], m[a], f[b][12:24],
-                                         f[b][24], m[b], spec[a], spec[b]))
+            xs.append(head.pair_features(f[a][FRAME_BANDS], f[a][FRAME_CONTRAST], m[a],
+                                         f[b][FRAME_BANDS], f[b][FRAME_CONTRAST], m[b],
+                                         spec[a], spec[b]))
             ys.append(float(abs(d[b]) < abs(d[a])))
             conds.append(so.cond)
     return np.asarray(xs), np.asarray(ys), conds
@@ -98,7 +99,7 @@ def refit(model_path: Path, n_stacks: int = 600) -> dict:
     x, y, _ = pair_dataset_v2(model_path, n_stacks)
     v1 = fit_pair_head(x, y, l2=L2)
     head = PairHead(v1.weights, v1.scale, MAX_GAP_DOF, version=2)
-    acc = float(np.mean(((x / head.scale) @ head.weights > 0) == (y > 0.5)))
+    acc = train_accuracy(head, x, y)
     return {"version": 2, "weights": [float(v) for v in head.weights],
             "scale": [float(v) for v in head.scale], "max_gap_dof": head.max_gap_dof,
             "train_pairs": int(y.size), "train_accuracy": acc, "train_stacks": n_stacks,

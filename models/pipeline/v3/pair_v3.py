@@ -33,7 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-from autofocus.scoring.defocus import PairHead, pair_context_features
+from autofocus.scoring.defocus import (
+    FRAME_BANDS,
+    FRAME_CONTRAST,
+    PairHead,
+    pair_context_features,
+)
 from models.pipeline.v3.pair_v2 import (
     GRID_DOF,
     PAIR_SEED0,
@@ -41,7 +46,7 @@ from models.pipeline.v3.pair_v2 import (
     store_pair_head,
     training_stacks,
 )
-from models.pipeline.v3.pairs import MAX_GAP_DOF, same_side_pairs
+from models.pipeline.v3.pairs import MAX_GAP_DOF, same_side_pairs, train_accuracy
 
 HIDDEN = 32
 EPOCHS = 15
@@ -59,7 +64,8 @@ def stack_pairs(so: StackOutputs) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     f, m, spec, d = so.features, so.log_distance, so.spectra, so.dz_dof
     xs, cs, ys, ab = [], [], [], []
     for a, b in same_side_pairs(d, min_gap_dof=0.5):
-        args = (f[a][12:24], f[a][24], m[a], f[b][12:24], f[b][24], m[b], spec[a], spec[b])
+        args = (f[a][FRAME_BANDS], f[a][FRAME_CONTRAST], m[a],
+                f[b][FRAME_BANDS], f[b][FRAME_CONTRAST], m[b], spec[a], spec[b])
         xs.append(_V2.pair_features(*args))
         cs.append(pair_context_features(*args))
         ys.append(float(abs(d[b]) < abs(d[a])))
@@ -122,7 +128,7 @@ def train_head(x: np.ndarray, c: np.ndarray, y: np.ndarray, *, hidden: int = HID
 def card_section(head: PairHead, x: np.ndarray, c: np.ndarray, y: np.ndarray,
                  n_stacks: int, fit_s: float, epochs: int = EPOCHS) -> dict:
     """The card's `pair_head` section of a version-3 head."""
-    acc = float(np.mean((head.logodds_of(x, c) > 0) == (y > 0.5)))
+    acc = train_accuracy(head, x, y, c)
 
     def lst(a: np.ndarray | None) -> list:
         return np.asarray(a, np.float64).tolist()

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from scipy.optimize import minimize
 
-from autofocus.scoring.defocus import PairHead
+from autofocus.scoring.defocus import FRAME_BANDS, FRAME_CONTRAST, PairHead
 from models.pipeline.v3.data import FeatureStack
 
 MAX_GAP_DOF = 3.0
@@ -30,8 +30,8 @@ def pair_dataset(stacks: Sequence[FeatureStack], m_per_stack: Sequence[np.ndarra
         f = s.features[:, :, 0, 0]
         d = s.dz_um / s.dof_um
         for a, b in same_side_pairs(d, min_gap_dof=0.3):
-            xs.append(PairHead.features(f[a, 12:24], f[a, 24], m[a],
-                                        f[b, 12:24], f[b, 24], m[b]))
+            xs.append(PairHead.features(f[a, FRAME_BANDS], f[a, FRAME_CONTRAST], m[a],
+                                        f[b, FRAME_BANDS], f[b, FRAME_CONTRAST], m[b]))
             ys.append(float(abs(d[b]) < abs(d[a])))
     return np.asarray(xs), np.asarray(ys)
 
@@ -62,6 +62,13 @@ def fit_pair_head(x: np.ndarray, y: np.ndarray, l2: float = 1e-4) -> PairHead:
 
     w = minimize(loss, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B").x
     return PairHead(w, scale, MAX_GAP_DOF)
+
+
+def train_accuracy(head: PairHead, x: np.ndarray, y: np.ndarray,
+                   c: np.ndarray | None = None) -> float:
+    """Share of pairs (unscaled features x, version-3 context c) whose log-odds sign matches
+    y (1 when frame b is closer)."""
+    return float(np.mean((head.logodds_of(x, c) > 0) == (y > 0.5)))
 
 
 def card_section(head: PairHead, accuracy: float, n_pairs: int) -> dict:

@@ -86,6 +86,7 @@ def main(argv: list[str]) -> int:
     from autofocus.stacks.evaluation import judge_curve
     from autofocus.stacks.readers import iter_corpus
     from models.pipeline.data import default_real_dir
+    from models.pipeline.train import channel_last
     from models.pipeline.v3.train import TrainConfig, fit_head
 
     cache = Path(argv[0])
@@ -102,9 +103,8 @@ def main(argv: list[str]) -> int:
     import torch
 
     def hidden_of(head, feats):
-        x = torch.from_numpy(np.moveaxis(feats.reshape(*feats.shape[:2], -1), 1, 2).copy())
         with torch.no_grad():
-            return [h.numpy().astype(np.float64) for h in head.hidden_layer(x)]
+            return [h.numpy().astype(np.float64) for h in head.hidden_layer(channel_last(feats))]
 
     real_feats = {}
     for stack, label in labelled:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.pipeline.labels import focus_label
-from models.pipeline.train import pair_mask, rank_loss
+from models.pipeline.train import channel_last, pair_mask, rank_loss
 from models.pipeline.v3 import graph
 from models.pipeline.v3.data import FeatureStack
 
@@ -97,13 +97,6 @@ class HeadV3(nn.Module):
                 "l1.weight": a(self.l1.weight), "l1.bias": a(self.l1.bias),
                 "l2.weight": a(self.l2.weight), "l2.bias": a(self.l2.bias),
                 graph.OUT_WEIGHT: a(self.out.weight), graph.OUT_BIAS: a(self.out.bias)}
-
-
-def channel_last(features: np.ndarray) -> torch.Tensor:
-    """(..., 26, gh, gw) → (..., gh·gw, 26) float32 tensor."""
-    f = np.asarray(features, np.float32)
-    f = f.reshape(*f.shape[:-2], -1)
-    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(f, -2, -1)))
 
 
 def _stack_tensors(stacks: Sequence[FeatureStack], min_gap_dof: float,
