@@ -25,10 +25,9 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sim_server import sim_server
 
-from autofocus.logging import configure_logging
 from autofocus.service.api import create_app
-from autofocus.service.api.server import BackgroundServer
 from autofocus.settings import load_settings
 
 # The schema comes from the app itself (no server needed at collection time); the calls
@@ -38,11 +37,8 @@ schema = schemathesis.openapi.from_dict(create_app(load_settings(None)).openapi(
 
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory):
-    configure_logging("console", "error")
     db = tmp_path_factory.mktemp("fuzz") / "jobs.db"
-    # Short job time limit so generated requests with huge frame budgets end quickly.
-    settings = load_settings(None, database_path=db, queue_max=4, max_upload_mb=2.0)
-    with BackgroundServer(settings) as srv:
+    with sim_server(db, log_level="error", queue_max=4, max_upload_mb=2.0) as srv:
         yield srv
 
 
@@ -86,10 +82,8 @@ def _tame(case) -> None:
 def stateful_server(tmp_path_factory):
     # Its own server with a deep queue: a 429 now and a 202 later would offer different
     # links to follow, which Hypothesis reports as inconsistent data generation.
-    configure_logging("console", "error")
     db = tmp_path_factory.mktemp("fuzz-stateful") / "jobs.db"
-    settings_ = load_settings(None, database_path=db, queue_max=10_000, max_upload_mb=2.0)
-    with BackgroundServer(settings_) as srv:
+    with sim_server(db, log_level="error", queue_max=10_000, max_upload_mb=2.0) as srv:
         yield srv
 
 
