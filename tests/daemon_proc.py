@@ -47,7 +47,6 @@ class Daemon:
         }
         full_env.pop("AUTOFOCUS_CONFIG", None)
         full_env.update(env or {})
-        self.log_path = log
         self.log = log.open("ab")
         code = f"{prelude}\nfrom autofocus.cli import main; main()"
         self.proc = subprocess.Popen(
@@ -100,10 +99,6 @@ class Daemon:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
         raise AssertionError("no VmHWM in /proc status")
-
-    def log_text(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")
 
     def close(self) -> None:
         self.http.close()
