@@ -88,7 +88,6 @@ def stateful_server(tmp_path_factory):
 
 
 def test_stateful_links_never_answer_5xx(stateful_server):
-    fuzz_server = stateful_server
     # Only the links the API declares (submit → read, cancel, events, curve): links that
     # schemathesis would infer from GET answers depend on how far a job has run, which
     # Hypothesis reports as inconsistent data generation.
@@ -107,7 +106,7 @@ def test_stateful_links_never_answer_5xx(stateful_server):
                 case.query.pop("wait", None)
 
         def get_call_kwargs(self, case) -> dict:
-            return {"base_url": fuzz_server.url, "timeout": 30}
+            return {"base_url": stateful_server.url, "timeout": 30}
 
         def validate_response(self, response, case, additional_checks=None, **kwargs) -> None:
             case.validate_response(response, checks=[not_a_server_error])
@@ -119,7 +118,7 @@ def test_stateful_links_never_answer_5xx(stateful_server):
     # Short runs keep that rare; a longer fuzz (AUTOFOCUS_FUZZ_EXAMPLES) runs more of them.
     for _run in range(max(1, EXAMPLES // 8)):
         _run_state_machine(Machine)
-    manager = fuzz_server.manager
+    manager = stateful_server.manager
     assert manager.ready and manager.worker_alive
 
 
