@@ -4,6 +4,7 @@
 port with the repository on the path; `wait_ready()`, `http` (an httpx client),
 `vm_hwm_bytes()` (peak resident memory from /proc), `close()`. `prelude` is Python
 run in the child before the CLI (used to install a fake driver for a hang).
+`with Daemon(...) as d:` waits until it is ready and closes it on leaving.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ class Daemon:
         }
         full_env.pop("AUTOFOCUS_CONFIG", None)
         full_env.update(env or {})
-        self.log_path = log
         self.log = log.open("ab")
         code = f"{prelude}\nfrom autofocus.cli import main; main()"
         self.proc = subprocess.Popen(
@@ -70,6 +70,17 @@ class Daemon:
         )
         self.http = httpx.Client(base_url=self.url, timeout=30)
 
+    def __enter__(self) -> Daemon:
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def wait_ready(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -88,10 +99,6 @@ class Daemon:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
         raise AssertionError("no VmHWM in /proc status")
-
-    def log_text(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")
 
     def close(self) -> None:
         self.http.close()

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from sim_server import sim_server
 
-from autofocus.logging import configure_logging
 from autofocus.service.api.security import InsecureBindError, check_bind_allowed, is_loopback_host
-from autofocus.service.api.server import BackgroundServer
 from autofocus.settings import load_settings
 
 TOKEN = "s3cret-token-for-tests"
@@ -15,20 +14,14 @@ TOKEN = "s3cret-token-for-tests"
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory):
-    configure_logging("console", "warning")
     db = tmp_path_factory.mktemp("auth") / "jobs.db"
-    settings = load_settings(
-        None, database_path=db, api_token=TOKEN, cors_origins=["https://lab.example"]
-    )
-    with BackgroundServer(settings) as srv:
+    with sim_server(db, api_token=TOKEN, cors_origins=["https://lab.example"]) as srv:
         yield srv
 
 
 @pytest.fixture(scope="module")
 def open_server(tmp_path_factory):
-    configure_logging("console", "warning")
-    db = tmp_path_factory.mktemp("noauth") / "jobs.db"
-    with BackgroundServer(load_settings(None, database_path=db)) as srv:
+    with sim_server(tmp_path_factory.mktemp("noauth") / "jobs.db") as srv:
         yield srv
 
 

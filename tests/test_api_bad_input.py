@@ -12,10 +12,8 @@ import numpy as np
 import pytest
 import tifffile
 from PIL import Image
+from sim_server import sim_server
 
-from autofocus.logging import configure_logging
-from autofocus.service.api.server import BackgroundServer
-from autofocus.settings import load_settings
 from drivers.sim import SimulatedMicroscope
 
 PROBLEM = "application/problem+json"
@@ -23,9 +21,7 @@ PROBLEM = "application/problem+json"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    configure_logging("console", "warning")
-    db = tmp_path_factory.mktemp("bad") / "jobs.db"
-    with BackgroundServer(load_settings(None, database_path=db, max_upload_mb=1.0)) as srv:
+    with sim_server(tmp_path_factory.mktemp("bad") / "jobs.db", max_upload_mb=1.0) as srv:
         yield srv
 
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 import httpx
 import numpy as np
 import pytest
+from sim_server import sim_server
 
-from autofocus.logging import configure_logging
-from autofocus.service.api.server import BackgroundServer
 from autofocus.settings import load_settings
 
 PROBLEM = "application/problem+json"
@@ -23,10 +22,8 @@ EVIL = "https://evil.example"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The defaults (loopback Host names), plus one configured CORS origin."""
-    configure_logging("console", "warning")
     db = tmp_path_factory.mktemp("browser") / "jobs.db"
-    settings = load_settings(None, database_path=db, cors_origins=["https://lab.example"])
-    with BackgroundServer(settings) as srv:
+    with sim_server(db, cors_origins=["https://lab.example"]) as srv:
         yield srv
 
 
@@ -40,10 +37,11 @@ def http(server):
 def named(tmp_path_factory):
     """A daemon configured to answer to one more name than the loopback ones."""
     db = tmp_path_factory.mktemp("browser-named") / "jobs.db"
-    settings = load_settings(
-        None, database_path=db, allowed_hosts=["127.0.0.1", "localhost", "scope-pc.lab"]
-    )
-    with BackgroundServer(settings) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+    hosts = ["127.0.0.1", "localhost", "scope-pc.lab"]
+    with (
+        sim_server(db, allowed_hosts=hosts) as srv,
+        httpx.Client(base_url=srv.url, timeout=30) as c,
+    ):
         yield c
 
 

@@ -9,27 +9,21 @@ import time
 
 import httpx
 import pytest
-
-from autofocus.logging import configure_logging
-from autofocus.service.api.server import BackgroundServer
-from autofocus.settings import load_settings
+from sim_server import sim_server
 
 TOKEN = "s3cret-token-for-tests-0123456789"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    configure_logging("console", "error")
-    db = tmp_path_factory.mktemp("conn") / "jobs.db"
-    settings = load_settings(
-        None,
-        database_path=db,
+    with sim_server(
+        tmp_path_factory.mktemp("conn") / "jobs.db",
+        log_level="error",
         header_timeout_s=1.0,
         body_timeout_s=1.0,
         max_connections=40,
         api_token=TOKEN,
-    )
-    with BackgroundServer(settings) as srv:
+    ) as srv:
         yield srv
 
 

@@ -11,21 +11,18 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-
-from autofocus.logging import configure_logging
-from autofocus.service.api.server import BackgroundServer
-from autofocus.settings import load_settings
+from sim_server import sim_server
 
 TOKEN = "docs-test-token"
 
 
 @pytest.fixture(scope="module")
 def http(tmp_path_factory):
-    configure_logging("console", "warning")
-    settings = load_settings(
-        None, database_path=tmp_path_factory.mktemp("docs") / "jobs.db", api_token=TOKEN
-    )
-    with BackgroundServer(settings) as srv, httpx.Client(base_url=srv.url, timeout=30) as client:
+    db = tmp_path_factory.mktemp("docs") / "jobs.db"
+    with (
+        sim_server(db, api_token=TOKEN) as srv,
+        httpx.Client(base_url=srv.url, timeout=30) as client,
+    ):
         yield client
 
 

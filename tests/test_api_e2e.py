@@ -13,6 +13,7 @@ from datetime import datetime
 
 import httpx
 import pytest
+from sim_server import sim_server
 
 from autofocus.logging import configure_logging
 from autofocus.service.api.server import BackgroundServer
@@ -21,26 +22,15 @@ from autofocus.settings import load_settings
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    configure_logging("console", "warning")
-    db = tmp_path_factory.mktemp("e2e") / "jobs.db"
-    settings = load_settings(None, database_path=db, queue_max=16)
-    with BackgroundServer(settings) as srv:
+    with sim_server(tmp_path_factory.mktemp("e2e") / "jobs.db", queue_max=16) as srv:
         yield srv
 
 
 @pytest.fixture(scope="module")
 def slow_server(tmp_path_factory):
     """Jobs that take real time (real clock, extra settle) so they can be cancelled."""
-    configure_logging("console", "warning")
     db = tmp_path_factory.mktemp("e2e_slow") / "jobs.db"
-    settings = load_settings(
-        None,
-        database_path=db,
-        queue_max=2,
-        sim={"real_time": True},
-        focus={"settle_s": 0.05},
-    )
-    with BackgroundServer(settings) as srv:
+    with sim_server(db, queue_max=2, sim={"real_time": True}, focus={"settle_s": 0.05}) as srv:
         yield srv
 
 

@@ -10,19 +10,14 @@ import io
 import httpx
 import numpy as np
 import pytest
-
-from autofocus.logging import configure_logging
-from autofocus.service.api.server import BackgroundServer
-from autofocus.settings import load_settings
+from sim_server import sim_server
 
 PROBLEM = "application/problem+json"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    configure_logging("console", "warning")
-    db = tmp_path_factory.mktemp("edges") / "jobs.db"
-    with BackgroundServer(load_settings(None, database_path=db)) as srv:
+    with sim_server(tmp_path_factory.mktemp("edges") / "jobs.db") as srv:
         yield srv
 
 

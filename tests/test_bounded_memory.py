@@ -30,9 +30,7 @@ def _png_bomb(side_px: int = 8192) -> bytes:
 
 
 def test_hostile_requests_stay_under_1_gb(tmp_path):
-    daemon = Daemon(tmp_path / "jobs.db", tmp_path / "daemon.log", args=())
-    try:
-        daemon.wait_ready()
+    with Daemon(tmp_path / "jobs.db", tmp_path / "daemon.log", args=()) as daemon:
         http = daemon.http
         for tol in (1e-7, 1e-8, 5e-324):
             r = http.post(
@@ -63,5 +61,3 @@ def test_hostile_requests_stay_under_1_gb(tmp_path):
         hwm = daemon.vm_hwm_bytes()
         print(f"daemon VmHWM {hwm / 2**20:.0f} MiB")
         assert hwm < 1 * GB, f"peak RSS {hwm / GB:.2f} GB"
-    finally:
-        daemon.close()

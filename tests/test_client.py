@@ -6,27 +6,21 @@ import io
 
 import numpy as np
 import pytest
+from sim_server import sim_server
 
 from autofocus.client import ApiError, AutofocusClient, FocusFailed, _parse_sse
-from autofocus.logging import configure_logging
-from autofocus.service.api.server import BackgroundServer
-from autofocus.settings import load_settings
 
 TOKEN = "client-test-token"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    configure_logging("console", "warning")
-    db = tmp_path_factory.mktemp("client") / "jobs.db"
-    settings = load_settings(
-        None,
-        database_path=db,
+    with sim_server(
+        tmp_path_factory.mktemp("client") / "jobs.db",
         api_token=TOKEN,
         sim={"real_time": True},
         focus={"settle_s": 0.02},
-    )
-    with BackgroundServer(settings) as srv:
+    ) as srv:
         yield srv
 
 

@@ -16,32 +16,35 @@ from autofocus.settings import ConfigError, load_settings
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _cli(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess:
+def _refused(*args: str) -> str:
+    """`python -m autofocus ARGS` must exit 2 with one line on stderr and no traceback;
+    returns that line."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
     env.pop("AUTOFOCUS_CONFIG", None)
-    return subprocess.run(
+    proc = subprocess.run(
         [sys.executable, "-m", "autofocus", *args],
         cwd=REPO,
         env=env,
         capture_output=True,
         text=True,
-        timeout=timeout_s,
+        timeout=60,
     )
-
-
-def _one_line(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     return lines[0]
 
 
-def test_malformed_toml_is_one_line_exit_2(tmp_path):
+def _config(tmp_path: Path, text: str) -> Path:
     cfg = tmp_path / "af.toml"
-    cfg.write_text("port = 8765\n[focus]\nrange_um = = 5\n")
-    proc = _cli("serve", "--config", str(cfg))
-    assert proc.returncode == 2
-    line = _one_line(proc)
+    cfg.write_text(text)
+    return cfg
+
+
+def test_malformed_toml_is_one_line_exit_2(tmp_path):
+    cfg = _config(tmp_path, "port = 8765\n[focus]\nrange_um = = 5\n")
+    line = _refused("serve", "--config", str(cfg))
     assert str(cfg) in line and "line 3" in line
 
 
@@ -55,8 +58,7 @@ def test_malformed_toml_is_one_line_exit_2(tmp_path):
     ],
 )
 def test_unknown_keys_name_file_line_and_nearest_key(tmp_path, text, key, line, suggestion):
-    cfg = tmp_path / "af.toml"
-    cfg.write_text(text)
+    cfg = _config(tmp_path, text)
     with pytest.raises(ConfigError) as info:
         load_settings(cfg)
     msg = str(info.value)
@@ -66,27 +68,21 @@ def test_unknown_keys_name_file_line_and_nearest_key(tmp_path, text, key, line, 
 
 
 def test_bad_values_name_the_line(tmp_path):
-    cfg = tmp_path / "af.toml"
-    cfg.write_text('[focus]\nrange_um = 5\ntolerance_um = "fine"\n')
+    cfg = _config(tmp_path, '[focus]\nrange_um = 5\ntolerance_um = "fine"\n')
     with pytest.raises(ConfigError) as info:
         load_settings(cfg)
     assert "line 3" in str(info.value) and "focus.tolerance_um" in str(info.value)
-    proc = _cli("focus", "--config", str(cfg))
-    assert proc.returncode == 2
-    assert "line 3" in _one_line(proc)
+    assert "line 3" in _refused("focus", "--config", str(cfg))
 
 
 def test_cli_line_keeps_the_table_name(tmp_path):
-    cfg = tmp_path / "af.toml"
-    cfg.write_text("[focus]\nrnage_um = 5\n")
-    proc = _cli("serve", "--config", str(cfg))
-    assert proc.returncode == 2
-    line = _one_line(proc)
+    cfg = _config(tmp_path, "[focus]\nrnage_um = 5\n")
+    line = _refused("serve", "--config", str(cfg))
     assert "line 2: unknown key 'rnage_um' in [focus] (did you mean 'range_um'?)" in line
 
 
 def test_micromanager_without_limits_refuses_to_start(tmp_path):
-    proc = _cli(
+    line = _refused(
         "serve",
         "--driver",
         "micromanager",
@@ -97,6 +93,4 @@ def test_micromanager_without_limits_refuses_to_start(tmp_path):
         "--port",
         "1",
     )
-    assert proc.returncode == 2
-    line = _one_line(proc)
     assert "z_min_um" in line and "z_max_um" in line

@@ -25,22 +25,16 @@ JOB = {"range_um": 60, "exposure_ms": 30}
 
 def test_interrupted_job_reports_the_last_commanded_position(tmp_path):
     # Virtual time: the same positions as in real time (only the sleeps differ), faster.
-    ref = Daemon(tmp_path / "ref.db", tmp_path / "ref.log", args=("--virtual-time",))
-    try:
-        ref.wait_ready()
+    with Daemon(tmp_path / "ref.db", tmp_path / "ref.log", args=("--virtual-time",)) as ref:
         done = ref.http.post("/v1/focus", params={"wait": 60}, json=JOB).json()
         assert done["result"] is not None, done
         reference = done["result"]["commanded_z_um"]
-    finally:
-        ref.close()
 
     rng = random.Random(14)
     wrong = []
     for kill in range(2):
         db = tmp_path / f"crash{kill}.db"
-        first = Daemon(db, tmp_path / "crash.log", args=("--real-time",))
-        try:
-            first.wait_ready()
+        with Daemon(db, tmp_path / "crash.log", args=("--real-time",)) as first:
             victim = first.http.post("/v1/focus", json=JOB).json()
             waiting = first.http.post(
                 "/v1/focus", json={"range_um": 40}, headers={"Idempotency-Key": f"again-{kill}"}
@@ -49,12 +43,8 @@ def test_interrupted_job_reports_the_last_commanded_position(tmp_path):
             time.sleep(rng.uniform(0.1, 1.0))
             first.proc.send_signal(signal.SIGKILL)
             assert first.proc.wait(10) == -signal.SIGKILL
-        finally:
-            first.close()
 
-        second = Daemon(db, tmp_path / "crash.log", args=("--real-time",))
-        try:
-            second.wait_ready()
+        with Daemon(db, tmp_path / "crash.log", args=("--real-time",)) as second:
             http = second.http
             z0 = http.get("/v1/microscope").json()["z_um"]
             job = http.get(f"/v1/jobs/{victim['id']}").json()
@@ -90,33 +80,23 @@ def test_interrupted_job_reports_the_last_commanded_position(tmp_path):
                 "/v1/focus", json={"range_um": 40}, headers={"Idempotency-Key": f"again-{kill}"}
             ).json()
             assert same["id"] == again.json()["id"]
-        finally:
-            second.close()
     assert not wrong, f"reported vs commanded: {wrong}"
 
 
 def test_resume_setting_runs_jobs_queued_at_a_crash(tmp_path):
     db = tmp_path / "jobs.db"
-    first = Daemon(db, tmp_path / "d.log", args=("--real-time",))
-    try:
-        first.wait_ready()
+    with Daemon(db, tmp_path / "d.log", args=("--real-time",)) as first:
         victim = first.http.post("/v1/focus", json={"range_um": 80, "tolerance_um": 0.25}).json()
         waiting = first.http.post("/v1/focus", json={"range_um": 40}).json()
         wait_state(first.http, victim["id"], {"running"})
         first.proc.send_signal(signal.SIGKILL)
         first.proc.wait(10)
-    finally:
-        first.close()
-    second = Daemon(
+    with Daemon(
         db,
         tmp_path / "d.log",
         args=("--real-time",),
         env={"AUTOFOCUS_RESUME_AFTER_CRASH": "true"},
-    )
-    try:
-        second.wait_ready()
+    ) as second:
         assert second.http.get(f"/v1/jobs/{victim['id']}").json()["state"] == "interrupted"
         kept = second.http.get(f"/v1/jobs/{waiting['id']}", params={"wait": 60}).json()
         assert kept["state"] in ("succeeded", "failed") and kept["result"] is not None
-    finally:
-        second.close()

@@ -19,9 +19,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
 def test_sigkill_mid_job_then_restart(tmp_path):
     db = tmp_path / "jobs.db"
     log = tmp_path / "daemon.log"
-    first = Daemon(db, log)
-    try:
-        first.wait_ready()
+    with Daemon(db, log) as first:
         done = first.http.post("/v1/focus", params={"wait": 60}, json={"range_um": 40}).json()
         assert done["state"] in ("succeeded", "failed") and done["result"] is not None
         cancelled = first.http.post("/v1/focus", json={"range_um": 40}).json()
@@ -35,12 +33,8 @@ def test_sigkill_mid_job_then_restart(tmp_path):
         assert first.http.get(f"/v1/jobs/{waiting['id']}").json()["state"] == "queued"
         first.proc.send_signal(signal.SIGKILL)
         assert first.proc.wait(10) == -signal.SIGKILL
-    finally:
-        first.close()
 
-    second = Daemon(db, log)
-    try:
-        second.wait_ready()
+    with Daemon(db, log) as second:
         http = second.http
         job = http.get(f"/v1/jobs/{victim['id']}").json()
         assert job["state"] == "interrupted"
@@ -72,5 +66,3 @@ def test_sigkill_mid_job_then_restart(tmp_path):
         assert second.proc.wait(30) in (0, -signal.SIGTERM)
         second.log.flush()
         assert log.read_text().count('"event": "service.stopped"') == 1  # only the 2nd run
-    finally:
-        second.close()

@@ -15,25 +15,21 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from sim_server import sim_server
 from typer.testing import CliRunner
 
 from autofocus.client import AutofocusClient
-from autofocus.logging import configure_logging
 from autofocus.service.api.plot import curve_png
-from autofocus.service.api.server import BackgroundServer
-from autofocus.settings import load_settings
 
 
 @pytest.fixture(scope="module")
 def af(tmp_path_factory):
-    configure_logging("console", "warning")
-    settings = load_settings(
-        None,
-        database_path=tmp_path_factory.mktemp("plot") / "jobs.db",
-        sim={"real_time": True, "focus_z_um": 2.0},
-        focus={"settle_s": 0.02},
-    )
-    with BackgroundServer(settings) as srv, AutofocusClient(srv.url, timeout_s=60) as client:
+    db = tmp_path_factory.mktemp("plot") / "jobs.db"
+    sim = {"real_time": True, "focus_z_um": 2.0}
+    with (
+        sim_server(db, sim=sim, focus={"settle_s": 0.02}) as srv,
+        AutofocusClient(srv.url, timeout_s=60) as client,
+    ):
         yield client
 
 

@@ -8,10 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-
-from autofocus.logging import configure_logging
-from autofocus.service.api.server import BackgroundServer
-from autofocus.settings import load_settings
+from sim_server import sim_server
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -27,9 +24,7 @@ def _python_block(doc: Path, heading: str) -> str:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    configure_logging("console", "warning")
-    settings = load_settings(None, database_path=tmp_path_factory.mktemp("docs") / "jobs.db")
-    with BackgroundServer(settings) as srv:
+    with sim_server(tmp_path_factory.mktemp("docs") / "jobs.db") as srv:
         yield srv
 
 

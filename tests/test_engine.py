@@ -238,12 +238,9 @@ def test_timeout_fails_and_returns():
 def test_every_frame_reaches_on_measure_while_the_batch_is_still_being_acquired():
     """Live progress: a one-batch sweep reports its first measurements long before its
     last frame is taken (frames are scored one by one while the scorer keeps up)."""
-    from autofocus.search.focus import focus as run_focus
-    from drivers.sim import SimConfig, SimulatedMicroscope
-
-    mic = SimulatedMicroscope(SimConfig.preset("beads", focus_z_um=1.0), seed=2)
+    mic = make_sim(2, focus_z_um=1.0)
     snaps_at_report: list[int] = []
-    result = run_focus(
+    result = focus(
         mic, strategy="sweep", range_um=20.0, tolerance_um=0.5,
         on_measure=lambda m: snaps_at_report.append(mic.snap_count),
     )
@@ -255,11 +252,7 @@ def test_every_frame_reaches_on_measure_while_the_batch_is_still_being_acquired(
 def test_a_run_of_corrupted_frames_is_retaken_until_usable():
     """Coarse frames 1 and 2 and their first re-takes (snaps 4 and 5) are corrupted: they
     are re-taken again (up to 3 times), so every coarse position gets a usable frame."""
-    config = dataclasses.replace(
-        SimConfig.preset("beads", "fluorescence", focus_z_um=-4.4),
-        faults=FaultConfig(garbage_frame=frozenset({1, 2, 4, 5})),
-    )
-    mic = SimulatedMicroscope(config, seed=3)
+    mic = make_sim(3, faults=FaultConfig(garbage_frame=frozenset({1, 2, 4, 5})), focus_z_um=-4.4)
     result = focus(mic, range_um=50, tolerance_um=0.34, timeout_s=None)
     assert result.details["retaken"] == 4
     coarse = [-50 / 3, 0.0, 50 / 3]

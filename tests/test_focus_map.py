@@ -190,17 +190,11 @@ def test_focus_map_example_json():
 # ------------------------------------------------------------------------------ HTTP
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from autofocus.logging import configure_logging
-    from autofocus.service.api.server import BackgroundServer
-    from autofocus.settings import load_settings
+    from sim_server import sim_server
 
-    configure_logging("console", "warning")
-    settings = load_settings(
-        None, database_path=tmp_path_factory.mktemp("maps") / "jobs.db",
-        sim={"surface_tilt_um": 20.0, "surface_bow_um": 8.0, "focus_z_um": 0.0,
-             "noise_model": "gaussian"},
-    )
-    with BackgroundServer(settings) as srv:
+    sim = {"surface_tilt_um": 20.0, "surface_bow_um": 8.0, "focus_z_um": 0.0,
+           "noise_model": "gaussian"}
+    with sim_server(tmp_path_factory.mktemp("maps") / "jobs.db", sim=sim) as srv:
         yield srv
 
 

@@ -25,10 +25,9 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sim_server import sim_server
 
-from autofocus.logging import configure_logging
 from autofocus.service.api import create_app
-from autofocus.service.api.server import BackgroundServer
 from autofocus.settings import load_settings
 
 # The schema comes from the app itself (no server needed at collection time); the calls
@@ -38,11 +37,8 @@ schema = schemathesis.openapi.from_dict(create_app(load_settings(None)).openapi(
 
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory):
-    configure_logging("console", "error")
     db = tmp_path_factory.mktemp("fuzz") / "jobs.db"
-    # Short job time limit so generated requests with huge frame budgets end quickly.
-    settings = load_settings(None, database_path=db, queue_max=4, max_upload_mb=2.0)
-    with BackgroundServer(settings) as srv:
+    with sim_server(db, log_level="error", queue_max=4, max_upload_mb=2.0) as srv:
         yield srv
 
 
@@ -53,12 +49,7 @@ EXAMPLES = int(os.environ.get("AUTOFOCUS_FUZZ_EXAMPLES", "8"))
 @schema.parametrize()
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_schema(case, fuzz_server):
-    if case.query and "wait" in case.query:
-        case.query["wait"] = 0.2  # generated waits up to an hour would only slow the run
-    if isinstance(case.body, dict):
-        limit = case.body.get("timeout_s")
-        if isinstance(limit, int | float) and not isinstance(limit, bool) and limit > 2:
-            case.body["timeout_s"] = 2.0
+    _tame(case)
     case.call_and_validate(
         base_url=fuzz_server.url,
         checks=[
@@ -77,7 +68,8 @@ def test_api_conforms_to_its_schema(case, fuzz_server):
 
 
 def _tame(case) -> None:
-    """Keep generated waits and time limits short (they would only slow the run)."""
+    """Keep generated waits (up to an hour) and time limits short: they would only slow the
+    run."""
     if case.query and "wait" in case.query:
         case.query["wait"] = 0.2
     if isinstance(case.body, dict):
@@ -90,15 +82,12 @@ def _tame(case) -> None:
 def stateful_server(tmp_path_factory):
     # Its own server with a deep queue: a 429 now and a 202 later would offer different
     # links to follow, which Hypothesis reports as inconsistent data generation.
-    configure_logging("console", "error")
     db = tmp_path_factory.mktemp("fuzz-stateful") / "jobs.db"
-    settings_ = load_settings(None, database_path=db, queue_max=10_000, max_upload_mb=2.0)
-    with BackgroundServer(settings_) as srv:
+    with sim_server(db, log_level="error", queue_max=10_000, max_upload_mb=2.0) as srv:
         yield srv
 
 
 def test_stateful_links_never_answer_5xx(stateful_server):
-    fuzz_server = stateful_server
     # Only the links the API declares (submit → read, cancel, events, curve): links that
     # schemathesis would infer from GET answers depend on how far a job has run, which
     # Hypothesis reports as inconsistent data generation.
@@ -117,7 +106,7 @@ def test_stateful_links_never_answer_5xx(stateful_server):
                 case.query.pop("wait", None)
 
         def get_call_kwargs(self, case) -> dict:
-            return {"base_url": fuzz_server.url, "timeout": 30}
+            return {"base_url": stateful_server.url, "timeout": 30}
 
         def validate_response(self, response, case, additional_checks=None, **kwargs) -> None:
             case.validate_response(response, checks=[not_a_server_error])
@@ -129,7 +118,7 @@ def test_stateful_links_never_answer_5xx(stateful_server):
     # Short runs keep that rare; a longer fuzz (AUTOFOCUS_FUZZ_EXAMPLES) runs more of them.
     for _run in range(max(1, EXAMPLES // 8)):
         _run_state_machine(Machine)
-    manager = fuzz_server.manager
+    manager = stateful_server.manager
     assert manager.ready and manager.worker_alive
 
 

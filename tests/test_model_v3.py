@@ -131,14 +131,12 @@ def test_version_2_pair_head_is_antisymmetric_and_needs_spectra():
     rng = np.random.default_rng(2)
     n = 4 * SPECTRUM_BANDS + 37
     head = PairHead(rng.normal(size=n), np.abs(rng.normal(size=n)) + 0.1, version=2)
-    a, b = rng.normal(size=12), rng.normal(size=12)
-    sa = np.concatenate([np.abs(rng.normal(size=SPECTRUM_BANDS)) + 0.01, [100.0]])
-    sb = np.concatenate([np.abs(rng.normal(size=SPECTRUM_BANDS)) + 0.01, [120.0]])
-    fwd = head.logodds(a, -1.0, 0.5, b, -2.0, 1.5, sa, sb)
-    back = head.logodds(b, -2.0, 1.5, a, -1.0, 0.5, sb, sa)
+    fwd_args, back_args = _pair_inputs(rng)
+    fwd = head.logodds(*fwd_args)
+    back = head.logodds(*back_args)
     assert fwd == pytest.approx(-back)
     with pytest.raises(ValueError, match="frame_spectrum"):
-        head.logodds(a, -1.0, 0.5, b, -2.0, 1.5)
+        head.logodds(*fwd_args[:6])
 
 
 def test_frame_spectrum_ratio_cancels_the_specimen_and_sees_blur():

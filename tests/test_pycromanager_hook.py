@@ -8,21 +8,16 @@ and asks a real `autofocus serve` (uvicorn on 127.0.0.1, simulated microscope).
 from __future__ import annotations
 
 import pytest
+from sim_server import sim_server
 
 from autofocus.acquire.pycromanager_hook import autofocus_hook, event_position
 from autofocus.client import AutofocusClient
-from autofocus.logging import configure_logging
-from autofocus.service.api.server import BackgroundServer
-from autofocus.settings import load_settings
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    configure_logging("console", "warning")
-    settings = load_settings(
-        None, database_path=tmp_path_factory.mktemp("hook") / "jobs.db", sim={"seed": 4}
-    )
-    with BackgroundServer(settings) as srv, AutofocusClient(srv.url, timeout_s=60) as af:
+    db = tmp_path_factory.mktemp("hook") / "jobs.db"
+    with sim_server(db, sim={"seed": 4}) as srv, AutofocusClient(srv.url, timeout_s=60) as af:
         yield af
 
 

@@ -52,19 +52,15 @@ def test_purge_by_age_and_count(tmp_path):
 
 def test_the_daemon_purges_at_start(tmp_path):
     import httpx
+    from sim_server import sim_server
 
-    from autofocus.logging import configure_logging
-    from autofocus.service.api.server import BackgroundServer
-    from autofocus.settings import load_settings
-
-    configure_logging("console", "warning")
     db = tmp_path / "jobs.db"
     store = JobStore(db)
     now = time.time()
     old = _job(store, 1, finished_s=now - 400 * 86400)
     keep = _job(store, 2, finished_s=now - 60)
     store.close()
-    with BackgroundServer(load_settings(None, database_path=db, retention_days=30)) as srv:
+    with sim_server(db, retention_days=30) as srv:
         with httpx.Client(base_url=srv.url) as http:
             assert http.get(f"/v1/jobs/{old}").status_code == 404
             assert http.get(f"/v1/jobs/{keep}").status_code == 200

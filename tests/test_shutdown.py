@@ -20,9 +20,7 @@ LONG_JOB = {"range_um": 80, "tolerance_um": 0.25}
 @pytest.mark.parametrize("watcher", ["sse", "wait"])
 def test_sigterm_with_a_watcher_cancels_the_running_job_and_keeps_the_queue(tmp_path, watcher):
     db = tmp_path / "jobs.db"
-    daemon = Daemon(db, tmp_path / "d.log", args=("--real-time",))
-    try:
-        daemon.wait_ready()
+    with Daemon(db, tmp_path / "d.log", args=("--real-time",)) as daemon:
         running = daemon.http.post("/v1/focus", json=LONG_JOB).json()
         queued = daemon.http.post("/v1/focus", json={"range_um": 40}).json()
         seen: list[str] = []
@@ -47,12 +45,8 @@ def test_sigterm_with_a_watcher_cancels_the_running_job_and_keeps_the_queue(tmp_
         assert daemon.proc.wait(30) in (0, -signal.SIGTERM)
         t.join(30)
         assert any('"cancelled"' in s for s in seen), seen[-3:]
-    finally:
-        daemon.close()
 
-    again = Daemon(db, tmp_path / "d.log", args=("--real-time",))
-    try:
-        again.wait_ready()
+    with Daemon(db, tmp_path / "d.log", args=("--real-time",)) as again:
         job = again.http.get(f"/v1/jobs/{running['id']}").json()
         assert job["state"] == "cancelled", job["state"]
         assert "shutting down" in job["error"]
@@ -60,5 +54,3 @@ def test_sigterm_with_a_watcher_cancels_the_running_job_and_keeps_the_queue(tmp_
         kept = again.http.get(f"/v1/jobs/{queued['id']}", params={"wait": 60}).json()
         assert kept["state"] in ("succeeded", "failed"), kept["state"]
         assert kept["started_at"] > job["finished_at"]  # it ran after the restart
-    finally:
-        again.close()

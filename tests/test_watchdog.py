@@ -49,15 +49,13 @@ _m._OPENERS["sim"] = lambda s: HangingStage(_open_sim(s), _hang_at)
 
 def test_hung_stage_fails_the_job_and_the_daemon_exits(tmp_path):
     db = tmp_path / "jobs.db"
-    daemon = Daemon(
+    with Daemon(
         db,
         tmp_path / "d.log",
         args=("--real-time",),
         env={"AUTOFOCUS_TEST_HANG_AT_MOVE": "4", "AUTOFOCUS_HARDWARE_TIMEOUT_S": "1.5"},
         prelude=HANG_PRELUDE,
-    )
-    try:
-        daemon.wait_ready()
+    ) as daemon:
         job = daemon.http.post("/v1/focus", json={"range_um": 40}).json()
         queued = daemon.http.post("/v1/focus", json={"range_um": 40}).json()
         answer: dict = {}
@@ -86,16 +84,10 @@ def test_hung_stage_fails_the_job_and_the_daemon_exits(tmp_path):
         got = answer["job"]
         assert got["state"] == "failed" and got["error_code"] == "hardware", got
         assert "the Z stage did not answer within 1.5 s" in got["error"]
-    finally:
-        daemon.close()
 
     # After the restart (what systemd does) the failed job is on record; the queued one
     # was not started by the watchdog's exit and waits for a client to ask again.
-    again = Daemon(db, tmp_path / "d.log", args=("--real-time",))
-    try:
-        again.wait_ready()
+    with Daemon(db, tmp_path / "d.log", args=("--real-time",)) as again:
         failed = again.http.get(f"/v1/jobs/{job['id']}").json()
         assert failed["state"] == "failed" and failed["error_code"] == "hardware"
         assert again.http.get(f"/v1/jobs/{queued['id']}").json()["state"] == "interrupted"
-    finally:
-        again.close()
