@@ -68,7 +68,7 @@ class Refinement(PeakFit):
         z_top = self._fine_peak(z_c, window, final=False)
         if z_top is not None:
             return (yield from self._bracket(z_top, z_c, window))
-        return Refined(None, math.inf, None, 0.0, False, "no fine rise")
+        return NO_RISE
 
     def _bracket(self, z_top: float, z_c: float, window: float) -> Step:
         """Bracket the risen fine score at `z_top` and fit it; follow the peak if it walks."""
@@ -175,7 +175,7 @@ class Refinement(PeakFit):
         lo, hi = self.bounds()
         z, s = self._fine_points(z_c, window)
         if z.size == 0:
-            return Refined(None, math.inf, None, 0.0, False, "no fine rise")
+            return NO_RISE
         base, sigma = self._fine_noise()
         i = int(np.argmax(s))
         top = float(z[i])
