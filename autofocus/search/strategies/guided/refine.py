@@ -222,15 +222,15 @@ class Refinement(PeakFit):
             "plane", width_unresolved=unresolved,
         )
 
-    def _capture_vertex(self, centre: float, window: float) -> float | None:
-        z, c, _ = self._capture_points()
-        keep = np.abs(z - centre) <= window * 1.01
-        z, c = z[keep], c[keep]
+    @staticmethod
+    def _capture_vertex(z: np.ndarray, c: np.ndarray) -> float | None:
+        """Log-parabola vertex of the capture samples `z`, `c` (sorted by z) around their
+        highest one, kept between its neighbours; None for fewer than 3 samples."""
         if z.size < 3:
             return None
         i = int(np.argmax(c))
         j = min(max(i, 1), z.size - 2)
-        got = log_parabola(z[j - 1 : j + 2], c[j - 1 : j + 2] - 0.0)
+        got = log_parabola(z[j - 1 : j + 2], c[j - 1 : j + 2])
         if got is None:
             return float(z[i])
         v, _ = got
@@ -253,7 +253,7 @@ class Refinement(PeakFit):
             out = min(max(out, lo), hi)
             if abs(out - z[i]) > 0.5 * dof and not self._near(out, 0.5 * dof):
                 return self.clamp(out)
-        v = self._capture_vertex(centre, window)
+        v = self._capture_vertex(z, c)
         if v is not None and not self._near(v, 0.5 * dof):
             return self.clamp(v)
         # Bisect the larger gap next to the top sample, towards the higher neighbour.
