@@ -265,7 +265,6 @@ class Refinement(PeakFit):
         if right is not None:
             options.append((c[i + 1], 0.5 * (z[i] + right), right - z[i]))
         if not options:
-            lo, hi = self.bounds()
             for p in (z[i] - 0.5 * window, z[i] + 0.5 * window):
                 if lo <= p <= hi and not self._near(p, 0.5 * dof):
                     return self.clamp(p)
