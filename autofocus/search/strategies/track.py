@@ -30,7 +30,7 @@ MIN_TRACK_RISE = 0.1
 class Track(Guided):
     """Three-frame re-focus around the current position; full `guided` search as fallback.
 
-    Options: `bracket_dof` (1.0) the half-width of the 3-frame bracket in DOF,
+    Options: `bracket_dof` (1.3) the half-width of the 3-frame bracket in DOF,
     and every `Guided` option (used by the fallback).
     """
 
