@@ -167,7 +167,6 @@ class _Run:
         self.unusable_frames = 0
         self.wants_capture = False
         self.estimator: DefocusEstimator | None = None
-        self.dof_um = engine.dof_um
         self.log = log.bind(strategy=strategy.name, scorer=self.scorer.name)
 
     # ------------------------------------------------------------- top level
@@ -291,7 +290,7 @@ class _Run:
                 t = time.perf_counter()
                 est = self.estimator.estimate([frames[k] for k in usable],
                                               [z_done[order[k]] for k in usable],
-                                              dof_um=self.dof_um)
+                                              dof_um=self.engine.dof_um)
                 self.score_wall_s += time.perf_counter() - t
             except Exception as exc:  # noqa: BLE001 - an estimate is optional help
                 self.log.warning("focus.estimate_failed", error=str(exc))

@@ -11,7 +11,7 @@ property-tested on synthetic curves:
 - **Rival peaks**: `rivals(peaks, ...)` returns the confirmed peaks other than
   the sharpest whose height above the baseline reaches `RIVAL_MIN_RATIO` of the
   sharpest one's and that lie at least `RIVAL_MIN_SEPARATION_DOF` DOF away. A
-  request policy (`RivalPolicy`) decides what a rival means: `fail` (default),
+  request policy (one of `RIVAL_POLICIES`) decides what a rival means: `fail` (default),
   `nearest` (to the expected z, else the start) or `sharpest`.
 - **Confidence**: `peak_confidence` turns the evidence (signal-to-noise of
   the peak, fit quality, how finely the top was sampled, width plausibility)
@@ -23,9 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
-RivalPolicy = Literal["fail", "nearest", "sharpest"]
 RIVAL_POLICIES: tuple[str, ...] = ("fail", "nearest", "sharpest")
 
 # A focus peak's half width at half maximum is at least this many DOF.

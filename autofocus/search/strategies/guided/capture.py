@@ -102,7 +102,7 @@ class CapturePath(RivalChecks, Verdict):
         if not rising:
             return self.fail(self._flat_sentence(), code=FailureReason.FLAT_CURVE.value,
                              **self.details)
-        cands = self._candidates(rising)
+        cands = self._candidates()
         self.details["candidates_um"] = [float(z) for z, _ in cands]
         refined: list[Refined] = []
         for k, (z_c, _) in enumerate(cands):
@@ -239,7 +239,7 @@ class CapturePath(RivalChecks, Verdict):
             f"within what noise gives)"
         )
 
-    def _candidates(self, rising: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    def _candidates(self) -> list[tuple[float, float]]:
         """Rising local maxima of the capture curve, highest first (≤ max_candidates)."""
         z, c, noise = self._capture_points()
         maxima = []

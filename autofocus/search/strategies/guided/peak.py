@@ -54,45 +54,42 @@ class PeakFit(GuidedSamples):
             return float(z[i])
         # The top and every sample around it (its nearest neighbours may be far; the
         # bracket fills gaps wider than the bracket spacing before it accepts a fit).
-        zn, sn = z, s
-        k = int(np.argmax(sn))
-        at_edge = k == 0 or k == zn.size - 1
-        if zn.size < 3 or at_edge:
-            gap = math.inf
+        at_edge = i == 0 or i == z.size - 1
+        if z.size < 3 or at_edge:
             return Refined(
-                Peak(float(z[i]), float(s[i]), height, None), gap, None, snr, at_edge,
+                Peak(float(z[i]), float(s[i]), height, None), math.inf, None, snr, at_edge,
                 "top not bracketed",
             )
-        trio_z, trio_s = zn[k - 1 : k + 2], sn[k - 1 : k + 2]
+        trio_z, trio_s = z[i - 1 : i + 2], s[i - 1 : i + 2]
         level = base + FLAT_TOP_LEVEL * height
         if trio_s[0] >= level or trio_s[2] >= level:
             # Flat top: the midpoint of where the curve crosses the level on both sides.
-            left, right = level_crossings(zn, sn, k, level, float(sn[k]))
+            left, right = level_crossings(z, s, i, level, float(s[i]))
             if left is not None and right is not None:
                 v = 0.5 * (left + right)
                 hwhm_est = max(0.5 * (right - left), MIN_HWHM_DOF * dof)
-                around = zn[(zn >= left - 2 * dof) & (zn <= right + 2 * dof)]
+                around = z[(z >= left - 2 * dof) & (z <= right + 2 * dof)]
                 spacing = float(np.max(np.diff(around), initial=0.0)) / dof
-                return Refined(Peak(v, float(sn[k]), height, hwhm_est), min(spacing, 1.0),
+                return Refined(Peak(v, float(s[i]), height, hwhm_est), min(spacing, 1.0),
                                 None, snr, False, "flat top")
         lifted = trio_s - base + 0.05 * height
         got = log_parabola(trio_z, np.maximum(lifted, 1e-12 * height))
         spacing = float(max(trio_z[1] - trio_z[0], trio_z[2] - trio_z[1])) / dof
         if got is None:
             return Refined(
-                Peak(float(zn[k]), float(sn[k]), height, None), spacing, None, snr, False,
+                Peak(float(z[i]), float(s[i]), height, None), spacing, None, snr, False,
                 "no peak shape",
             )
         v, hwhm = got
         v = float(min(max(v, trio_z[0]), trio_z[2]))
         # R² of the log-parabola on the top points and their neighbours.
-        r2 = self._gauss_r2(zn, sn, base, v, hwhm, height)
+        r2 = self._gauss_r2(z, s, base, v, hwhm, height)
         # With enough samples on the peak, a peak model with its own baseline (Lorentzian,
         # Gaussian or flat-top) beats three points: flat tops and long tails bias those.
         model = self._model_fit(z, s, v, hwhm)
         if model is not None:
             v, hwhm, r2 = model
-        return Refined(Peak(v, float(sn[k]), height, hwhm), spacing, r2, snr, False)
+        return Refined(Peak(v, float(s[i]), height, hwhm), spacing, r2, snr, False)
 
     def _model_fit(
         self, z: np.ndarray, s: np.ndarray, v: float, hwhm: float

@@ -68,7 +68,7 @@ class Refinement(PeakFit):
         z_top = self._fine_peak(z_c, window, final=False)
         if z_top is not None:
             return (yield from self._bracket(z_top, z_c, window))
-        return Refined(None, math.inf, None, 0.0, False, "no fine rise")
+        return NO_RISE
 
     def _bracket(self, z_top: float, z_c: float, window: float) -> Step:
         """Bracket the risen fine score at `z_top` and fit it; follow the peak if it walks."""
@@ -175,7 +175,7 @@ class Refinement(PeakFit):
         lo, hi = self.bounds()
         z, s = self._fine_points(z_c, window)
         if z.size == 0:
-            return Refined(None, math.inf, None, 0.0, False, "no fine rise")
+            return NO_RISE
         base, sigma = self._fine_noise()
         i = int(np.argmax(s))
         top = float(z[i])
@@ -222,15 +222,15 @@ class Refinement(PeakFit):
             "plane", width_unresolved=unresolved,
         )
 
-    def _capture_vertex(self, centre: float, window: float) -> float | None:
-        z, c, _ = self._capture_points()
-        keep = np.abs(z - centre) <= window * 1.01
-        z, c = z[keep], c[keep]
+    @staticmethod
+    def _capture_vertex(z: np.ndarray, c: np.ndarray) -> float | None:
+        """Log-parabola vertex of the capture samples `z`, `c` (sorted by z) around their
+        highest one, kept between its neighbours; None for fewer than 3 samples."""
         if z.size < 3:
             return None
         i = int(np.argmax(c))
         j = min(max(i, 1), z.size - 2)
-        got = log_parabola(z[j - 1 : j + 2], c[j - 1 : j + 2] - 0.0)
+        got = log_parabola(z[j - 1 : j + 2], c[j - 1 : j + 2])
         if got is None:
             return float(z[i])
         v, _ = got
@@ -253,7 +253,7 @@ class Refinement(PeakFit):
             out = min(max(out, lo), hi)
             if abs(out - z[i]) > 0.5 * dof and not self._near(out, 0.5 * dof):
                 return self.clamp(out)
-        v = self._capture_vertex(centre, window)
+        v = self._capture_vertex(z, c)
         if v is not None and not self._near(v, 0.5 * dof):
             return self.clamp(v)
         # Bisect the larger gap next to the top sample, towards the higher neighbour.
@@ -265,7 +265,6 @@ class Refinement(PeakFit):
         if right is not None:
             options.append((c[i + 1], 0.5 * (z[i] + right), right - z[i]))
         if not options:
-            lo, hi = self.bounds()
             for p in (z[i] - 0.5 * window, z[i] + 0.5 * window):
                 if lo <= p <= hi and not self._near(p, 0.5 * dof):
                     return self.clamp(p)

@@ -159,7 +159,7 @@ class GuidedSamples(SearchStrategy):
         lowest samples are baseline; the noise is never taken below 1 % of the
         baseline (a handful of samples can agree by chance).
         """
-        _, s = self.points()
+        z, s = self.points()
         if s.size == 0:
             return 0.0, math.inf
         low = np.sort(s)[: max(3, s.size // 3)]
@@ -167,7 +167,6 @@ class GuidedSamples(SearchStrategy):
         mad = float(np.median(np.abs(low - base))) * 1.4826
         # On a smooth curve the lowest samples spread by the curve's slope, not by noise;
         # the scatter about straight lines through neighbours is the noise then.
-        z, _ = self.points()
         if z.size >= 5:
             mad = min(mad, noise_sigma(z, s))
         return base, max(mad, 0.01 * abs(base), 1e-12)
