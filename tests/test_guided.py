@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from autofocus.scoring.base import DefocusEstimate
@@ -128,6 +128,8 @@ def test_guided_never_succeeds_on_a_flat_curve(dof, range_dof, seed):
 @settings(**FAST)
 @given(dof=dofs, sep_dof=st.floats(8.0, 14.0), ratio=st.floats(0.3, 1.0),
        first_low=st.booleans(), seed=st.integers(0, 1000))
+# Found by a random run: a flank sample 1 DOF beside the weaker plane was named a third plane.
+@example(dof=1.0, sep_dof=13.40625, ratio=0.875, first_low=True, seed=0)
 def test_two_planes_fail_as_rivals_naming_both(dof, sep_dof, ratio, first_low, seed):
     # A coarse step of 4 DOF resolves planes 8 DOF apart in the capture curve (the
     # default step at this range is wider: see the debris benchmark for what it misses).
@@ -172,13 +174,16 @@ def test_rivals_rule(zs, hs, dof):
     peaks = [Peak(z, h + 1, h) for z, h in zip(zs, hs, strict=False)]
     best, others = rivals(peaks, dof)
     assert best is not None and best.height == max(p.height for p in peaks)
-    for p in others:
+    for i, p in enumerate(others):
         assert abs(p.z_um - best.z_um) >= 3.0 * dof
         assert p.height >= 0.12 * best.height
+        assert all(abs(p.z_um - q.z_um) >= 3.0 * dof for q in others[:i])  # one per plane
     for p in peaks:
         if p is best or p in others:
             continue
-        assert abs(p.z_um - best.z_um) < 3.0 * dof or p.height < 0.12 * best.height
+        higher = [best, *(q for q in others if q.height >= p.height)]
+        assert (any(abs(p.z_um - q.z_um) < 3.0 * dof for q in higher)
+                or p.height < 0.12 * best.height)
     assert choose(best, others, "sharpest", reference_z_um=0.0) is best
     if others:
         assert choose(best, others, "fail", reference_z_um=0.0) is None

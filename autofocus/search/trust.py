@@ -10,7 +10,8 @@ property-tested on synthetic curves:
   `MIN_HWHM_DOF` × DOF.
 - **Rival peaks**: `rivals(peaks, ...)` returns the confirmed peaks other than
   the sharpest whose height above the baseline reaches `RIVAL_MIN_RATIO` of the
-  sharpest one's and that lie at least `RIVAL_MIN_SEPARATION_DOF` DOF away. A
+  sharpest one's and that lie at least `RIVAL_MIN_SEPARATION_DOF` DOF from it and
+  from every higher rival (a lower peak nearer than that is a flank). A
   request policy (one of `RIVAL_POLICIES`) decides what a rival means: `fail` (default),
   `nearest` (to the expected z, else the start) or `sharpest`.
 - **Confidence**: `peak_confidence` turns the evidence (signal-to-noise of
@@ -80,22 +81,22 @@ def rivals(
     """(the sharpest peak, its rivals) among `peaks`; (None, []) for no peaks.
 
     A rival is another peak at least `min_separation_dof` × `dof_um` from the
-    sharpest whose height reaches `min_ratio` × the sharpest one's height.
-    Rivals are ordered by height, highest first.
+    sharpest, and from every higher rival, whose height reaches `min_ratio` ×
+    the sharpest one's height: a lower peak closer than that to a higher one is
+    that plane's flank, not a plane of its own. Rivals are ordered by height,
+    highest first.
     """
     good = [p for p in peaks if p.height > 0 and math.isfinite(p.z_um)]
     if not good:
         return None, []
     best = max(good, key=lambda p: p.height)
-    out = [
-        p
-        for p in good
-        if p is not best
-        and abs(p.z_um - best.z_um) >= min_separation_dof * dof_um
-        and p.height >= min_ratio * best.height
-    ]
-    out.sort(key=lambda p: -p.height)
-    return best, out
+    kept = [best]
+    for p in sorted(good, key=lambda p: -p.height):
+        if p.height >= min_ratio * best.height and all(
+            abs(p.z_um - k.z_um) >= min_separation_dof * dof_um for k in kept
+        ):
+            kept.append(p)
+    return best, kept[1:]
 
 
 def choose(
