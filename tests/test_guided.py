@@ -174,16 +174,21 @@ def test_rivals_rule(zs, hs, dof):
     peaks = [Peak(z, h + 1, h) for z, h in zip(zs, hs, strict=False)]
     best, others = rivals(peaks, dof)
     assert best is not None and best.height == max(p.height for p in peaks)
-    for i, p in enumerate(others):
+    for p in others:
         assert abs(p.z_um - best.z_um) >= 3.0 * dof
         assert p.height >= 0.12 * best.height
-        assert all(abs(p.z_um - q.z_um) >= 3.0 * dof for q in others[:i])  # one per plane
     for p in peaks:
         if p is best or p in others:
             continue
-        higher = [best, *(q for q in others if q.height >= p.height)]
-        assert (any(abs(p.z_um - q.z_um) < 3.0 * dof for q in higher)
-                or p.height < 0.12 * best.height)
+        assert abs(p.z_um - best.z_um) < 3.0 * dof or p.height < 0.12 * best.height
+    # Naming a verdict's planes: one per plane, a lower peak beside a higher rival is its flank.
+    best_d, named = rivals(peaks, dof, distinct=True)
+    assert best_d is best and all(p in others for p in named)
+    for i, p in enumerate(named):
+        assert all(abs(p.z_um - q.z_um) >= 3.0 * dof for q in named[:i])
+    for p in others:
+        if p not in named:
+            assert any(abs(p.z_um - q.z_um) < 3.0 * dof and q.height >= p.height for q in named)
     assert choose(best, others, "sharpest", reference_z_um=0.0) is best
     if others:
         assert choose(best, others, "fail", reference_z_um=0.0) is None

@@ -10,8 +10,9 @@ property-tested on synthetic curves:
   `MIN_HWHM_DOF` × DOF.
 - **Rival peaks**: `rivals(peaks, ...)` returns the confirmed peaks other than
   the sharpest whose height above the baseline reaches `RIVAL_MIN_RATIO` of the
-  sharpest one's and that lie at least `RIVAL_MIN_SEPARATION_DOF` DOF from it and
-  from every higher rival (a lower peak nearer than that is a flank). A
+  sharpest one's and that lie at least `RIVAL_MIN_SEPARATION_DOF` DOF away (when
+  naming the planes of a verdict, also from every higher rival: a lower peak
+  nearer than that is a flank). A
   request policy (one of `RIVAL_POLICIES`) decides what a rival means: `fail` (default),
   `nearest` (to the expected z, else the start) or `sharpest`.
 - **Confidence**: `peak_confidence` turns the evidence (signal-to-noise of
@@ -77,14 +78,17 @@ def rivals(
     *,
     min_ratio: float = RIVAL_MIN_RATIO,
     min_separation_dof: float = RIVAL_MIN_SEPARATION_DOF,
+    distinct: bool = False,
 ) -> tuple[Peak | None, list[Peak]]:
     """(the sharpest peak, its rivals) among `peaks`; (None, []) for no peaks.
 
     A rival is another peak at least `min_separation_dof` × `dof_um` from the
-    sharpest, and from every higher rival, whose height reaches `min_ratio` ×
-    the sharpest one's height: a lower peak closer than that to a higher one is
-    that plane's flank, not a plane of its own. Rivals are ordered by height,
-    highest first.
+    sharpest whose height reaches `min_ratio` × the sharpest one's height.
+    With `distinct` (for naming the planes of a verdict) a rival must also lie
+    that far from every higher rival: a lower peak nearer than that to a higher
+    one is that plane's flank, not a plane of its own. Without it every such
+    candidate is returned, e.g. for checking each one for a dip. Rivals are
+    ordered by height, highest first.
     """
     good = [p for p in peaks if p.height > 0 and math.isfinite(p.z_um)]
     if not good:
@@ -93,7 +97,8 @@ def rivals(
     kept = [best]
     for p in sorted(good, key=lambda p: -p.height):
         if p.height >= min_ratio * best.height and all(
-            abs(p.z_um - k.z_um) >= min_separation_dof * dof_um for k in kept
+            abs(p.z_um - k.z_um) >= min_separation_dof * dof_um
+            for k in (kept if distinct else kept[:1])
         ):
             kept.append(p)
     return best, kept[1:]

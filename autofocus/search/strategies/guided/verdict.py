@@ -78,7 +78,7 @@ class Verdict(GuidedSamples):
                 **self.details,
             )
         peaks = [r.peak for r in found if r.peak is not None]
-        best, rival_list = rivals(peaks, dof)
+        best, rival_list = rivals(peaks, dof, distinct=True)  # one name per plane
         assert best is not None
         if reference is None:
             reference = space.center_z_um
