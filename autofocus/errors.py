@@ -1,12 +1,12 @@
 """Typed errors of the autofocus service.
 
-Hardware errors come from `drivers.errors` and are re-exported here so callers
+Hardware errors come from `autofocus_drivers.errors` and are re-exported here so callers
 need one import. Every error carries one sentence a microscopist understands.
 """
 
 from __future__ import annotations
 
-from drivers.errors import (
+from autofocus_drivers.errors import (
     CameraError,
     ConfigurationError,
     DeviceTimeout,

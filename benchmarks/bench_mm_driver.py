@@ -21,8 +21,8 @@ import tempfile
 import time
 from typing import Any
 
-from drivers import ZLimits
-from drivers.micromanager import (
+from autofocus_drivers import ZLimits
+from autofocus_drivers.micromanager import (
     MicroManagerMicroscope,
     demo_adapter_dir,
     demo_config_file,

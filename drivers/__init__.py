@@ -4,9 +4,9 @@ This package depends on numpy only; vendor packages (pycromanager, pymmcore-plus
 are imported lazily by the drivers that need them.
 """
 
-from drivers.base import CameraInfo, Microscope, XYStage, ZLimits, xy_stage_of
-from drivers.clock import Clock, RealClock, VirtualClock
-from drivers.errors import (
+from autofocus_drivers.base import CameraInfo, Microscope, XYStage, ZLimits, xy_stage_of
+from autofocus_drivers.clock import Clock, RealClock, VirtualClock
+from autofocus_drivers.errors import (
     CameraError,
     ConfigurationError,
     DeviceTimeout,

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-
-from drivers.clock import Clock
-from drivers.errors import ConfigurationError, LimitError
+from autofocus_drivers.clock import Clock
+from autofocus_drivers.errors import ConfigurationError, LimitError
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,7 @@ class Microscope(Protocol):
 
     `move_z` blocks until the stage has arrived and settled; `snap` exposes and
     returns one 2-D frame (H, W) of the camera's dtype. Errors are the types in
-    `drivers.errors`.
+    `autofocus_drivers.errors`.
     """
 
     name: str

@@ -1,7 +1,7 @@
 """Our simulated microscope inside Micro-Manager, as pymmcore-plus `UniMMCore` Python devices.
 
 `SimZStage`, `SimCamera`, `SimXYStage` and `SimShutter` wrap one `SimulatedMicroscope`
-(drivers.sim), so the real
+(autofocus_drivers.sim), so the real
 MMCore (pymmcore-plus' `UniMMCore`, which routes calls for Python devices to Python
 objects and everything else to C++ adapters) drives our physics: backlash, settling,
 defocus blur, shot and read noise, injected faults. Any Micro-Manager client code
@@ -29,13 +29,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-from drivers.errors import ConfigurationError
+from autofocus_drivers.errors import ConfigurationError
 
 if TYPE_CHECKING:  # the real imports happen lazily, in the functions below
+    from autofocus_drivers.sim import SimConfig, SimulatedMicroscope
     from pymmcore_plus.experimental.unicore import UniMMCore
-
-    from drivers.sim import SimConfig, SimulatedMicroscope
 
 __all__ = [
     "SIM_CAMERA_LABEL",
@@ -246,7 +244,7 @@ def simulated_unicore(
     `ConfigurationError` when pymmcore-plus is missing.
     """
     unicore = _unicore_module()
-    from drivers.sim import SimulatedMicroscope
+    from autofocus_drivers.sim import SimulatedMicroscope
 
     microscope = SimulatedMicroscope(config, seed=seed)
     core = unicore.UniMMCore()

@@ -9,7 +9,7 @@ planes) it instead serves a linear blend of the two neighbouring planes,
 weighted by distance — a cheap stand-in for the continuous defocus a real stage
 would show between planes.
 
-Moves, settling and exposures spend virtual time on a `drivers.clock.Clock`
+Moves, settling and exposures spend virtual time on a `autofocus_drivers.clock.Clock`
 (a `VirtualClock` by default), so the engine reports hardware time as it does
 for the simulator, without sleeping. Optional seeded Gaussian noise on top of
 every frame checks robustness. Frames come back 2-D in the stack's dtype.
@@ -25,10 +25,9 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
-
-from drivers.base import CameraInfo, ZLimits
-from drivers.clock import Clock, VirtualClock
-from drivers.errors import CameraError, ConfigurationError, StageError
+from autofocus_drivers.base import CameraInfo, ZLimits
+from autofocus_drivers.clock import Clock, VirtualClock
+from autofocus_drivers.errors import CameraError, ConfigurationError, StageError
 
 PlaneSource = np.ndarray | Callable[[], np.ndarray]
 

@@ -23,10 +23,10 @@ if __package__ in (None, ""):  # run as a script from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
+from autofocus_drivers.sim import SampleSurface, SimConfig, SimulatedMicroscope
 
 from autofocus.search.focus import FocusRequest
 from autofocus.search.maps import build_focus_map, grid_positions
-from drivers.sim import SampleSurface, SimConfig, SimulatedMicroscope
 
 SLIDE_UM = (75_000.0, 25_000.0)
 

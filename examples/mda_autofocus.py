@@ -10,7 +10,7 @@ dedicated `MDARunner` runs our `AutofocusEngine` (no global engine is replaced).
 position's z in the sequence is deliberately 20 µm off its true focus (alternately above
 and below); the engine corrects it per position before the images are taken.
 
-Simulated (default): `drivers.mm_sim_devices.simulated_unicore` puts our simulated
+Simulated (default): `autofocus_drivers.mm_sim_devices.simulated_unicore` puts our simulated
 microscope (beads, 20×/0.75, on a tilted and bowed plate) into pymmcore-plus'
 `UniMMCore`; the true focus at every position is known. `--democamera`: the real
 MMCore with Micro-Manager's DemoCamera/DStage adapters (mm-test-adapters) in their
@@ -32,19 +32,19 @@ if __package__ in (None, ""):  # run as a script from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import useq
+from autofocus_drivers.base import ZLimits
 from pymmcore_plus.mda import MDARunner
 
 from autofocus.acquire.mda import AutofocusEngine
 from autofocus.search.focus import FocusRequest
-from drivers.base import ZLimits
 
 OFFSET_UM = 20.0
 
 
 def simulated_core(seed: int) -> tuple[Any, Any, list[tuple[float, float, float]], float]:
     """The simulated core, its simulator, positions (x, y, true focus) and the DOF (µm)."""
-    from drivers.mm_sim_devices import simulated_unicore
-    from drivers.sim import SampleSurface, SimConfig
+    from autofocus_drivers.mm_sim_devices import simulated_unicore
+    from autofocus_drivers.sim import SampleSurface, SimConfig
 
     surface = SampleSurface.plate(tilt_um=20.0, bow_um=8.0)
     core, sim = simulated_unicore(SimConfig.preset("beads", surface=surface), seed=seed)
@@ -58,9 +58,8 @@ def simulated_core(seed: int) -> tuple[Any, Any, list[tuple[float, float, float]
 
 def democamera_core() -> tuple[Any, None, list[tuple[float, float, float]], float]:
     """Real MMCore with DemoCamera in bead mode (true focus Z = 0) and its XY stage."""
+    from autofocus_drivers.micromanager import demo_adapter_dir, write_democamera_focus_config
     from pymmcore_plus import CMMCorePlus
-
-    from drivers.micromanager import demo_adapter_dir, write_democamera_focus_config
 
     core = CMMCorePlus()
     core.setDeviceAdapterSearchPaths([str(demo_adapter_dir())])

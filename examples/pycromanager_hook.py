@@ -31,12 +31,12 @@ if __package__ in (None, ""):  # run as a script from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import structlog
+from autofocus_drivers.micromanager import demo_adapter_dir, write_democamera_focus_config
 
 from autofocus.acquire.pycromanager_hook import autofocus_hook
 from autofocus.client import AutofocusClient
 from autofocus.service.api.server import BackgroundServer
 from autofocus.settings import load_settings
-from drivers.micromanager import demo_adapter_dir, write_democamera_focus_config
 
 START_Z_UM = 20.0
 DOF_UM = 2.0  # DemoCamera beads: BeadBlurRate 0.5 px/µm; see docs/micromanager.md

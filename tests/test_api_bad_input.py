@@ -11,10 +11,9 @@ import httpx
 import numpy as np
 import pytest
 import tifffile
+from autofocus_drivers.sim import SimulatedMicroscope
 from PIL import Image
 from sim_server import sim_server
-
-from drivers.sim import SimulatedMicroscope
 
 PROBLEM = "application/problem+json"
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from autofocus_models.pipeline.synth import make_stack
 from typer.testing import CliRunner
 
 from autofocus.cli import _load_commands
@@ -21,7 +22,6 @@ from autofocus.cli.app import app
 from autofocus.scoring.calibration import read_output_layer
 from autofocus.scoring.registry import get_scorer
 from autofocus.stacks.calibrate import CalibrationError, calibrate, collect_stacks
-from models.pipeline.synth import make_stack
 
 _load_commands()
 

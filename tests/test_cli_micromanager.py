@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from drivers.errors import ConfigurationError
+from autofocus_drivers.errors import ConfigurationError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +23,7 @@ pytestmark = pytest.mark.mm
 @pytest.fixture(scope="module")
 def adapter_dir() -> Path:
     try:
-        from drivers.micromanager import demo_adapter_dir
+        from autofocus_drivers.micromanager import demo_adapter_dir
 
         return demo_adapter_dir()
     except Exception as exc:  # noqa: BLE001
@@ -125,7 +124,7 @@ def test_limits_error_names_the_command_line_flags():
 
 
 def test_resolve_config_file_prefers_the_adapter_folder(adapter_dir, tmp_path, monkeypatch):
-    from drivers.micromanager import resolve_config_file
+    from autofocus_drivers.micromanager import resolve_config_file
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "MMConfig_demo.cfg").write_text("# a different file in the current folder\n")
@@ -139,7 +138,7 @@ def test_resolve_config_file_prefers_the_adapter_folder(adapter_dir, tmp_path, m
 
 
 def test_missing_relative_config_names_every_place_looked(adapter_dir, tmp_path, monkeypatch):
-    from drivers.micromanager import resolve_config_file
+    from autofocus_drivers.micromanager import resolve_config_file
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigurationError) as err:

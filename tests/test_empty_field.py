@@ -62,7 +62,7 @@ def test_a_large_faint_blob_is_not_empty():
 
 
 def test_generated_blank_frames_are_mostly_empty():
-    from models.pipeline.v3.data import no_specimen_frame
+    from autofocus_models.pipeline.v3.data import no_specimen_frame
 
     rng = np.random.default_rng(11)
     for kind in ("flat", "dark", "noise", "saturated"):
@@ -74,8 +74,8 @@ def test_generated_blank_frames_are_mostly_empty():
 
 
 def test_in_focus_visible_sparse_specimens_are_not_empty():
-    from models.pipeline.synth import make_stack
-    from models.pipeline.v3.evaluate import matched_filter_snr
+    from autofocus_models.pipeline.synth import make_stack
+    from autofocus_models.pipeline.v3.evaluate import matched_filter_snr
 
     checked = 0
     for seed in range(3_400_000, 3_400_012):
@@ -157,10 +157,11 @@ def test_guided_search_on_a_blank_simulated_field_fails_with_no_specimen():
 def test_dim_beads_far_out_of_focus_are_searched_not_called_empty():
     """The probes of a search that starts 10-22 µm from dim beads look empty to the
     classical test; the search must go on (the field-level probability is the graph's)."""
+    from autofocus_drivers.sim import SimulatedMicroscope
+
     from autofocus.bench.search import make_trials, trial_config
     from autofocus.scoring.registry import get_scorer
     from autofocus.search.focus import focus
-    from drivers.sim import SimulatedMicroscope
 
     scorer = get_scorer("focusnet-v3")
     trials = [t for t in make_trials(10, specimens=("beads",), photon_levels=(10.0,))

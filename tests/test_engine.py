@@ -11,14 +11,14 @@ import dataclasses
 import threading
 
 import pytest
+from autofocus_drivers.sim import FaultConfig, SimConfig, SimulatedMicroscope
+from autofocus_drivers.sim.faults import Calls
 
 from autofocus.errors import LimitError
 from autofocus.scoring.registry import get_scorer
 from autofocus.search.engine import Engine
 from autofocus.search.focus import FocusRequest, focus, search_space
 from autofocus.search.strategies.base import SearchOutcome, SearchSpace
-from drivers.sim import FaultConfig, SimConfig, SimulatedMicroscope
-from drivers.sim.faults import Calls
 
 
 def make_sim(seed: int = 1, *, faults: FaultConfig | None = None, **preset) -> SimulatedMicroscope:

@@ -240,13 +240,14 @@ def test_real_eval_agrees_with_a_hand_check(real_eval, real_data_dir, stack):
 
 
 def test_real_eval_summary_is_consistent(real_eval):
-    assert real_eval["stacks"] == 10 and real_eval["labeled"] == 7
+    assert real_eval["stacks"] == 13 and real_eval["labeled"] == 10
     for summary in real_eval["scorers"].values():
         labelled = [s for s in summary["stacks"] if s["best_z_um"] is not None]
-        assert summary["labeled"] == len(labelled) == 7
+        assert summary["labeled"] == len(labelled) == 10
         for s in labelled:
             assert s["within_tolerance"] == (abs(s["error_um"]) <= s["tolerance_um"] + 1e-9)
         assert summary["within_tolerance"] == sum(s["within_tolerance"] for s in labelled)
-    # Quality floor from the issue: Tenengrad was within tolerance on 6/7 stacks, VoL on 5/7.
-    assert real_eval["scorers"]["tenengrad"]["within_tolerance"] >= 6
-    assert real_eval["scorers"]["vol"]["within_tolerance"] >= 5
+    # Quality floor, measured on the 13-stack corpus (10 labelled): Tenengrad within
+    # tolerance on 9/10 (misses only dfnn_microtubules_stack), VoL on 7/10.
+    assert real_eval["scorers"]["tenengrad"]["within_tolerance"] >= 9
+    assert real_eval["scorers"]["vol"]["within_tolerance"] >= 7

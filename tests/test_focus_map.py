@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from autofocus_drivers.errors import ConfigurationError
+from autofocus_drivers.sim import FaultConfig, SampleSurface, SimConfig, SimulatedMicroscope
 
 from autofocus.search.focus import FocusRequest
 from autofocus.search.maps import (
@@ -23,8 +25,6 @@ from autofocus.search.maps import (
     grid_positions,
     spread_positions,
 )
-from drivers.errors import ConfigurationError
-from drivers.sim import FaultConfig, SampleSurface, SimConfig, SimulatedMicroscope
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,7 +142,7 @@ def test_a_failed_autofocus_is_recorded_but_not_a_map_point():
 
 
 def test_map_needs_an_xy_stage():
-    from drivers.base import ZLimits
+    from autofocus_drivers.base import ZLimits
 
     with pytest.raises(ConfigurationError, match="no XY stage"):
         build_focus_map(ZLimits(0, 1), [(0.0, 0.0)])  # type: ignore[arg-type]
@@ -259,10 +259,10 @@ def test_http_map_not_ready_is_409(server, af):
 def test_mda_engine_places_positions_from_the_map_and_refreshes_it():
     pytest.importorskip("pymmcore_plus")
     import useq
+    from autofocus_drivers.mm_sim_devices import simulated_unicore
     from pymmcore_plus.mda import MDARunner
 
     from autofocus.acquire.mda import AutofocusEngine
-    from drivers.mm_sim_devices import simulated_unicore
 
     config = SimConfig.preset("beads", focus_z_um=0.0,
                               surface=SampleSurface.plate(tilt_um=20.0, bow_um=8.0))
@@ -311,10 +311,10 @@ def test_mda_engine_refreshes_a_stale_map_by_time():
     """map_refresh_s: a map older than T seconds is refreshed by an autofocus there."""
     pytest.importorskip("pymmcore_plus")
     import useq
+    from autofocus_drivers.mm_sim_devices import simulated_unicore
     from pymmcore_plus.mda import MDARunner
 
     from autofocus.acquire.mda import AutofocusEngine
-    from drivers.mm_sim_devices import simulated_unicore
 
     config = SimConfig.preset("beads", focus_z_um=0.0, surface=SampleSurface.plate())
     core, sim = simulated_unicore(config, seed=4)

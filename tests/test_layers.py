@@ -3,7 +3,7 @@
 - no import cycle between modules of `autofocus/` and `drivers/`;
 - `drivers` never imports `autofocus`;
 - each room of `autofocus/` imports only the rooms above it (DESIGN.md):
-  scoring → (errors); search → scoring, drivers.base; stacks → scoring, search, drivers;
+  scoring → (errors); search → scoring, autofocus_drivers.base; stacks → scoring, search, drivers;
   acquire (acquisition integrations) → search, scoring, the HTTP client, drivers;
   service → everything below it; nothing below `service` imports FastAPI.
 """
@@ -17,21 +17,26 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("autofocus", "drivers")
+"""The folders read; `drivers/` is installed as the import package `autofocus_drivers`."""
+IMPORT_NAMES = {"autofocus": "autofocus", "drivers": "autofocus_drivers"}
 
 # What each room of autofocus/ may import from the project (prefix match on module names).
 ALLOWED = {
     "autofocus.scoring": ("autofocus.scoring", "autofocus.errors"),
-    "autofocus.search": ("autofocus.search", "autofocus.scoring", "autofocus.errors", "drivers"),
+    "autofocus.search": (
+        "autofocus.search", "autofocus.scoring", "autofocus.errors", "autofocus_drivers",
+    ),
     "autofocus.stacks": (
-        "autofocus.stacks", "autofocus.search", "autofocus.scoring", "autofocus.errors", "drivers",
+        "autofocus.stacks", "autofocus.search", "autofocus.scoring", "autofocus.errors",
+        "autofocus_drivers",
     ),
     "autofocus.acquire": (
         "autofocus.acquire", "autofocus.search", "autofocus.scoring", "autofocus.errors",
-        "autofocus.client", "drivers",
+        "autofocus.client", "autofocus_drivers",
     ),
     "autofocus.service": (
         "autofocus.service", "autofocus.stacks", "autofocus.search", "autofocus.scoring",
-        "autofocus.errors", "autofocus.settings", "autofocus.logging", "drivers",
+        "autofocus.errors", "autofocus.settings", "autofocus.logging", "autofocus_drivers",
     ),
 }
 WEB = ("fastapi", "starlette", "uvicorn")
@@ -40,6 +45,7 @@ WEB = ("fastapi", "starlette", "uvicorn")
 def module_name(path: Path) -> str:
     rel = path.relative_to(ROOT).with_suffix("")
     parts = list(rel.parts)
+    parts[0] = IMPORT_NAMES.get(parts[0], parts[0])
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
@@ -109,7 +115,7 @@ def test_drivers_never_import_autofocus():
     bad = {
         src: sorted(m for m in mods if in_room(m, "autofocus"))
         for src, mods in raw_imports().items()
-        if in_room(src, "drivers")
+        if in_room(src, "autofocus_drivers")
     }
     assert not {k: v for k, v in bad.items() if v}
 
@@ -123,7 +129,7 @@ def test_rooms_import_only_the_rooms_above(room):
             continue
         wrong = [
             m for m in mods
-            if (in_room(m, "autofocus") or in_room(m, "drivers"))
+            if (in_room(m, "autofocus") or in_room(m, "autofocus_drivers"))
             and m != "autofocus"
             and not any(in_room(m, a) for a in allowed)
         ]
@@ -141,7 +147,7 @@ def test_scoring_never_imports_search_or_service():
 
 def test_nothing_below_service_imports_a_web_framework():
     for src, mods in raw_imports().items():
-        below = in_room(src, "drivers") or any(
+        below = in_room(src, "autofocus_drivers") or any(
             in_room(src, r) for r in ("autofocus.scoring", "autofocus.search", "autofocus.stacks")
         ) or (in_room(src, "autofocus.service") and not in_room(src, "autofocus.service.api"))
         if below:

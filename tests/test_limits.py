@@ -1,8 +1,7 @@
 import math
 
 import pytest
-
-from drivers import LimitError, ZLimits
+from autofocus_drivers import LimitError, ZLimits
 
 
 def test_limits_check_and_clamp():

@@ -64,12 +64,12 @@ def test_example_on_real_mmcore_democamera_beads():
 # ------------------------------------------------------------- in-process, simulated core
 def _setup(seed: int = 3, *, positions=None, **engine_kwargs):
     import useq
+    from autofocus_drivers.mm_sim_devices import simulated_unicore
+    from autofocus_drivers.sim import SampleSurface, SimConfig
     from pymmcore_plus.mda import MDARunner
 
     from autofocus.acquire.mda import AutofocusEngine
     from autofocus.search.focus import FocusRequest
-    from drivers.mm_sim_devices import simulated_unicore
-    from drivers.sim import SampleSurface, SimConfig
 
     config = SimConfig.preset("beads", focus_z_um=0.0, surface=SampleSurface.plate())
     core, sim = simulated_unicore(config, seed=seed)
@@ -206,7 +206,7 @@ def test_unknown_focus_channel_and_policy_are_refused():
 
 
 def test_events_outside_the_z_limits_are_skipped_not_sent():
-    from drivers.base import ZLimits
+    from autofocus_drivers.base import ZLimits
 
     useq, core, sim, engine, runner, truth, frames = _setup()
     engine.z_limits_um = ZLimits(-50.0, 50.0)

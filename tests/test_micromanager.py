@@ -15,8 +15,7 @@ import time
 
 import numpy as np
 import pytest
-
-from drivers import (
+from autofocus_drivers import (
     CameraError,
     ConfigurationError,
     DeviceTimeout,
@@ -47,7 +46,7 @@ def mic(tmp_path_factory):
     reason = _mm_available()
     if reason:
         pytest.skip(reason)
-    from drivers.micromanager import (
+    from autofocus_drivers.micromanager import (
         MicroManagerMicroscope,
         demo_adapter_dir,
         write_democamera_focus_config,
@@ -89,14 +88,14 @@ def _fresh_state(request):
 
 def _other(mic, **kwargs):
     """A second driver on the module's core (it does not own the core: no on_close)."""
-    from drivers.micromanager import MicroManagerMicroscope
+    from autofocus_drivers.micromanager import MicroManagerMicroscope
 
     kwargs.setdefault("z_limits_um", LIMITS)
     return MicroManagerMicroscope(mic.core, **kwargs)
 
 
 def _other_on(core):
-    from drivers.micromanager import MicroManagerMicroscope
+    from autofocus_drivers.micromanager import MicroManagerMicroscope
 
     return MicroManagerMicroscope(core, z_limits_um=LIMITS)
 
@@ -161,7 +160,7 @@ def test_limits_are_enforced_before_any_command(mic):
 
 
 def test_limits_are_required(mic):
-    from drivers.micromanager import MicroManagerMicroscope
+    from autofocus_drivers.micromanager import MicroManagerMicroscope
 
     with pytest.raises(ConfigurationError, match="ZLimits"):
         MicroManagerMicroscope(mic.core, z_limits_um=(-1.0, 1.0))
@@ -383,7 +382,11 @@ def test_flat_image_of_wrong_size_is_a_camera_error(mic):
 
 # ---------------------------------------------------------------- ways in / out
 def test_second_headless_core_is_refused(mic):
-    from drivers.micromanager import MicroManagerMicroscope, demo_adapter_dir, demo_config_file
+    from autofocus_drivers.micromanager import (
+        MicroManagerMicroscope,
+        demo_adapter_dir,
+        demo_config_file,
+    )
 
     with pytest.raises(ConfigurationError, match="already running"):
         MicroManagerMicroscope.start_headless(
@@ -399,7 +402,7 @@ def _free_port() -> int:
 
 
 def test_connect_to_closed_port_fails_fast_and_says_how_to_fix():
-    from drivers.micromanager import open_micromanager
+    from autofocus_drivers.micromanager import open_micromanager
 
     port = _free_port()
     start_s = time.monotonic()
@@ -416,7 +419,7 @@ def test_connect_to_a_port_that_is_not_micromanager_times_out():
     """Something listens but never speaks ZMQ: bounded by timeout_s, not a hang."""
     if _mm_available():
         pytest.skip(_mm_available())
-    from drivers.micromanager import MicroManagerMicroscope
+    from autofocus_drivers.micromanager import MicroManagerMicroscope
 
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
@@ -439,14 +442,14 @@ def test_connect_to_a_port_that_is_not_micromanager_times_out():
     ],
 )
 def test_factory_rejects_contradictory_options(kwargs, message):
-    from drivers.micromanager import open_micromanager
+    from autofocus_drivers.micromanager import open_micromanager
 
     with pytest.raises(ConfigurationError, match=message):
         open_micromanager(z_limits_um=(-10.0, 10.0), **kwargs)
 
 
 def test_factory_rejects_bad_limits():
-    from drivers.micromanager import open_micromanager
+    from autofocus_drivers.micromanager import open_micromanager
 
     with pytest.raises(ConfigurationError, match="bad Z limits"):
         open_micromanager(port=4827, z_limits_um=(10.0, -10.0))

@@ -7,8 +7,7 @@ and these tests start and stop their own.
 from __future__ import annotations
 
 import pytest
-
-from drivers import ConfigurationError, MicroscopeError, ZLimits
+from autofocus_drivers import ConfigurationError, MicroscopeError, ZLimits
 
 pytestmark = pytest.mark.mm
 
@@ -31,9 +30,8 @@ def _needs_mm():
 
 
 def test_close_stops_headless_and_a_restart_works():
+    from autofocus_drivers.micromanager import DEMO_ADAPTERS, open_micromanager
     from mmpycorex import is_pymmcore_active
-
-    from drivers.micromanager import DEMO_ADAPTERS, open_micromanager
 
     for _ in range(2):  # pycromanager is not re-entrant by itself; the driver makes it so
         mic = open_micromanager(headless_adapter_dir=DEMO_ADAPTERS, z_limits_um=LIMITS)
@@ -48,9 +46,12 @@ def test_close_stops_headless_and_a_restart_works():
 
 
 def test_context_manager_closes():
+    from autofocus_drivers.micromanager import (
+        MicroManagerMicroscope,
+        demo_adapter_dir,
+        demo_config_file,
+    )
     from mmpycorex import is_pymmcore_active
-
-    from drivers.micromanager import MicroManagerMicroscope, demo_adapter_dir, demo_config_file
 
     with MicroManagerMicroscope.start_headless(
         demo_adapter_dir(), demo_config_file(), z_limits_um=LIMITS, timeout_s=2.0
@@ -60,7 +61,7 @@ def test_context_manager_closes():
 
 
 def test_bad_config_is_a_configuration_error_and_leaves_nothing_running(tmp_path):
-    from drivers.micromanager import MicroManagerMicroscope, demo_adapter_dir
+    from autofocus_drivers.micromanager import MicroManagerMicroscope, demo_adapter_dir
 
     bad = tmp_path / "broken.cfg"
     bad.write_text("Device,Camera,NoSuchAdapter,DCam\nProperty,Core,Initialize,1\n")
@@ -73,7 +74,7 @@ def test_bad_config_is_a_configuration_error_and_leaves_nothing_running(tmp_path
 
 
 def test_wrong_device_name_at_start_stops_the_core_again():
-    from drivers.micromanager import DEMO_ADAPTERS, open_micromanager
+    from autofocus_drivers.micromanager import DEMO_ADAPTERS, open_micromanager
 
     with pytest.raises(ConfigurationError, match=r'focus device "Zeta" is not loaded'):
         open_micromanager(

@@ -1,7 +1,7 @@
 """Our simulated microscope inside the real MMCore (pymmcore-plus UniMMCore Python devices).
 
 The Micro-Manager driver runs unchanged on a `UniMMCore` whose focus stage and camera
-are `drivers.mm_sim_devices` wrapping a `SimulatedMicroscope`: every call crosses the
+are `autofocus_drivers.mm_sim_devices` wrapping a `SimulatedMicroscope`: every call crosses the
 real core (pymmcore + pymmcore-plus), and the physics (backlash, blur, noise, faults)
 is ours. The simulator's ground truth (true focus, commanded z) checks the outcome.
 """
@@ -9,8 +9,7 @@ is ours. The simulator's ground truth (true focus, commanded z) checks the outco
 from __future__ import annotations
 
 import pytest
-
-from drivers import CameraError, ConfigurationError, Microscope, StageError
+from autofocus_drivers import CameraError, ConfigurationError, Microscope, StageError
 
 pytestmark = pytest.mark.mm
 
@@ -26,21 +25,21 @@ def _needs_pymmcore_plus():
 
 
 def _scope(config=None, *, seed=0):
-    from drivers.micromanager import MicroManagerMicroscope
-    from drivers.mm_sim_devices import simulated_unicore
+    from autofocus_drivers.micromanager import MicroManagerMicroscope
+    from autofocus_drivers.mm_sim_devices import simulated_unicore
 
     core, sim = simulated_unicore(config, seed=seed)
     return MicroManagerMicroscope(core, z_limits_um=sim.z_limits_um), sim
 
 
 def _config(**kwargs):
-    from drivers.sim import SimConfig
+    from autofocus_drivers.sim import SimConfig
 
     return SimConfig.preset("beads", **kwargs)
 
 
 def test_sim_devices_are_mmcore_devices_and_the_driver_finds_them():
-    from drivers.mm_sim_devices import SIM_CAMERA_LABEL, SIM_STAGE_LABEL
+    from autofocus_drivers.mm_sim_devices import SIM_CAMERA_LABEL, SIM_STAGE_LABEL
 
     mic, sim = _scope(_config(focus_z_um=4.0), seed=2)
     core = mic.core
@@ -70,7 +69,7 @@ def test_exposure_and_roi_cross_the_core_and_are_restored():
 def test_injected_stage_fault_is_a_stage_error_naming_the_device():
     from dataclasses import replace
 
-    from drivers.sim import FaultConfig
+    from autofocus_drivers.sim import FaultConfig
 
     config = replace(_config(), faults=FaultConfig(stage_error=2))
     mic, sim = _scope(config, seed=4)
@@ -83,7 +82,7 @@ def test_injected_stage_fault_is_a_stage_error_naming_the_device():
 def test_injected_camera_fault_is_a_camera_error_naming_the_device():
     from dataclasses import replace
 
-    from drivers.sim import FaultConfig
+    from autofocus_drivers.sim import FaultConfig
 
     mic, _ = _scope(replace(_config(), faults=FaultConfig(camera_error=1)), seed=5)
     with pytest.raises(CameraError, match=r'camera "SimCam" failed to snap an image: .*fault'):
@@ -92,8 +91,8 @@ def test_injected_camera_fault_is_a_camera_error_naming_the_device():
 
 
 def test_labels_already_taken_are_refused():
-    from drivers.mm_sim_devices import load_simulated_devices
-    from drivers.sim import SimulatedMicroscope
+    from autofocus_drivers.mm_sim_devices import load_simulated_devices
+    from autofocus_drivers.sim import SimulatedMicroscope
 
     mic, _ = _scope(_config(), seed=6)
     with pytest.raises(ConfigurationError, match='"SimZ" is already loaded'):
@@ -124,7 +123,7 @@ def test_autofocus_through_mmcore_finds_the_simulated_focus(seed):
 def test_camera_fault_mid_autofocus_through_mmcore_returns_to_start():
     from dataclasses import replace
 
-    from drivers.sim import FaultConfig
+    from autofocus_drivers.sim import FaultConfig
 
     FocusRequest, focus = _focus_api()
     mic, sim = _scope(replace(_config(), faults=FaultConfig(camera_error="4+")), seed=13)
@@ -140,8 +139,7 @@ def test_camera_fault_mid_autofocus_through_mmcore_returns_to_start():
 def test_stock_pymmcore_plus_mda_runs_on_the_simulated_core():
     """`core.mda.run` used to fail in the auto-shutter with 'No device with label ""'."""
     import useq
-
-    from drivers.mm_sim_devices import SIM_SHUTTER_LABEL, SIM_XY_LABEL, simulated_unicore
+    from autofocus_drivers.mm_sim_devices import SIM_SHUTTER_LABEL, SIM_XY_LABEL, simulated_unicore
 
     core, sim = simulated_unicore(_config(focus_z_um=0.0), seed=5)
     assert core.getShutterDevice() == SIM_SHUTTER_LABEL

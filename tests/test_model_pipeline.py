@@ -1,4 +1,5 @@
-"""The training pipeline (`models.pipeline`): labels, synthetic stacks, training, export parity.
+"""The training pipeline (`autofocus_models.pipeline`): labels, synthetic stacks, training,
+export parity.
 
 Needs torch (the `train` extra); skipped cleanly without it. Export tests also
 need the `onnx` package.
@@ -14,9 +15,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.pipeline import spec  # noqa: E402
-from models.pipeline.labels import focus_label, ranking_pairs  # noqa: E402
-from models.pipeline.synth import make_stack  # noqa: E402
+from autofocus_models.pipeline import spec  # noqa: E402
+from autofocus_models.pipeline.labels import focus_label, ranking_pairs  # noqa: E402
+from autofocus_models.pipeline.synth import make_stack  # noqa: E402
 
 
 def test_label_peaks_at_focus_and_falls_monotonically():
@@ -67,9 +68,9 @@ def test_robustness_conditions_are_what_they_claim(condition):
 
 
 def test_head_training_learns_to_rank_planes():
-    from models.pipeline.data import FeatureStack, front_features, model_inputs
-    from models.pipeline.evaluate import curve_metrics
-    from models.pipeline.train import TrainConfig, fit_head, predict_logits
+    from autofocus_models.pipeline.data import FeatureStack, front_features, model_inputs
+    from autofocus_models.pipeline.evaluate import curve_metrics
+    from autofocus_models.pipeline.train import TrainConfig, fit_head, predict_logits
 
     stacks = []
     for seed in range(6):
@@ -85,9 +86,10 @@ def test_head_training_learns_to_rank_planes():
 
 def test_export_matches_torch_and_writes_a_card(tmp_path: Path):
     pytest.importorskip("onnx")
+    from autofocus_models.pipeline.export import export_model
+    from autofocus_models.pipeline.net import FocusNet, Head, merge_heads
+
     from autofocus.scoring.model import OnnxFocusScorer
-    from models.pipeline.export import export_model
-    from models.pipeline.net import FocusNet, Head, merge_heads
 
     torch.manual_seed(0)
     net = FocusNet(8, 3)
@@ -107,11 +109,11 @@ def test_export_matches_torch_and_writes_a_card(tmp_path: Path):
 def test_shipped_onnx_weights_reproduce_in_torch():
     """Rebuild the torch model from the shipped file's weights; both must agree."""
     onnx = pytest.importorskip("onnx")
+    from autofocus_models.pipeline.export import run_onnx
+    from autofocus_models.pipeline.net import FocusNet
     from onnx import numpy_helper
 
     from autofocus.scoring.model import shipped_models
-    from models.pipeline.export import run_onnx
-    from models.pipeline.net import FocusNet
 
     model = onnx.load(str(shipped_models()[2]))  # the v1/v2 architecture (v3: test_model_v3)
     weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}

@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+from autofocus_models.pipeline.synth import make_stack
 
 from autofocus.scoring.base import DefocusEstimate, DefocusEstimator, offers_estimate
 from autofocus.scoring.defocus import (
@@ -28,7 +29,6 @@ from autofocus.scoring.model import (
 )
 from autofocus.scoring.preprocess import RAW_PREPROCESS_VERSION
 from autofocus.scoring.registry import get_scorer
-from models.pipeline.synth import make_stack
 
 V3 = shipped_models()[3]
 
@@ -92,7 +92,7 @@ def test_two_frames_a_known_step_apart_give_the_side_of_focus(v3):
 
 
 def test_blank_and_saturated_frames_are_flagged_and_a_specimen_is_not(v3):
-    from models.pipeline.v3.data import no_specimen_frame
+    from autofocus_models.pipeline.v3.data import no_specimen_frame
 
     rng = np.random.default_rng(1)
     blanks = [no_specimen_frame(rng, (192, 192), kind)[0] for kind in ("dark", "saturated")]
@@ -249,8 +249,8 @@ def test_shipped_card_has_the_mlp_pair_head(v3):
 def test_pair_training_features_are_the_served_ones(v3):
     """`pair_v3`'s training features (through `pair_v2.stack_outputs`) give the served
     scorer's pair log-odds (`estimate`'s `_pairs`) for the same frames."""
-    from models.pipeline.v3.pair_v2 import stack_outputs
-    from models.pipeline.v3.pair_v3 import stack_pairs
+    from autofocus_models.pipeline.v3.pair_v2 import stack_outputs
+    from autofocus_models.pipeline.v3.pair_v3 import stack_pairs
 
     dz = np.array([-4.0, -3.0, -2.0, -1.0, 1.5, 2.5, 3.5])
     st = make_stack(3_400_000, "debris", shape=(192, 192), dz_dof=dz)
@@ -273,7 +273,7 @@ def test_pair_training_features_are_the_served_ones(v3):
 def test_pair_v3_trains_a_servable_head_on_a_tiny_set(tmp_path):
     """The script's training on a few stacks writes a version-3 section that serves."""
     pytest.importorskip("torch")
-    from models.pipeline.v3.pair_v3 import card_section, pair_dataset_v3, train_head
+    from autofocus_models.pipeline.v3.pair_v3 import card_section, pair_dataset_v3, train_head
 
     x, c, y = pair_dataset_v3(V3, 6)
     head = train_head(x, c, y, hidden=4, epochs=2)
@@ -287,7 +287,7 @@ def test_pair_v3_trains_a_servable_head_on_a_tiny_set(tmp_path):
 
 def test_training_and_serving_share_the_preprocessing(v3):
     """The training pipeline's inputs are the serving scorer's inputs, pixel for pixel."""
-    from models.pipeline.v3.data import model_images
+    from autofocus_models.pipeline.v3.data import model_images
 
     rng = np.random.default_rng(4)
     frames = [rng.integers(0, 4095, (200, 130), dtype=np.uint16),
@@ -316,10 +316,9 @@ def test_onnx_graph_matches_the_torch_head_it_was_trained_as(v3):
     pytest.importorskip("torch")
     onnx = pytest.importorskip("onnx")
     import torch
+    from autofocus_models.pipeline.v3.data import FrontEnd, model_images
+    from autofocus_models.pipeline.v3.train import HeadV3, predict
     from onnx import numpy_helper
-
-    from models.pipeline.v3.data import FrontEnd, model_images
-    from models.pipeline.v3.train import HeadV3, predict
 
     w = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(V3)).graph.initializer}
     head = HeadV3(hidden=w["l1.weight"].shape[0])
@@ -355,7 +354,7 @@ def test_build_pipeline_end_to_end_on_a_tiny_set(tmp_path):
     """Render → train → pair head → export with parity → the file serves as a v3 scorer."""
     pytest.importorskip("torch")
     pytest.importorskip("onnx")
-    from models.pipeline.v3.build import main
+    from autofocus_models.pipeline.v3.build import main
 
     assert main(["--stacks", "8", "--blank", "40", "--epochs", "2", "--no-eval",
                  "--pair-stacks", "6", "--out", str(tmp_path)]) == 0
@@ -372,8 +371,9 @@ def test_build_pipeline_end_to_end_on_a_tiny_set(tmp_path):
 def test_a_search_runs_the_graph_once_per_frame(v3):
     """The engine scores each frame, then asks for the batch's estimate: the graph's
     outputs from the scoring pass are reused (`FrameOutputCache`), not recomputed."""
+    from autofocus_drivers.sim import SimConfig, SimulatedMicroscope
+
     from autofocus.search.focus import focus
-    from drivers.sim import SimConfig, SimulatedMicroscope
 
     mic = SimulatedMicroscope(SimConfig.preset("cells", "fluorescence", focus_z_um=6.0), seed=2)
     before = v3.timing["frames"]
@@ -424,9 +424,10 @@ def test_a_peak_the_model_puts_far_from_focus_is_cross_checked(v3):
     its tail, which the capture path brackets as a peak; the model's own distance there
     (≈ 2.7 DOF) triggers a look on both sides, and the search parks on the plane (it used
     to report a success 1.6 DOF off, with confidence 0.99)."""
+    from autofocus_drivers.sim import SimulatedMicroscope
+
     from autofocus.bench.search import Trial, trial_config
     from autofocus.search.focus import focus
-    from drivers.sim import SimulatedMicroscope
 
     trial = Trial(1010, "beads", "fluorescence", 10.0, 14.213409935468949)
     config = trial_config(trial)
@@ -444,8 +445,9 @@ def test_a_peak_the_model_puts_far_from_focus_is_cross_checked(v3):
 def test_unusable_frames_are_not_estimated(v3, monkeypatch):
     """A corrupted transfer gets no defocus estimate (NaN for its position): the model's
     reading of uniform noise must not feed the signed V-fit."""
+    from autofocus_drivers.sim import FaultConfig, SimConfig, SimulatedMicroscope
+
     from autofocus.search.focus import focus
-    from drivers.sim import FaultConfig, SimConfig, SimulatedMicroscope
 
     seen: list[int] = []
     original = type(v3).estimate
@@ -480,8 +482,8 @@ def test_the_output_cache_keeps_no_frame_alive(v3):
 
 
 def test_real_sign_report_judges_neighbouring_planes_and_renders(v3, real_data_dir):
-    from models.pipeline.v3.card_md import _real_sign_lines
-    from models.pipeline.v3.evaluate import real_sign
+    from autofocus_models.pipeline.v3.card_md import _real_sign_lines
+    from autofocus_models.pipeline.v3.evaluate import real_sign
 
     rows = real_sign(v3, real_data_dir)
     assert rows and "all" in rows

@@ -32,10 +32,9 @@ def test_every_shipped_version_reproduces_in_torch_with_its_own_pooling():
     """The pooling divisor differs between versions; the graph's `topk_div` constant says which."""
     onnx = pytest.importorskip("onnx")
     torch = pytest.importorskip("torch")
+    from autofocus_models.pipeline.export import run_onnx
+    from autofocus_models.pipeline.net import FocusNet
     from onnx import numpy_helper
-
-    from models.pipeline.export import run_onnx
-    from models.pipeline.net import FocusNet
 
     x = np.random.default_rng(2).random((2, 1, 256, 320), dtype=np.float32)
     for version, path in shipped_models().items():
@@ -58,7 +57,7 @@ def test_every_shipped_version_reproduces_in_torch_with_its_own_pooling():
 
 
 def test_train_v2_adds_a_weaker_second_layer_and_leaves_train_alone():
-    from models.pipeline.synth import make_stack
+    from autofocus_models.pipeline.synth import make_stack
 
     layered = [make_stack(s, "train_v2", shape=(96, 96), n_planes=5) for s in range(6)]
     assert all(st.meta["condition"] == "train_v2" for st in layered)

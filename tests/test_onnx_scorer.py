@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from autofocus_models.pipeline import spec
 from scipy.stats import spearmanr
 
 from autofocus.errors import ImageError, ModelError
@@ -24,7 +25,6 @@ from autofocus.scoring.model import (
 )
 from autofocus.scoring.preprocess import PREPROCESS_VERSION, SUPPORTED_PREPROCESS_VERSIONS
 from autofocus.scoring.registry import available_scorers, get_scorer
-from models.pipeline import spec
 
 NEWEST = default_model_path()
 SHIPPED = shipped_models()[2]
@@ -111,7 +111,7 @@ def test_patch_logits_output_has_one_value_per_patch(scorer):
 def test_score_peaks_at_focus_on_a_simulated_stack(scorer, modality, min_rho):
     # Brightfield tails are weaker than fluorescence ones (see the model card's robustness
     # table); the peak itself must be at focus in both.
-    from drivers.sim import SimConfig, SimulatedMicroscope
+    from autofocus_drivers.sim import SimConfig, SimulatedMicroscope
 
     mic = SimulatedMicroscope(SimConfig.preset("cells", modality, focus_z_um=1.3), seed=11)
     dof = mic.optics.depth_of_field_um

@@ -6,10 +6,9 @@ import math
 
 import numpy as np
 import pytest
-
-from drivers import ConfigurationError, LimitError, Microscope, VirtualClock
-from drivers.errors import CameraError, StageError
-from drivers.replay import ReplayMicroscope
+from autofocus_drivers import ConfigurationError, LimitError, Microscope, VirtualClock
+from autofocus_drivers.errors import CameraError, StageError
+from autofocus_drivers.replay import ReplayMicroscope
 
 
 def _planes(values, shape=(8, 6), dtype=np.uint16):
@@ -186,7 +185,7 @@ def test_the_driver_does_not_import_the_autofocus_layer():
     import sys
 
     code = (
-        "import sys, drivers.replay; "
+        "import sys, autofocus_drivers.replay; "
         "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'autofocus'); "
         "assert not bad, bad"
     )

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from autofocus_drivers.errors import ConfigurationError
+from autofocus_drivers.replay import ReplayMicroscope
 from scipy.ndimage import gaussian_filter
 
 import autofocus.stacks.search_eval as search_eval
 from autofocus.errors import StackError
 from autofocus.search.focus import focus
 from autofocus.stacks.replay import find_label, open_replay, replay_request
-from drivers.errors import ConfigurationError
-from drivers.replay import ReplayMicroscope
 
 _SPECIMEN = np.random.default_rng(0).random((32, 32))
 FOCUS_Z_UM = -1.0  # off the stack's centre, so a search that just returns the centre fails

@@ -7,8 +7,7 @@ import math
 
 import numpy as np
 import pytest
-
-from drivers import (
+from autofocus_drivers import (
     CameraError,
     DeviceTimeout,
     LimitError,
@@ -17,7 +16,7 @@ from drivers import (
     StageError,
     VirtualClock,
 )
-from drivers.sim import (
+from autofocus_drivers.sim import (
     Calls,
     CameraConfig,
     FaultConfig,

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from drivers.sim import Optics, SimConfig, SimulatedMicroscope, defocus_image
+from autofocus_drivers.sim import Optics, SimConfig, SimulatedMicroscope, defocus_image
 
 REAL_DIR = Path(
     os.environ.get(

@@ -347,8 +347,8 @@ def test_read_manifest_errors(tmp_path):
 
 def test_real_manifest_and_folders_agree(real_data_dir):
     labels = read_manifest(real_data_dir)
-    assert len(labels) == 10
-    assert sum(label.labelled for label in labels.values()) == 7
+    assert len(labels) == 13
+    assert sum(label.labelled for label in labels.values()) == 10
     assert labels["sephace_set1"].best_z_um == pytest.approx(1352.25)
     assert len(labels["dfnn_microtubules_stack"].paths) == 31
     for name in ("sephace_set1", "wafer_l1jpeg_iy025", "flowdec_bead"):

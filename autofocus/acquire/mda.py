@@ -43,6 +43,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
+from autofocus_drivers.base import ZLimits
+from autofocus_drivers.micromanager import MicroManagerMicroscope
 from pymmcore_plus.mda import MDAEngine
 from useq import HardwareAutofocus, MDAEvent
 
@@ -52,8 +54,6 @@ from autofocus.scoring.registry import get_scorer
 from autofocus.search.focus import FocusRequest, focus
 from autofocus.search.maps.focus_map import FocusMap, MapPoint, map_point_verdict
 from autofocus.search.result import FocusResult
-from drivers.base import ZLimits
-from drivers.micromanager import MicroManagerMicroscope
 
 try:  # pymmcore-plus ≥ 0.16 lets setup_event skip an event cleanly
     from pymmcore_plus.mda import SkipEvent

@@ -67,7 +67,7 @@ def plate_fields(cfg: PlateConfig) -> list[tuple[str, float, float]]:
 
 def make_microscope(cfg: PlateConfig, seed: int) -> Any:
     """The simulated microscope over the plate (beads, fluorescence, Gaussian noise)."""
-    from drivers.sim import SampleSurface, SimConfig, SimulatedMicroscope
+    from autofocus_drivers.sim import SampleSurface, SimConfig, SimulatedMicroscope
 
     surface = SampleSurface.plate(
         width_um=PLATE_SIZE_UM[0], height_um=PLATE_SIZE_UM[1], tilt_um=cfg.tilt_um,

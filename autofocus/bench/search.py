@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from autofocus_drivers.sim import SimConfig, SimulatedMicroscope
+from autofocus_drivers.sim.faults import FaultConfig
 
 from autofocus.scoring.base import Scorer
 from autofocus.scoring.registry import get_scorer
 from autofocus.search.focus import focus
-from drivers.sim import SimConfig, SimulatedMicroscope
-from drivers.sim.faults import FaultConfig
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,7 @@ app.add_typer(bench_app, name="bench")
 def bench_frames(n: int, size_px: int, *, seed: int = 0) -> list[np.ndarray]:
     """`n` distinct uint16 frames (size_px²) of simulated cells at a spread of defocus."""
     import numpy as np
-
-    from drivers.sim import SimConfig, SimulatedMicroscope
+    from autofocus_drivers.sim import SimConfig, SimulatedMicroscope
 
     cfg = SimConfig.preset("cells", "fluorescence", width_px=size_px, height_px=size_px,
                            focus_z_um=0.0)

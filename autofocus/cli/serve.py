@@ -92,10 +92,11 @@ def serve_command(
 ) -> None:
     """Serve the autofocus HTTP API (v1) until interrupted (SIGINT/SIGTERM stop it cleanly:
     a running job is cancelled and returns the stage; queued jobs wait for the next start)."""
+    from autofocus_drivers.errors import ConfigurationError
+
     from autofocus.logging import configure_logging
     from autofocus.service.api.security import InsecureBindError, check_bind_allowed
     from autofocus.service.microscopes import check_driver_settings
-    from drivers.errors import ConfigurationError
 
     settings = build_settings(
         config,

@@ -37,7 +37,7 @@ empty: the model alone judges them); a frame under 32 px a side is not judged.
 numpy and OpenCV (as `preprocess`); it reads the frame once (4×4 block means)
 and works on those. Cost on the 2-core VM under load: about 0.3 ms per 256²
 frame and 6–8 ms per 2048² frame, against 0.15 ms and 6–10 ms for the model's
-graph outputs in the same runs (`python -m models.pipeline.v3.empty_field_limits
+graph outputs in the same runs (`python -m autofocus_models.pipeline.v3.empty_field_limits
 --bench`).
 """
 

@@ -88,7 +88,7 @@ _PROVIDER_NAMES = {
 
 def _models_dir() -> Path:
     try:
-        return Path(str(resources.files("models")))
+        return Path(str(resources.files("autofocus_models")))
     except ModuleNotFoundError:  # pragma: no cover - models package not installed
         return Path(__file__).resolve().parents[1] / "models"
 
@@ -185,7 +185,7 @@ def model_input(frame: np.ndarray, preprocess_version: str, patch_px: int, *,
     """The float32 (h, w) image a model with card preprocessing `preprocess_version` sees.
 
     The one definition used by serving (`OnnxFocusScorer.prepare`), by training
-    (`models.pipeline`) and by on-site calibration: version "1" is
+    (`autofocus_models.pipeline`) and by on-site calibration: version "1" is
     `prepare` (percentile-normalised, focusnet-v1/v2), version "2" is
     `prepare_raw` (grey, camera units, focusnet-v3); then `fit_to_patches`.
     Raises `ImageError` for a bad frame or ROI and `ModelError` for an unknown version.

@@ -38,6 +38,7 @@ from typing import Literal
 
 import numpy as np
 import structlog
+from autofocus_drivers.base import Microscope
 
 from autofocus.errors import (
     AutofocusError,
@@ -52,7 +53,6 @@ from autofocus.search.reasons import FailureReason
 from autofocus.search.result import FocusResult, Measurement, Timing
 from autofocus.search.strategies.base import SearchOutcome, Strategy
 from autofocus.search.strategies.common import reason_code
-from drivers.base import Microscope
 
 log = structlog.get_logger("autofocus.search.engine")
 

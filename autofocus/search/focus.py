@@ -16,6 +16,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from autofocus_drivers.base import Microscope, ZLimits
+
 from autofocus.errors import LimitError
 from autofocus.scoring.base import Scorer
 from autofocus.scoring.registry import get_scorer
@@ -23,7 +25,6 @@ from autofocus.search.engine import Engine, MeasureCallback, OnFailure
 from autofocus.search.result import FocusResult
 from autofocus.search.strategies.base import SearchSpace
 from autofocus.search.strategies.registry import DEFAULT_STRATEGY, make_strategy
-from drivers.base import Microscope, ZLimits
 
 
 @dataclass

@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from autofocus_drivers.base import Microscope, ZLimits
+from autofocus_drivers.errors import ConfigurationError
+
 from autofocus.settings import Settings
-from drivers.base import Microscope, ZLimits
-from drivers.errors import ConfigurationError
 
 
 def configured_limits(settings: Settings, default: ZLimits | None) -> ZLimits:
@@ -62,7 +63,7 @@ def check_driver_settings(settings: Settings) -> None:
 
 def open_simulated(settings: Settings) -> Microscope:
     """A `SimulatedMicroscope` from `settings.sim` and the configured Z limits."""
-    from drivers.sim import SimConfig, SimulatedMicroscope
+    from autofocus_drivers.sim import SimConfig, SimulatedMicroscope
 
     sim = settings.sim
     config = SimConfig.preset(
@@ -92,7 +93,7 @@ def open_simulated(settings: Settings) -> Microscope:
 
 def _plate_surface(tilt_um: float, bow_um: float) -> Any:
     """A tilted and bowed 96-well plate footprint (127.76 × 85.48 mm), or flat."""
-    from drivers.sim import SampleSurface
+    from autofocus_drivers.sim import SampleSurface
 
     if tilt_um == 0 and bow_um == 0:
         return None
@@ -102,7 +103,7 @@ def _plate_surface(tilt_um: float, bow_um: float) -> Any:
 
 def open_micromanager(settings: Settings) -> Microscope:
     """A Micro-Manager microscope (ZMQ server or headless) from `settings.mm`."""
-    from drivers.micromanager import open_micromanager as _open
+    from autofocus_drivers.micromanager import open_micromanager as _open
 
     mm = settings.mm
     limits = configured_limits(settings, None)

@@ -1,4 +1,4 @@
-"""Open a recorded z-stack as a replay microscope (`drivers.replay.ReplayMicroscope`).
+"""Open a recorded z-stack as a replay microscope (`autofocus_drivers.replay.ReplayMicroscope`).
 
 `open_replay(path)` reads the stack with `autofocus.stacks.readers.read_stack` (a
 folder of `<name>_z<um>.tif` planes, a multi-page TIFF or a CSV list), checks
@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 import structlog
+from autofocus_drivers.replay import ReplayMicroscope, ReplayStackError
 
 from autofocus.errors import StackError
 from autofocus.stacks.readers import StackLabel, ZStack, read_manifest, read_stack
-from drivers.replay import ReplayMicroscope, ReplayStackError
 
 log = structlog.get_logger("autofocus.replay")
 
@@ -79,7 +79,7 @@ def replay_from_stack(
     (optional) supplies `true_focus_z_um` and `focus_tolerance_um`; `options`
     go to `ReplayMicroscope`. Raises `StackError` (the driver's message
     prefixed with the stack name) for planes the driver refuses,
-    `drivers.errors.ConfigurationError` for bad options.
+    `autofocus_drivers.errors.ConfigurationError` for bad options.
     """
     if len(images) != len(stack.planes):
         raise ValueError(f"got {len(images)} images for {len(stack.planes)} planes")

@@ -2,7 +2,7 @@
 
 For every labelled stack of a corpus (a folder with a `manifest.csv`, as in
 `shared/data/real`), `evaluate_search` replays the stack as a microscope
-(`drivers.replay.ReplayMicroscope`) and runs each strategy through the real
+(`autofocus_drivers.replay.ReplayMicroscope`) and runs each strategy through the real
 engine (`autofocus.search.focus.focus`) from several start positions — by default the
 bottom, the middle and the top of the stack. Each run is judged against the
 label:
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from autofocus_drivers.replay import ReplayMicroscope
 
 from autofocus.scoring.registry import canonical_scorer_name, get_scorer
 from autofocus.search.focus import FocusRequest, focus
@@ -45,7 +46,6 @@ from autofocus.search.strategies.registry import DEFAULT_STRATEGY, canonical_str
 from autofocus.stacks.evaluation import judge_curve
 from autofocus.stacks.readers import iter_corpus
 from autofocus.stacks.replay import load_planes, replay_from_stack, replay_request
-from drivers.replay import ReplayMicroscope
 
 DEFAULT_STARTS: tuple[str, ...] = ("low", "middle", "high")
 """Start positions: the bottom, the middle and the top of the searched interval."""

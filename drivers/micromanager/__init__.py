@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from drivers.base import ZLimits
-from drivers.errors import ConfigurationError
-from drivers.micromanager.core_api import Roi
-from drivers.micromanager.microscope import ContinuousFocusMode, MicroManagerMicroscope
-from drivers.micromanager.session import (
+from autofocus_drivers.base import ZLimits
+from autofocus_drivers.errors import ConfigurationError
+from autofocus_drivers.micromanager.core_api import Roi
+from autofocus_drivers.micromanager.microscope import ContinuousFocusMode, MicroManagerMicroscope
+from autofocus_drivers.micromanager.session import (
     DEFAULT_PORT,
     DEFAULT_TIMEOUT_S,
     DEMO_ADAPTERS,

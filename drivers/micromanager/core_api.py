@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from drivers.errors import ConfigurationError
+from autofocus_drivers.errors import ConfigurationError
 
 Roi = tuple[int, int, int, int]
 """A camera region of interest `(x, y, width, height)` in (binned) pixels."""

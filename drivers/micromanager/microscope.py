@@ -26,17 +26,16 @@ from contextlib import contextmanager
 from typing import Any, Literal
 
 import numpy as np
-
-from drivers.base import CameraInfo, ZLimits
-from drivers.clock import RealClock
-from drivers.errors import (
+from autofocus_drivers.base import CameraInfo, ZLimits
+from autofocus_drivers.clock import RealClock
+from autofocus_drivers.errors import (
     CameraError,
     ConfigurationError,
     DeviceTimeout,
     MicroscopeError,
     StageError,
 )
-from drivers.micromanager.core_api import (
+from autofocus_drivers.micromanager.core_api import (
     Roi,
     core_method,
     device_type_name,
@@ -45,7 +44,7 @@ from drivers.micromanager.core_api import (
     str_list,
     vendor_message,
 )
-from drivers.micromanager.session import (
+from autofocus_drivers.micromanager.session import (
     DEFAULT_PORT,
     DEFAULT_TIMEOUT_S,
     connect_core,

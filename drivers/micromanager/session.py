@@ -15,8 +15,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from drivers.errors import ConfigurationError
-from drivers.micromanager.core_api import core_method, missing_extra, vendor_message
+from autofocus_drivers.errors import ConfigurationError
+from autofocus_drivers.micromanager.core_api import core_method, missing_extra, vendor_message
 
 DEFAULT_PORT = 4827
 """Port of Micro-Manager's ZMQ (pycro-manager) server."""

@@ -1,6 +1,6 @@
 """A physically modelled simulated microscope (numpy/scipy only).
 
-    from drivers.sim import SimConfig, SimulatedMicroscope
+    from autofocus_drivers.sim import SimConfig, SimulatedMicroscope
     mic = SimulatedMicroscope(SimConfig.preset("cells", "brightfield", debris=True), seed=3)
     mic.move_z(2.5)
     frame = mic.snap()          # uint16 (256, 256)
@@ -9,15 +9,15 @@
 defocus with the same optical model (for synthetic training stacks).
 """
 
-from drivers.sim.camera import CameraConfig
-from drivers.sim.config import SimConfig
-from drivers.sim.errors import SimConfigError
-from drivers.sim.faults import Calls, FaultConfig
-from drivers.sim.microscope import SimulatedMicroscope
-from drivers.sim.optics import Optics, defocus_image, defocus_otf
-from drivers.sim.specimen import SpecimenConfig
-from drivers.sim.stage import StageConfig
-from drivers.sim.xy import SampleSurface, XYStageConfig
+from autofocus_drivers.sim.camera import CameraConfig
+from autofocus_drivers.sim.config import SimConfig
+from autofocus_drivers.sim.errors import SimConfigError
+from autofocus_drivers.sim.faults import Calls, FaultConfig
+from autofocus_drivers.sim.microscope import SimulatedMicroscope
+from autofocus_drivers.sim.optics import Optics, defocus_image, defocus_otf
+from autofocus_drivers.sim.specimen import SpecimenConfig
+from autofocus_drivers.sim.stage import StageConfig
+from autofocus_drivers.sim.xy import SampleSurface, XYStageConfig
 
 __all__ = [
     "Calls",

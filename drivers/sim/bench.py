@@ -1,4 +1,4 @@
-"""Time the simulated microscope per frame: `python -m drivers.sim.bench [size_px ...]`.
+"""Time the simulated microscope per frame: `python -m autofocus_drivers.sim.bench [size_px ...]`.
 
 Prints, per frame size, specimen and modality, the construction time and the
 time of one `snap()` (optics + camera) and of the optics alone, in ms (best of
@@ -12,8 +12,8 @@ import dataclasses
 import sys
 import time
 
-from drivers.sim.config import SimConfig
-from drivers.sim.microscope import SimulatedMicroscope
+from autofocus_drivers.sim.config import SimConfig
+from autofocus_drivers.sim.microscope import SimulatedMicroscope
 
 
 def _best_ms(fn, repeats: int) -> float:

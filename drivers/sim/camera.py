@@ -17,8 +17,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
-from drivers.sim.errors import require
+from autofocus_drivers.sim.errors import require
 
 # Brightfield lamps are bright: the clear background fills about half the ADC range at 10 ms.
 DEFAULT_PHOTONS_PER_PX_MS = {"fluorescence": 100.0, "brightfield": 600.0}

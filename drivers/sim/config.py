@@ -6,15 +6,14 @@ import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from drivers.sim.camera import CameraConfig
-from drivers.sim.errors import require
-from drivers.sim.faults import FaultConfig
-from drivers.sim.optics import Optics
-from drivers.sim.render import MODALITIES
-from drivers.sim.specimen import SpecimenConfig
-from drivers.sim.stage import StageConfig
-from drivers.sim.xy import SampleSurface, XYStageConfig
+from autofocus_drivers.sim.camera import CameraConfig
+from autofocus_drivers.sim.errors import require
+from autofocus_drivers.sim.faults import FaultConfig
+from autofocus_drivers.sim.optics import Optics
+from autofocus_drivers.sim.render import MODALITIES
+from autofocus_drivers.sim.specimen import SpecimenConfig
+from autofocus_drivers.sim.stage import StageConfig
+from autofocus_drivers.sim.xy import SampleSurface, XYStageConfig
 
 
 @dataclass(frozen=True)

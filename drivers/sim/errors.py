@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from drivers.errors import ConfigurationError
+from autofocus_drivers.errors import ConfigurationError
 
 
 class SimConfigError(ConfigurationError, ValueError):
     """A simulator setting is invalid (wrong range, wrong unit, inconsistent with another).
 
-    It is both a `drivers.errors.ConfigurationError` (so the service reports it like any
+    It is both a `autofocus_drivers.errors.ConfigurationError` (so the service reports it like any
     driver misconfiguration) and a `ValueError` (so plain argument validation catches it).
     """
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 
-from drivers.sim.errors import SimConfigError, require
+from autofocus_drivers.sim.errors import SimConfigError, require
 
 
 @dataclass(frozen=True)

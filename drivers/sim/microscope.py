@@ -19,17 +19,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from drivers.base import CameraInfo, ZLimits
-from drivers.clock import Clock, RealClock, VirtualClock
-from drivers.errors import CameraError, DeviceTimeout, LimitError, StageError
-from drivers.sim.camera import Sensor
-from drivers.sim.config import SimConfig
-from drivers.sim.errors import require
-from drivers.sim.optics import Optics
-from drivers.sim.render import ImageFormation
-from drivers.sim.specimen import make_specimen
-from drivers.sim.stage import StageMechanics
+from autofocus_drivers.base import CameraInfo, ZLimits
+from autofocus_drivers.clock import Clock, RealClock, VirtualClock
+from autofocus_drivers.errors import CameraError, DeviceTimeout, LimitError, StageError
+from autofocus_drivers.sim.camera import Sensor
+from autofocus_drivers.sim.config import SimConfig
+from autofocus_drivers.sim.errors import require
+from autofocus_drivers.sim.optics import Optics
+from autofocus_drivers.sim.render import ImageFormation
+from autofocus_drivers.sim.specimen import make_specimen
+from autofocus_drivers.sim.stage import StageMechanics
 
 
 class SimulatedMicroscope:

@@ -30,9 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
+from autofocus_drivers.sim.errors import require
 from scipy.special import j1
-
-from drivers.sim.errors import require
 
 # Gaussian approximation of the widefield Airy PSF: σ ≈ 0.21·λ/NA.
 AIRY_GAUSS_SIGMA_FACTOR = 0.21

@@ -1,7 +1,7 @@
 """Image formation: the specimen seen through the objective at some defocus.
 
 The specimen's spectra are computed once; each frame only multiplies them by
-the defocus transfer functions (`drivers.sim.optics`) and inverts one FFT per
+the defocus transfer functions (`autofocus_drivers.sim.optics`) and inverts one FFT per
 focus node. Output is relative intensity: for fluorescence 0 = dark,
 1 = full specimen brightness; for brightfield 1 = the clear background.
 
@@ -19,9 +19,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
-
-from drivers.sim.optics import Optics, RadialBins, brightfield_transfer, fluorescence_transfer
-from drivers.sim.specimen import SpecimenMaps
+from autofocus_drivers.sim.optics import (
+    Optics,
+    RadialBins,
+    brightfield_transfer,
+    fluorescence_transfer,
+)
+from autofocus_drivers.sim.specimen import SpecimenMaps
 
 MODALITIES = ("fluorescence", "brightfield")
 

@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.fft
-
-from drivers.sim.errors import require
+from autofocus_drivers.sim.errors import require
 
 KINDS = ("beads", "cells", "fibres", "image")
 _KIND_ALIASES = {"fibers": "fibres", "bead": "beads", "cell": "cells", "fibre": "fibres"}

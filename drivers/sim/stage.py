@@ -16,9 +16,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
-from drivers.base import ZLimits
-from drivers.sim.errors import require
+from autofocus_drivers.base import ZLimits
+from autofocus_drivers.sim.errors import require
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
-from drivers.sim.errors import require
+from autofocus_drivers.sim.errors import require
 
 
 @dataclass(frozen=True)

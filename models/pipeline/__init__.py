@@ -2,6 +2,6 @@
 evaluation and ONNX export.
 
 Only this package needs torch (the `train` extra); the daemon never imports it. The
-one command that rebuilds the shipped model is `python -m models.pipeline build`
+one command that rebuilds the shipped model is `python -m autofocus_models.pipeline build`
 (see `models/README.md`).
 """

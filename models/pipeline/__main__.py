@@ -1,4 +1,4 @@
-"""`python -m models.pipeline build` — rebuild the shipped focus model end to end.
+"""`python -m autofocus_models.pipeline build` — rebuild the shipped focus model end to end.
 
 Steps (each printed with its time): render the synthetic training stacks and
 their front-end features → grouped cross-validation on them → train the head
@@ -7,7 +7,7 @@ exported file on the real stacks (side by side with the classical measures,
 through `autofocus.stacks.evaluation`) and on held-out synthetic robustness
 conditions → write the card's JSON and Markdown.
 
-`python -m models.pipeline evaluate --model FILE` re-runs only the evaluation.
+`python -m autofocus_models.pipeline evaluate --model FILE` re-runs only the evaluation.
 Everything is seeded; the training stacks use seeds `0 .. --train-stacks − 1`,
 the held-out test and robustness stacks seeds from 1 000 000 on.
 """
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from models.pipeline.train import TrainConfig
+from autofocus_models.pipeline.train import TrainConfig
 
 ROBUSTNESS_CONDITIONS = ("train", "low_light", "sparse", "debris", "bf_phase")
 CLASSICAL = ("tenengrad", "vol", "nvar", "brenner")
@@ -77,7 +77,7 @@ def _step(msg: str, t0: float) -> None:
 
 
 def _train_features(args: argparse.Namespace, t0: float) -> list:
-    from models.pipeline.data import (
+    from autofocus_models.pipeline.data import (
         load_feature_stacks,
         save_feature_stacks,
         synth_feature_stacks,
@@ -116,8 +116,9 @@ def _training_summary(stacks: list) -> dict[str, Any]:
         extra["second_layer_stacks"] = sum(bool(s.meta.get("layered")) for s in stacks)
     return {
         **extra,
-        "source": "synthetic only (models.pipeline.synth): procedural specimens through the "
-                  "simulator's optics (drivers.sim) and a camera noise chain; no real image",
+        "source": "synthetic only (autofocus_models.pipeline.synth): procedural specimens "
+                  "through the simulator's optics (autofocus_drivers.sim) and a camera noise "
+                  "chain; no real image",
         "stacks": len(stacks),
         "planes_per_stack": int(stacks[0].features.shape[0]),
         "frame_px": [256, 256],
@@ -129,10 +130,11 @@ def _training_summary(stacks: list) -> dict[str, Any]:
 
 
 def _evaluate(model_path: Path, args: argparse.Namespace, t0: float) -> dict[str, Any]:
+    from autofocus_models.pipeline.data import default_real_dir
+    from autofocus_models.pipeline.evaluate import robustness
+
     from autofocus.scoring.model import OnnxFocusScorer
     from autofocus.scoring.registry import get_scorer
-    from models.pipeline.data import default_real_dir
-    from models.pipeline.evaluate import robustness
 
     metrics: dict[str, Any] = {}
     real_dir = Path(args.real_dir) if args.real_dir else default_real_dir()
@@ -209,12 +211,11 @@ def _limitations(metrics: dict[str, Any]) -> list[str]:
 
 def cmd_build(args: argparse.Namespace, argv_used: list[str] | None = None) -> int:
     import torch
-
-    from models.pipeline.card import write_card, write_markdown
-    from models.pipeline.evaluate import grouped_cv
-    from models.pipeline.export import export_model
-    from models.pipeline.net import FocusNet
-    from models.pipeline.train import fit_ensemble
+    from autofocus_models.pipeline.card import write_card, write_markdown
+    from autofocus_models.pipeline.evaluate import grouped_cv
+    from autofocus_models.pipeline.export import export_model
+    from autofocus_models.pipeline.net import FocusNet
+    from autofocus_models.pipeline.train import fit_ensemble
 
     t0 = time.perf_counter()
     torch.set_num_threads(args.threads)
@@ -234,7 +235,7 @@ def cmd_build(args: argparse.Namespace, argv_used: list[str] | None = None) -> i
     _step("exporting ONNX, parity check against torch", t0)
     real_images = _parity_images(args)
     extra = {
-        "created_by": "python -m models.pipeline build",
+        "created_by": "python -m autofocus_models.pipeline build",
         "training": {**_training_summary(stacks), "config": config.as_dict(),
                      "final_loss": [h["epoch_loss"][-1] for h in history["members"]],
                      "train_s": history["train_s"],
@@ -242,9 +243,9 @@ def cmd_build(args: argparse.Namespace, argv_used: list[str] | None = None) -> i
         "metrics": {"synthetic_grouped_cv": cv},
     }
     if args.version != "v1":
-        extra["rebuild"] = f"python -m models.pipeline build --version {args.version}"
+        extra["rebuild"] = f"python -m autofocus_models.pipeline build --version {args.version}"
         # Local folders are replaced by DIR: the card must not carry machine paths.
-        extra["built_with"] = "python -m models.pipeline " + " ".join(
+        extra["built_with"] = "python -m autofocus_models.pipeline " + " ".join(
             "DIR" if "/" in a else a for a in (argv_used or []))
         extra["selection"] = list(recipe["selection"])
     out = Path(args.out)
@@ -269,7 +270,7 @@ def cmd_build(args: argparse.Namespace, argv_used: list[str] | None = None) -> i
 
 def _parity_images(args: argparse.Namespace) -> list:
     """A few real frames (model inputs) for the parity check; inference only, never training."""
-    from models.pipeline.data import default_real_dir, model_inputs
+    from autofocus_models.pipeline.data import default_real_dir, model_inputs
 
     real_dir = Path(args.real_dir) if args.real_dir else default_real_dir()
     if not (real_dir / "manifest.csv").is_file():
@@ -285,7 +286,7 @@ def _parity_images(args: argparse.Namespace) -> list:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from models.pipeline.card import update_card, write_markdown
+    from autofocus_models.pipeline.card import update_card, write_markdown
 
     t0 = time.perf_counter()
     model = Path(args.model)
@@ -303,7 +304,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (see module doc)."""
-    parser = argparse.ArgumentParser(prog="python -m models.pipeline", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m autofocus_models.pipeline",
+                                     description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     default_out = Path(__file__).resolve().parents[1]

@@ -77,7 +77,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"ONNX opset {card['onnx']['opset']}, IR version {card['onnx']['ir_version']}, "
         "dynamic batch, height and width.",
         "",
-        f"Rebuild: `{card.get('rebuild', 'python -m models.pipeline build')}` "
+        f"Rebuild: `{card.get('rebuild', 'python -m autofocus_models.pipeline build')}` "
         "(see `models/README.md`).",
         "",
         "## What it does",

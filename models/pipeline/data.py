@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from autofocus_models.pipeline import spec
+from autofocus_models.pipeline.synth import make_stack
 
 from autofocus.scoring.model import fit_to_patches
 from autofocus.scoring.preprocess import prepare
-from models.pipeline import spec
-from models.pipeline.synth import make_stack
 
 
 @dataclass
@@ -58,8 +58,7 @@ def model_inputs(frames: Sequence[np.ndarray]) -> list[np.ndarray]:
 def front_features(images: Sequence[np.ndarray]) -> np.ndarray:
     """Front-end features (n, N_FEATURES, rows, cols) of equally sized model inputs (torch)."""
     import torch
-
-    from models.pipeline.net import FrontEnd
+    from autofocus_models.pipeline.net import FrontEnd
 
     front = FrontEnd()
     with torch.no_grad():

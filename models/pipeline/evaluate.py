@@ -22,12 +22,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from autofocus_models.pipeline.data import FeatureStack, RealStack, front_features, model_inputs
+from autofocus_models.pipeline.labels import focus_label
+from autofocus_models.pipeline.synth import make_stack
 from scipy.stats import pearsonr, spearmanr
 
 from autofocus.stacks.evaluation import judge_curve
-from models.pipeline.data import FeatureStack, RealStack, front_features, model_inputs
-from models.pipeline.labels import focus_label
-from models.pipeline.synth import make_stack
 
 
 def _corr(fn: Callable, a: np.ndarray, b: np.ndarray) -> float:
@@ -70,7 +70,7 @@ def grouped_cv(stacks: Sequence[FeatureStack], config: Any, *, folds: int = 5,
 
     Returns {"folds": k, "overall": summary, "per_fold": [summaries]}.
     """
-    from models.pipeline.train import fit_ensemble, predict_logits
+    from autofocus_models.pipeline.train import fit_ensemble, predict_logits
 
     order = np.random.default_rng(seed).permutation(len(stacks))
     parts = np.array_split(order, folds)
@@ -114,7 +114,7 @@ def judge_real(scores_by_stack: Mapping[str, np.ndarray],
 
 def real_logits_torch(head: Any, stacks: Sequence[RealStack]) -> dict[str, np.ndarray]:
     """Frame logits of every real stack through the torch head (quick check while iterating)."""
-    from models.pipeline.train import predict_logits
+    from autofocus_models.pipeline.train import predict_logits
 
     return {st.name: predict_logits(head, front_features(model_inputs(st.images)))
             for st in stacks}

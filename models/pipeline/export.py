@@ -1,7 +1,7 @@
 """Export focusnet to ONNX, check parity with torch, and write the model card.
 
 The graph is written node by node with `onnx.helper` from the head's weights and
-the fixed filters of `models.pipeline.spec`: the exact ops, opset (17) and IR
+the fixed filters of `autofocus_models.pipeline.spec`: the exact ops, opset (17) and IR
 version (9, which onnxruntime ≥ 1.16 reads) are under our control and no
 exporter dependency is needed. `parity_check` then compares it with the torch
 module on random and real inputs. Building the graph needs only numpy + onnx;
@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 import onnx
+from autofocus_models.pipeline import spec
+from autofocus_models.pipeline.card import write_card
 from onnx import TensorProto, helper, numpy_helper
-
-from models.pipeline import spec
-from models.pipeline.card import write_card
 
 OPSET = 17
 IR_VERSION = 9
@@ -139,7 +138,7 @@ def build_onnx(head: Mapping[str, np.ndarray], *, doc: str = "",
         g.inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="autofocus models.pipeline.export",
+                              producer_name="autofocus autofocus_models.pipeline.export",
                               doc_string=doc)
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model, full_check=True)
@@ -211,9 +210,10 @@ def export_model(net: Any, out_dir: Path, stem: str, card_extra: Mapping[str, An
     `real_images` inputs) and everything in `card_extra` (training data,
     metrics...). Raises AssertionError when parity fails.
     """
+    from autofocus_models.pipeline.net import head_weights
+
     from autofocus.scoring.model import sha256_of
     from autofocus.scoring.preprocess import PREPROCESS_VERSION
-    from models.pipeline.net import head_weights
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

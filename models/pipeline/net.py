@@ -3,7 +3,7 @@
 The front end (`FrontEnd`) has no trainable parameters; its per-patch features can
 be computed once per training frame, so training only runs the head (`Head`).
 `FocusNet` chains both and is what the parity check compares with the ONNX
-graph built by `models.pipeline.export`. See `models.pipeline.spec` for the
+graph built by `autofocus_models.pipeline.export`. See `autofocus_models.pipeline.spec` for the
 architecture. Needs torch (the `train` extra).
 """
 
@@ -12,9 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from autofocus_models.pipeline import spec
 from torch import nn
-
-from models.pipeline import spec
 
 
 class FrontEnd(nn.Module):

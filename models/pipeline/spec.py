@@ -1,6 +1,7 @@
 """The fixed, torch-free definition of the focusnet architecture.
 
-Training (`models.pipeline.net`, torch) and export (`models.pipeline.export`, ONNX)
+Training (`autofocus_models.pipeline.net`, torch) and export
+(`autofocus_models.pipeline.export`, ONNX)
 both read their constants and fixed filters from here, so the two graphs cannot
 drift apart.
 

@@ -8,9 +8,9 @@ procedural images made here: 1/f textures, patterned-wafer shapes, puncta), a
 photon budget with background, read noise and bit depth, and nuisances
 (uneven illumination, bleaching/lamp flicker along the stack, JPEG
 compression, sensor dust, slight tilt). The optical image at each defocus comes
-from the simulator's physical model (`drivers.sim.render.ImageFormation`, i.e.
-`drivers.sim.optics` transfer functions); only the camera chain is re-done
-here, vectorised, with the same steps as `drivers.sim.camera.Sensor`
+from the simulator's physical model (`autofocus_drivers.sim.render.ImageFormation`, i.e.
+`autofocus_drivers.sim.optics` transfer functions); only the camera chain is re-done
+here, vectorised, with the same steps as `autofocus_drivers.sim.camera.Sensor`
 (Poisson shot noise → full well → read noise → gain/offset → ADC).
 
 No real image is used: the real stacks in `shared/data/real` stay unseen.
@@ -40,10 +40,9 @@ from typing import Any
 
 import cv2
 import numpy as np
-
-from drivers.sim import Optics, SpecimenConfig
-from drivers.sim.render import ImageFormation
-from drivers.sim.specimen import make_specimen
+from autofocus_drivers.sim import Optics, SpecimenConfig
+from autofocus_drivers.sim.render import ImageFormation
+from autofocus_drivers.sim.specimen import make_specimen
 
 CONDITIONS = ("train", "low_light", "sparse", "debris", "bf_phase", "train_v2")
 """Index order fixes the seeding of each condition: only append."""
@@ -156,7 +155,7 @@ def puncta_image(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray
 _IMAGE_KINDS = {"texture": texture_image, "shapes": shapes_image, "puncta": puncta_image}
 
 
-# --- the camera chain, vectorised (same physics as drivers.sim.camera.Sensor) -------------------
+# --- the camera chain, vectorised (same physics as autofocus_drivers.sim.camera.Sensor) ------
 
 
 def expose(photons: np.ndarray, rng: np.random.Generator, *, qe: float, read_noise_e: float,

@@ -20,11 +20,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from models.pipeline import spec
-from models.pipeline.data import FeatureStack
-from models.pipeline.labels import focus_label, ranking_pairs
-from models.pipeline.net import Head
+from autofocus_models.pipeline import spec
+from autofocus_models.pipeline.data import FeatureStack
+from autofocus_models.pipeline.labels import focus_label, ranking_pairs
+from autofocus_models.pipeline.net import Head
 
 
 @dataclass(frozen=True)
@@ -155,7 +154,7 @@ def fit_ensemble(stacks: Sequence[FeatureStack], config: TrainConfig = TrainConf
     """
     from dataclasses import replace
 
-    from models.pipeline.net import merge_heads
+    from autofocus_models.pipeline.net import merge_heads
 
     heads, histories = [], []
     t0 = time.perf_counter()

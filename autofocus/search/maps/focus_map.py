@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from autofocus_drivers.base import Microscope, xy_stage_of
 
 from autofocus.search.focus import FocusRequest, focus
 from autofocus.search.maps.surface import (
@@ -29,7 +30,6 @@ from autofocus.search.maps.surface import (
     fit_surface,
 )
 from autofocus.search.result import FocusResult
-from drivers.base import Microscope, xy_stage_of
 
 __all__ = [
     "FocusMap",

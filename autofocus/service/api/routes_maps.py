@@ -7,6 +7,8 @@ import math
 import threading
 from typing import Annotated, Literal
 
+from autofocus_drivers.base import xy_stage_of
+from autofocus_drivers.errors import ConfigurationError
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -16,8 +18,6 @@ from autofocus.service.api.problems import problem_response
 from autofocus.service.api.schemas import problem
 from autofocus.service.api.security import require_token
 from autofocus.service.focus_maps import MAX_POSITIONS, FocusMapRegistry, MapRecord, grid
-from drivers.base import xy_stage_of
-from drivers.errors import ConfigurationError
 
 _REGISTRY_LOCK = threading.Lock()
 

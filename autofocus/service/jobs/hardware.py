@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from drivers.base import CameraInfo, Microscope, ZLimits
+from autofocus_drivers.base import CameraInfo, Microscope, ZLimits
 
 
 @dataclass(frozen=True)

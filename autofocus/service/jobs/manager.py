@@ -26,6 +26,7 @@ from concurrent.futures import Future
 from typing import Any
 
 import structlog
+from autofocus_drivers.base import CameraInfo, Microscope
 
 from autofocus.errors import UnknownNameError
 from autofocus.scoring.base import Scorer
@@ -43,7 +44,6 @@ from autofocus.service.jobs.worker import (
 )
 from autofocus.service.metrics import Metrics
 from autofocus.settings import Settings
-from drivers.base import CameraInfo, Microscope
 
 log = structlog.get_logger("autofocus.service.jobs")
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import structlog
+from autofocus_drivers.base import CameraInfo, ZLimits
 
 from autofocus.errors import AutofocusError, MicroscopeError
 from autofocus.scoring.base import Scorer, offers_estimate
@@ -26,7 +27,6 @@ from autofocus.search.result import Measurement
 from autofocus.service.jobs.hardware import GuardedMicroscope
 from autofocus.service.jobs.models import JobState
 from autofocus.service.metrics import Metrics
-from drivers.base import CameraInfo, ZLimits
 
 if TYPE_CHECKING:
     from autofocus.search.focus import FocusRequest

@@ -1,9 +1,9 @@
-"""`python -m models.pipeline.v3.build` — render, train, export and evaluate focusnet-v3.
+"""`python -m autofocus_models.pipeline.v3.build` — render, train, export and evaluate focusnet-v3.
 
 Steps (timed): render the synthetic training stacks and no-specimen frames
 and compute their features through the ONNX front end (cached in `--cache`),
 train the head, export ONNX + card with the parity check, then evaluate
-(`models.pipeline.v3.evaluate`) and write the metrics into the card and its
+(`autofocus_models.pipeline.v3.evaluate`) and write the metrics into the card and its
 Markdown. Seeds: training 0…, held-out validation from 2 000 000, held-out
 test from 3 000 000 (disjoint).
 """
@@ -17,11 +17,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from models.pipeline import data as feature_cache
-from models.pipeline.card import update_card
-from models.pipeline.v3 import data
-from models.pipeline.v3.train import TrainConfig, fit_head
+from autofocus_models.pipeline import data as feature_cache
+from autofocus_models.pipeline.card import update_card
+from autofocus_models.pipeline.v3 import data
+from autofocus_models.pipeline.v3.train import TrainConfig, fit_head
 
 MODELS_DIR = Path(__file__).resolve().parents[2]
 
@@ -54,7 +53,7 @@ def training_data(n_stacks: int, n_blank: int, cache: Path | None, t0: float):
 
 def parity_frames() -> list[np.ndarray]:
     """Frames of several sizes and dtypes for the export parity check (synthetic, seeded)."""
-    from models.pipeline.synth import make_stack
+    from autofocus_models.pipeline.synth import make_stack
 
     frames = []
     for seed, shape in ((5, (192, 256)), (6, (100, 130)), (7, (256, 256))):
@@ -82,7 +81,7 @@ def _calibrate_on_real(base: Path, base_card: dict, args: argparse.Namespace, t0
                     calibration=report, base_sha256=base_card["sha256"])
         if loso is not None and loso.is_file():
             card.setdefault("metrics", {})["real_loso"] = {
-                "command": "python -m models.pipeline.v3.real_aug CACHE_DIR",
+                "command": "python -m autofocus_models.pipeline.v3.real_aug CACHE_DIR",
                 "protocol": "per held-out stack: base head trained on synthetic stacks + tiles "
                             "of the other stacks' in-focus planes, output layer refitted on the "
                             "other stacks; the held-out stack's planes scored and judged as "
@@ -109,14 +108,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="labelled real corpus: its in-focus planes go through synthetic defocus "
                         "into training, and the output layer is then refitted on its stacks "
                         "(autofocus calibrate's maths); the card embeds the LOSO report of "
-                        "the same recipe (models.pipeline.v3.real_aug, cached loso.json)")
+                        "the same recipe (autofocus_models.pipeline.v3.real_aug, cached loso.json)")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     if args.cache:
         args.cache.mkdir(parents=True, exist_ok=True)
     stacks, blank = training_data(args.stacks, args.blank, args.cache, t0)
     if args.real:
-        from models.pipeline.v3.real_aug import in_focus_tiles, real_feature_stacks
+        from autofocus_models.pipeline.v3.real_aug import in_focus_tiles, real_feature_stacks
 
         tiles = in_focus_tiles(args.real, np.random.default_rng(0))
         real = real_feature_stacks(tiles, data.FrontEnd())
@@ -128,14 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     head, history = fit_head(stacks, blank, config, log=True)
     from collections import Counter
 
-    from models.pipeline.v3.export import export
+    from autofocus_models.pipeline.v3.export import export
 
     extra = {
-        "created_by": "python -m models.pipeline.v3.build",
-        "built_with": "python -m models.pipeline.v3.build " + " ".join(
+        "created_by": "python -m autofocus_models.pipeline.v3.build",
+        "built_with": "python -m autofocus_models.pipeline.v3.build " + " ".join(
             sys.argv[1:] if argv is None else argv),
         "training": {
-            "source": "synthetic stacks (models.pipeline.synth through drivers.sim optics and "
+            "source": "synthetic stacks (autofocus_models.pipeline.synth through "
+                      "autofocus_drivers.sim optics and "
                       "a camera chain) + generated no-specimen frames"
                       + (" + real in-focus tiles through the same synthetic defocus"
                          if args.real else "; no real image"),
@@ -147,8 +147,13 @@ def main(argv: list[str] | None = None) -> int:
             "config": config.as_dict(), "train_s": round(history["train_s"], 1),
         },
     }
-    from models.pipeline.v3.pairs import card_section, fit_pair_head, pair_dataset, train_accuracy
-    from models.pipeline.v3.train import predict
+    from autofocus_models.pipeline.v3.pairs import (
+        card_section,
+        fit_pair_head,
+        pair_dataset,
+        train_accuracy,
+    )
+    from autofocus_models.pipeline.v3.train import predict
 
     pick = np.random.default_rng(0).permutation(len(stacks))[:800]  # all conditions
     sub = [stacks[i] for i in sorted(pick)]
@@ -164,13 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.real:
         path = _calibrate_on_real(path, card, args, t0)
     if args.pair_stacks > 0:
-        from models.pipeline.v3.pair_v2 import refit
+        from autofocus_models.pipeline.v3.pair_v2 import refit
 
         _step(f"pair head v2 on {args.pair_stacks} stacks (radial band powers)", t0)
         section = refit(path, args.pair_stacks)
         update_card(path, lambda card: card.update(pair_head=section))
     if not args.no_eval:
-        from models.pipeline.v3.evaluate import evaluate_into_card
+        from autofocus_models.pipeline.v3.evaluate import evaluate_into_card
 
         evaluate_into_card(path, t0=t0)
     _step("done", t0)

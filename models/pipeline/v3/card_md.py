@@ -1,6 +1,6 @@
 """Render a focusnet-v3 card (JSON) as the readable model card (Markdown).
 
-`python -m models.pipeline.v3.card_md models/focusnet-v3.json` rewrites
+`python -m autofocus_models.pipeline.v3.card_md models/focusnet-v3.json` rewrites
 `models/focusnet-v3.md` from the JSON, so the numbers in the prose are the
 numbers in the card.
 """
@@ -33,7 +33,8 @@ def _pair_head_lines(ph: dict) -> list[str]:
     if not ph:
         return []
     if int(ph.get("version", 1)) >= 3:
-        return [f"Pair head version 3 (`python -m models.pipeline.v3.pair_v3`; the ONNX file is "
+        return ["Pair head version 3 (`python -m autofocus_models.pipeline.v3.pair_v3`; "
+                f"the ONNX file is "
                 f"unchanged by it): an antisymmetric MLP, log-odds = g(x, c) − g(−x, c) with g "
                 f"one tanh layer of {ph.get('hidden', len(ph['weights']))} units, numpy at run "
                 f"time; x = version 2's 101 features (the change of 16 radial band powers of "
@@ -47,7 +48,8 @@ def _pair_head_lines(ph: dict) -> list[str]:
                 f"{ph.get('train_seed0', '?')}), training accuracy {ph['train_accuracy']:.1%}.",
                 ""]
     if int(ph.get("version", 1)) >= 2:
-        return [f"Pair head version 2 (`python -m models.pipeline.v3.pair_v2`; the ONNX file is "
+        return ["Pair head version 2 (`python -m autofocus_models.pipeline.v3.pair_v2`; "
+                f"the ONNX file is "
                 f"unchanged by it): logistic on the change of 16 radial band powers of both frames "
                 f"(`frame_spectrum`, Hann-windowed 192-px tiles, noise floor removed; the ratio "
                 f"of two frames' spectra is the ratio of the optical transfer functions, so the "
@@ -68,7 +70,8 @@ def render(card: dict[str, Any]) -> str:
         f"File `{card['file']}`, {card['bytes']} bytes, sha256 `{card['sha256']}`. ONNX opset "
         f"{card['onnx']['opset']}, IR version {card['onnx']['ir_version']}, dynamic batch, "
         "height and width.", "",
-        "Rebuild: `python -m models.pipeline.v3.build --cache DIR --real ../shared/data/real` "
+        "Rebuild: `python -m autofocus_models.pipeline.v3.build --cache DIR "
+        "--real ../shared/data/real` "
         "(see `models/README.md`).", "",
         "## What it does", "",
         "One batched graph, per frame: `score` (ranking sharpness, estimate of "
@@ -255,7 +258,7 @@ def _real_sign_lines(rows: dict | None) -> list[str]:
              "Neighbouring planes on one side of the label, both at least one DOF proxy (the "
              "manifest tolerance) from it, through `estimate` as served; beside it the plain "
              "rule 'focus lies towards the higher-scoring frame' with the model's own score "
-             "and with Tenengrad, same pairs (`python -m models.pipeline.v3.evaluate "
+             "and with Tenengrad, same pairs (`python -m autofocus_models.pipeline.v3.evaluate "
              "--real-into-card`). The pair head never saw real stacks; the graph's distances "
              "did (not LOSO). The proxy is not the optics' DOF: the light-sheet stacks step "
              "0.05–0.1 µm through a DOF of roughly 0.5–1 µm, the wafer planes lie about "

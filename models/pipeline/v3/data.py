@@ -4,7 +4,7 @@ Frames reach the model through exactly the serving path: the model's input
 function (`autofocus.scoring.model.model_input`, preprocessing version "2")
 and the *same ONNX front end* the shipped graph contains (run with
 onnxruntime), so the head is trained on the features it will see at run
-time. Stacks come from `models.pipeline.synth` (the simulator's optics and
+time. Stacks come from `autofocus_models.pipeline.synth` (the simulator's optics and
 camera chain) across its conditions: the training mix, a second layer of
 dust/structure, debris planes, strong-phase brightfield, sparse specimens,
 low light; JPEG and saturation are part of the mix. No-specimen frames
@@ -19,13 +19,13 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+from autofocus_models.pipeline import spec
+from autofocus_models.pipeline.data import FeatureStack
+from autofocus_models.pipeline.synth import expose, make_stack
+from autofocus_models.pipeline.v3 import graph
 
 from autofocus.scoring.model import model_input
 from autofocus.scoring.preprocess import RAW_PREPROCESS_VERSION
-from models.pipeline import spec
-from models.pipeline.data import FeatureStack
-from models.pipeline.synth import expose, make_stack
-from models.pipeline.v3 import graph
 
 FRAME_PX = (192, 192)
 """Training frame size: 3 × 3 patches of 64 px (cheap to render, enough for top-k pooling)."""

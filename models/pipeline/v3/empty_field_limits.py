@@ -1,6 +1,6 @@
 """How the classical empty-field test's limits were chosen (validation frames only).
 
-`python -m models.pipeline.v3.empty_field_limits models/focusnet-v3.onnx` prints,
+`python -m autofocus_models.pipeline.v3.empty_field_limits models/focusnet-v3.onnx` prints,
 for a grid of (spot, block, χ²) limits, what the combination
 max(graph no_specimen_p, empty) would give on validation frames that the
 model's evaluation (`evaluate.no_specimen`, seeds from 3 000 000) never uses:
@@ -23,13 +23,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-from autofocus.scoring.empty_field import empty_field_stats
-from autofocus.scoring.model import open_model
-from autofocus.scoring.preprocess import prepare_raw
-from models.pipeline.synth import make_stack
-from models.pipeline.v3.data import no_specimen_frame
-from models.pipeline.v3.evaluate import (
+from autofocus_models.pipeline.synth import make_stack
+from autofocus_models.pipeline.v3.data import no_specimen_frame
+from autofocus_models.pipeline.v3.evaluate import (
     SHAPE,
     VISIBILITY_SEED,
     _graph_no_specimen,
@@ -37,6 +33,10 @@ from models.pipeline.v3.evaluate import (
     matched_filter_snr,
     visibility_threshold,
 )
+
+from autofocus.scoring.empty_field import empty_field_stats
+from autofocus.scoring.model import open_model
+from autofocus.scoring.preprocess import prepare_raw
 
 VALIDATION_SPARSE_SEED0 = 7_000_000
 KEYS = ("spot8", "spot16", "block_z", "excess_chi_z")

@@ -11,10 +11,10 @@
   `no_specimen_p` > 0.5, and false flags on sparse-specimen frames within 2 and
   5 DOF of focus (and beyond); `no_specimen_p` as served (the graph's output
   combined with the classical empty-field test), the graph alone under
-  `model_only`. `python -m models.pipeline.v3.evaluate --no-specimen-into-card
+  `model_only`. `python -m autofocus_models.pipeline.v3.evaluate --no-specimen-into-card
   MODEL.onnx` re-runs only this part and stores it in the card.
 * `sim_microscope_two_frames`: the search's first step on the simulated
-  microscope. `python -m models.pipeline.v3.evaluate --sign-into-card
+  microscope. `python -m autofocus_models.pipeline.v3.evaluate --sign-into-card
   MODEL.onnx` re-runs only the signed-estimate parts (`sign`, `sign_512px`,
   `sign_3_frames`, `sim_microscope_two_frames`) and stores them in the card,
   e.g. after refitting the pair head.
@@ -25,7 +25,7 @@
   neighbouring planes on one side of the label, both at least one proxy DOF
   from it, through `estimate(...)` as served, against the plain rule "focus
   lies towards the frame that scores higher" (the model's own score and
-  Tenengrad) on the same pairs. `python -m models.pipeline.v3.evaluate
+  Tenengrad) on the same pairs. `python -m autofocus_models.pipeline.v3.evaluate
   --real-into-card MODEL.onnx` re-runs `real` and `real_sign` and stores them.
 """
 
@@ -37,11 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from autofocus_models.pipeline.card import update_card
+from autofocus_models.pipeline.synth import make_stack
+from autofocus_models.pipeline.v3.data import NO_SPECIMEN_KINDS, no_specimen_frame
 from scipy.stats import spearmanr
-
-from models.pipeline.card import update_card
-from models.pipeline.synth import make_stack
-from models.pipeline.v3.data import NO_SPECIMEN_KINDS, no_specimen_frame
 
 TEST_SEED0 = 3_000_000
 CONDITIONS = ("train", "train_v2", "sparse", "debris", "bf_phase", "low_light")
@@ -227,7 +226,7 @@ def sim_microscope_two_frames(scorer: Any, seeds: int = 12) -> dict[str, Any]:
     a random side; reports how often `focus_z_um` is on the right side and the median
     |focus_z_um − true focus| in DOF.
     """
-    from drivers.sim import SimConfig, SimulatedMicroscope
+    from autofocus_drivers.sim import SimConfig, SimulatedMicroscope
 
     right, errors, settled = [], [], []
     for seed in range(seeds):
@@ -402,7 +401,7 @@ def evaluate(model_path: Path, real_dir: Path | None = None) -> dict[str, Any]:
 
 def evaluate_into_card(model_path: Path, real_dir: Path | None = None, t0: float = 0.0) -> dict:
     """Evaluate and store the result under the card's `metrics` (the sha256 is unchanged)."""
-    from models.pipeline.data import default_real_dir
+    from autofocus_models.pipeline.data import default_real_dir
 
     real_dir = real_dir or default_real_dir()
     metrics = evaluate(Path(model_path), real_dir)
@@ -422,8 +421,9 @@ def no_specimen_into_card(model_path: Path) -> dict[str, Any]:
 
 def real_into_card(model_path: Path, real_dir: Path | None = None) -> dict[str, Any]:
     """Re-run only `real_metrics` (`real`, `real_sign`) and store them in the card's `metrics`."""
+    from autofocus_models.pipeline.data import default_real_dir
+
     from autofocus.scoring.model import open_model
-    from models.pipeline.data import default_real_dir
 
     real_dir = real_dir or default_real_dir()
     metrics = real_metrics(open_model(Path(model_path), provider="cpu"), real_dir)

@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 import onnx
-
-from models.pipeline import spec
-from models.pipeline.card import write_card
-from models.pipeline.v3 import graph
+from autofocus_models.pipeline import spec
+from autofocus_models.pipeline.card import write_card
+from autofocus_models.pipeline.v3 import graph
 
 PARITY_TOLERANCE = 1e-3
 
@@ -53,9 +52,10 @@ def parity_check(head: Any, model_path: Path, frames: Sequence[np.ndarray]) -> d
 
     Raises AssertionError above `PARITY_TOLERANCE`.
     """
+    from autofocus_models.pipeline.v3.data import FrontEnd, model_images
+    from autofocus_models.pipeline.v3.train import predict
+
     from autofocus.scoring.model import open_model
-    from models.pipeline.v3.data import FrontEnd, model_images
-    from models.pipeline.v3.train import predict
 
     scorer = open_model(model_path, provider="cpu")
     served = scorer.run_outputs(frames, ("logit", "log_distance", "log_distance_var"))

@@ -44,10 +44,10 @@ import numpy as np
 
 try:  # the `train` extra: only building a graph needs it, not the constants or data
     import onnx
-    from onnx import TensorProto, helper
 
     # The v1/v2 builder and Walsh–Hadamard front end (it imports onnx too).
-    from models.pipeline.export import AXIS_1, GraphBuilder, walsh_front_end
+    from autofocus_models.pipeline.export import AXIS_1, GraphBuilder, walsh_front_end
+    from onnx import TensorProto, helper
 except ImportError:  # pragma: no cover - exercised where the extra is not installed
     onnx = TensorProto = helper = None
 
@@ -172,7 +172,8 @@ def build_onnx(head: Mapping[str, np.ndarray], *, doc: str = "",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", 1, "H", "W"])],
         outputs, g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="autofocus models.pipeline.v3", doc_string=doc)
+                              producer_name="autofocus autofocus_models.pipeline.v3",
+                              doc_string=doc)
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model, full_check=True)
     return model

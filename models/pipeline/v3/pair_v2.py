@@ -15,7 +15,7 @@ DOF apart; per-frame graph outputs come from the served ONNX file through
 `open_model` (the serving path), so training and serving share one feature
 definition. Logistic regression without bias (antisymmetric), L2 1e-3.
 
-    python -m models.pipeline.v3.pair_v2 models/focusnet-v3.onnx [--stacks 600]
+    python -m autofocus_models.pipeline.v3.pair_v2 models/focusnet-v3.onnx [--stacks 600]
 
 rewrites the card's `pair_head` section (the ONNX file is unchanged).
 """
@@ -29,13 +29,18 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+from autofocus_models.pipeline.card import update_card
+from autofocus_models.pipeline.synth import make_stack
+from autofocus_models.pipeline.v3.data import TRAIN_MIX
+from autofocus_models.pipeline.v3.pairs import (
+    MAX_GAP_DOF,
+    fit_pair_head,
+    same_side_pairs,
+    train_accuracy,
+)
 
 from autofocus.scoring.defocus import FRAME_BANDS, FRAME_CONTRAST, PairHead, frame_spectrum
 from autofocus.scoring.preprocess import prepare_raw
-from models.pipeline.card import update_card
-from models.pipeline.synth import make_stack
-from models.pipeline.v3.data import TRAIN_MIX
-from models.pipeline.v3.pairs import MAX_GAP_DOF, fit_pair_head, same_side_pairs, train_accuracy
 
 PAIR_SEED0 = 5_000_000
 GRID_DOF = np.arange(-8.0, 8.0 + 1e-9, 0.5)

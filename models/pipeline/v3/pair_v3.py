@@ -20,7 +20,7 @@ logistic loss, AdamW (lr 3e-3, weight decay 1e-4), cosine schedule, batch
 2048, `EPOCHS` epochs, float64, one thread, seeded — the same command gives
 the same weights. Needs torch (the `train` extra); serving is numpy only.
 
-    python -m models.pipeline.v3.pair_v3 models/focusnet-v3.onnx [--stacks 2000]
+    python -m autofocus_models.pipeline.v3.pair_v3 models/focusnet-v3.onnx [--stacks 2000]
 
 rewrites only the card's `pair_head` section (the ONNX file is unchanged).
 """
@@ -32,6 +32,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from autofocus_models.pipeline.v3.pair_v2 import (
+    GRID_DOF,
+    PAIR_SEED0,
+    StackOutputs,
+    store_pair_head,
+    training_stacks,
+)
+from autofocus_models.pipeline.v3.pairs import MAX_GAP_DOF, same_side_pairs, train_accuracy
 
 from autofocus.scoring.defocus import (
     FRAME_BANDS,
@@ -39,14 +47,6 @@ from autofocus.scoring.defocus import (
     PairHead,
     pair_context_features,
 )
-from models.pipeline.v3.pair_v2 import (
-    GRID_DOF,
-    PAIR_SEED0,
-    StackOutputs,
-    store_pair_head,
-    training_stacks,
-)
-from models.pipeline.v3.pairs import MAX_GAP_DOF, same_side_pairs, train_accuracy
 
 HIDDEN = 32
 EPOCHS = 15

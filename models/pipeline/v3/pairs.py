@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+from autofocus_models.pipeline.v3.data import FeatureStack
 from scipy.optimize import minimize
 
 from autofocus.scoring.defocus import FRAME_BANDS, FRAME_CONTRAST, PairHead
-from models.pipeline.v3.data import FeatureStack
 
 MAX_GAP_DOF = 3.0
 

@@ -2,13 +2,13 @@
 
 For each labelled real stack, its in-focus plane (the plane nearest the label)
 is cut into tiles; each tile becomes the specimen of a synthetic stack
-(`models.pipeline.synth.make_stack(..., specimen_image=tile)`: the simulator's
+(`autofocus_models.pipeline.synth.make_stack(..., specimen_image=tile)`: the simulator's
 optics and camera chain, random objective, light and nuisances). A model whose
 real-stack figures are reported is trained only on tiles of the *other* stacks
 (`fold_stacks(..., exclude=name)`): the stack being judged never trains the
 model that judges it.
 
-`python -m models.pipeline.v3.real_aug CACHE_DIR [REAL_DIR]` runs the LOSO
+`python -m autofocus_models.pipeline.v3.real_aug CACHE_DIR [REAL_DIR]` runs the LOSO
 evaluation: per held-out stack, a head trained on synthetic + real-derived
 stacks of the other folds scores the held-out stack's real planes (through the
 same ONNX front end), judged like `autofocus eval`; then the same head's output
@@ -24,9 +24,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from models.pipeline import data as feature_cache
-from models.pipeline.v3 import data
+from autofocus_models.pipeline import data as feature_cache
+from autofocus_models.pipeline.v3 import data
 
 TILES_PER_STACK = 12
 STACKS_PER_TILE = 4
@@ -59,7 +58,7 @@ def in_focus_tiles(real_dir: Path, rng: np.random.Generator,
 def real_feature_stacks(tiles: dict[str, list[np.ndarray]], front: data.FrontEnd,
                         seed0: int = 5_000_000) -> dict[str, list[data.FeatureStack]]:
     """Synthetic stacks with real in-focus tiles as specimens, features by source stack."""
-    from models.pipeline.synth import make_stack
+    from autofocus_models.pipeline.synth import make_stack
 
     out: dict[str, list[data.FeatureStack]] = {}
     seed = seed0
@@ -77,6 +76,10 @@ def real_feature_stacks(tiles: dict[str, list[np.ndarray]], front: data.FrontEnd
 
 
 def main(argv: list[str]) -> int:
+    from autofocus_models.pipeline.data import default_real_dir
+    from autofocus_models.pipeline.train import channel_last
+    from autofocus_models.pipeline.v3.train import TrainConfig, fit_head
+
     from autofocus.scoring.calibration import (
         CalStack,
         OutputLayer,
@@ -85,9 +88,6 @@ def main(argv: list[str]) -> int:
     )
     from autofocus.stacks.evaluation import judge_curve
     from autofocus.stacks.readers import iter_corpus
-    from models.pipeline.data import default_real_dir
-    from models.pipeline.train import channel_last
-    from models.pipeline.v3.train import TrainConfig, fit_head
 
     cache = Path(argv[0])
     real_dir = Path(argv[1]) if len(argv) > 1 else default_real_dir()

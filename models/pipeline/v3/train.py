@@ -2,7 +2,7 @@
 
 Per patch an MLP 26→H→H→4 (score logit s, log-distance mean m, its log-variance
 lv, specimen logit q), pooled as the ONNX graph pools (see
-`models.pipeline.v3.graph`). Loss, per batch of stacks plus a batch of
+`autofocus_models.pipeline.v3.graph`). Loss, per batch of stacks plus a batch of
 no-specimen frames:
 
 * score: MSE(sigmoid(logit), 1/(1+(dz/DOF)²)) + RankNet over within-stack pairs
@@ -26,12 +26,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from autofocus_models.pipeline.labels import focus_label
+from autofocus_models.pipeline.train import channel_last, pair_mask, rank_loss
+from autofocus_models.pipeline.v3 import graph
+from autofocus_models.pipeline.v3.data import FeatureStack
 from torch import nn
-
-from models.pipeline.labels import focus_label
-from models.pipeline.train import channel_last, pair_mask, rank_loss
-from models.pipeline.v3 import graph
-from models.pipeline.v3.data import FeatureStack
 
 
 @dataclass(frozen=True)
