@@ -9,8 +9,11 @@ property-tested on synthetic curves:
   spike) is not a focal plane: `width_plausible` says no below
   `MIN_HWHM_DOF` × DOF.
 - **Rival peaks**: `rivals(peaks, ...)` returns the confirmed peaks other than
-  the sharpest whose height above the baseline reaches `RIVAL_MIN_RATIO` of the
-  sharpest one's and that lie at least `RIVAL_MIN_SEPARATION_DOF` DOF away (when
+  the sharpest that stand clearly out of the measured score noise (height ≥
+  `RIVAL_MIN_SNR` noise sigmas, whatever their height relative to the sharpest:
+  a dim specimen under bright debris is a plane too) or whose height above the
+  baseline reaches `RIVAL_MIN_RATIO` of the sharpest one's, and that lie at
+  least `RIVAL_MIN_SEPARATION_DOF` DOF away (when
   naming the planes of a verdict, also from every higher rival: a lower peak
   nearer than that is a flank). A
   request policy (one of `RIVAL_POLICIES`) decides what a rival means: `fail` (default),
@@ -32,8 +35,10 @@ RIVAL_POLICIES: tuple[str, ...] = ("fail", "nearest", "sharpest")
 MIN_HWHM_DOF = 0.2
 # ... and a fine-measure focus peak is at most this many DOF wide.
 MAX_HWHM_DOF = 12.0
-# A second peak counts as a rival from this fraction of the main peak's height.
+# A second peak counts as a rival from this fraction of the main peak's height...
 RIVAL_MIN_RATIO = 0.12
+# ... or, whatever its height relative to the main one, from this many noise sigmas.
+RIVAL_MIN_SNR = 8.0
 # ... and this many DOF away from it (closer is the same plane's shoulder).
 RIVAL_MIN_SEPARATION_DOF = 3.0
 
@@ -79,11 +84,15 @@ def rivals(
     min_ratio: float = RIVAL_MIN_RATIO,
     min_separation_dof: float = RIVAL_MIN_SEPARATION_DOF,
     distinct: bool = False,
+    noise_sigma: float | None = None,
+    min_snr: float = RIVAL_MIN_SNR,
 ) -> tuple[Peak | None, list[Peak]]:
     """(the sharpest peak, its rivals) among `peaks`; (None, []) for no peaks.
 
     A rival is another peak at least `min_separation_dof` × `dof_um` from the
-    sharpest whose height reaches `min_ratio` × the sharpest one's height.
+    sharpest whose height reaches `min_ratio` × the sharpest one's height or,
+    when the score noise `noise_sigma` (score units) is known, `min_snr` noise
+    sigmas: significance, not relative height, makes a plane.
     With `distinct` (for naming the planes of a verdict) a rival must also lie
     that far from every higher rival: a lower peak nearer than that to a higher
     one is that plane's flank, not a plane of its own. Without it every such
@@ -95,8 +104,11 @@ def rivals(
         return None, []
     best = max(good, key=lambda p: p.height)
     kept = [best]
+    floor = min_ratio * best.height
+    if noise_sigma is not None and math.isfinite(noise_sigma) and noise_sigma > 0:
+        floor = min(floor, min_snr * noise_sigma)
     for p in sorted(good, key=lambda p: -p.height):
-        if p.height >= min_ratio * best.height and all(
+        if p.height >= floor and all(
             abs(p.z_um - k.z_um) >= min_separation_dof * dof_um
             for k in (kept if distinct else kept[:1])
         ):

@@ -240,8 +240,35 @@ class CapturePath(RivalChecks, Verdict):
         )
 
     def _candidates(self) -> list[tuple[float, float]]:
-        """Rising local maxima of the capture curve, highest first (≤ max_candidates)."""
+        """Candidate positions, best evidence first (≤ max_candidates).
+
+        First the coarse frames whose fine score stands ≥ 6 noise sigmas above its
+        baseline and tops its neighbours, sharpest first: the fine measure is the
+        judge, and on some cameras the wide-capture curve rises away from focus
+        (DemoCamera's beads grow brighter and wider with defocus, so its capture
+        maximum lies ±15 µm from a plane the fine score already shows). Then the
+        rising local maxima of the capture curve, highest first, that are neither
+        within `RIVAL_MIN_SEPARATION_DOF` DOF of a fine candidate nor its
+        immediate coarse neighbour (the same peak seen from its flank).
+        """
         z, c, noise = self._capture_points()
+        dof = self.space.dof
+        zf, sf = self.points()
+        fbase, fsigma = self._fine_noise()
+        fine: list[tuple[float, float]] = []
+        for i in range(zf.size):
+            left = sf[i - 1] if i > 0 else -math.inf
+            right = sf[i + 1] if i < zf.size - 1 else -math.inf
+            if sf[i] >= left and sf[i] >= right and (sf[i] - fbase) / fsigma >= 6.0:
+                fine.append((float(zf[i]), float(sf[i])))
+        fine.sort(key=lambda t: -t[1])
+        keep: list[tuple[float, float]] = []
+        for zz, ss in fine:
+            # Two neighbouring samples equally sharp are one peak between them.
+            if all(abs(zz - k[0]) > RIVAL_MIN_SEPARATION_DOF * dof or self._sample_between(
+                    zf, zz, k[0]) for k in keep):
+                keep.append((zz, math.nan))
+        fine_z = [k[0] for k in keep]
         maxima = []
         base, level = self._threshold(c, noise) if c.size else (0.0, math.inf)
         for i in range(z.size):
@@ -253,30 +280,23 @@ class CapturePath(RivalChecks, Verdict):
                 maxima.append((float(z[i]), float(c[i]), i))
         maxima.sort(key=lambda t: -t[1])
         top = (maxima[0][1] - base) if maxima else 0.0
-        keep: list[tuple[float, float]] = []
         kept_idx: list[int] = []
         for zz, cc, i in maxima:
             # Two neighbouring samples equally high are one peak between them, not two.
-            if cc - base >= self.candidate_ratio * top and all(abs(i - j) > 1 for j in kept_idx):
+            if cc - base < self.candidate_ratio * top or any(abs(i - j) <= 1 for j in kept_idx):
+                continue
+            near_fine = any(
+                abs(zz - fz) <= RIVAL_MIN_SEPARATION_DOF * dof
+                or not self._sample_between(z, zz, fz)
+                for fz in fine_z
+            )
+            if not near_fine:
                 keep.append((zz, cc))
                 kept_idx.append(i)
-        # A coarse frame whose fine score stands out is a candidate too: a plane can sit
-        # close to one coarse sample and still leave the capture curve's maximum elsewhere.
-        zf, sf = self.points()
-        fbase, fsigma = self._fine_noise()
-        dof = self.space.dof
-        for i in range(zf.size):
-            left = sf[i - 1] if i > 0 else -math.inf
-            right = sf[i + 1] if i < zf.size - 1 else -math.inf
-            if sf[i] >= left and sf[i] >= right and (sf[i] - fbase) / fsigma >= 6.0:
-                # Far from every candidate, and with a sample between them (not the
-                # other flank of the same peak).
-                far = all(abs(zf[i] - k[0]) > RIVAL_MIN_SEPARATION_DOF * dof for k in keep)
-                apart = all(
-                    int(np.count_nonzero((zf > min(zf[i], k[0]) + 1e-9)
-                                         & (zf < max(zf[i], k[0]) - 1e-9))) > 0
-                    for k in keep
-                )
-                if far and apart:
-                    keep.append((float(zf[i]), math.nan))
         return keep[: self.max_candidates]
+
+    @staticmethod
+    def _sample_between(z: np.ndarray, a: float, b: float) -> bool:
+        """True when some position of `z` lies strictly between `a` and `b`."""
+        lo, hi = min(a, b), max(a, b)
+        return bool(np.count_nonzero((z > lo + 1e-9) & (z < hi - 1e-9)))

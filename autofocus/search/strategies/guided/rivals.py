@@ -25,6 +25,12 @@ from autofocus.search.trust import RIVAL_MIN_RATIO, Peak, rivals
 ASYMMETRY_RATIO = 1.4
 # Frames spent looking for such a second plane.
 RIVAL_PROBES = 4
+# Two neighbouring samples of the rival check, neither 6 sigmas up, that together stand out
+# of the noise (see `_flank_pair_probes`): thresholds in noise sigmas, and the most probes.
+FLANK_HIGH_SIGMA = 2.5
+FLANK_LOW_SIGMA = 2.0
+FLANK_SUM_SIGMA = 5.0
+FLANK_MAX_PROBES = 3
 
 
 class RivalChecks(Refinement):
@@ -83,7 +89,8 @@ class RivalChecks(Refinement):
             refined, peaks_z = yield from self._bracket_rising(refined, peaks_z, step)
             if k + 1 < len(batches):
                 refined = yield from self._confirm_dips(refined, cell)
-                _, rival_list = rivals([r.peak for r in refined if r.peak is not None], dof)
+                _, rival_list = rivals([r.peak for r in refined if r.peak is not None], dof,
+                                       noise_sigma=self._fine_noise()[1])
                 if rival_list:
                     self.details["rival_check"].update(
                         complete=False, note="stopped early: a rival plane was found",
@@ -96,8 +103,17 @@ class RivalChecks(Refinement):
         self, refined: list[Refined], peaks_z: list[float], step: float
     ) -> Step:
         """Bracket every sample ≥ 6 noise sigmas up that tops its neighbours and lies
-        more than 3 DOF from a known peak; returns (refined, peak positions)."""
+        more than 3 DOF from a known peak; returns (refined, peak positions).
+
+        A narrow dim plane can fall between two samples of the check and show only
+        on both flanks, each a few sigmas up: such a pair is probed between its two
+        samples first (`_flank_pair_probes`), and bracketed when the probe rises.
+        """
         dof = self.space.dof
+        probes = self._flank_pair_probes(peaks_z)
+        if probes:
+            self.details.setdefault("rival_check", {})["flank_probes"] = len(probes)
+            yield probes
         z, s = self.points()
         base, sigma = self._fine_noise()
         for i in range(z.size):
@@ -108,11 +124,47 @@ class RivalChecks(Refinement):
             right = s[i + 1] if i < z.size - 1 else -math.inf
             rise = float(s[i]) - base
             if s[i] >= left and s[i] >= right and rise / sigma >= 6.0:
-                res = yield from self._bracket(zi, zi, max(1.5 * dof, 0.5 * step))
+                # The bracket follows the top wherever it walks, up to halfway to a known
+                # peak: a fixed window around the first risen sample cut a dim plane's
+                # walk short and kept its flank (a fraction of its height) as its peak.
+                below = [0.5 * (pz + zi) for pz in peaks_z if pz < zi]
+                above = [0.5 * (pz + zi) for pz in peaks_z if pz > zi]
+                self._span = (max(below) if below else -math.inf,
+                              min(above) if above else math.inf)
+                try:
+                    res = yield from self._bracket(zi, zi, max(1.5 * dof, 0.5 * step))
+                finally:
+                    self._span = None
                 if res.peak is not None:
                     refined.append(res)
                     peaks_z = [*peaks_z, res.peak.z_um]
         return refined, peaks_z
+
+    def _flank_pair_probes(self, peaks_z: list[float]) -> list[float]:
+        """Midpoints of neighbouring sample pairs, both more than 3 DOF from every known
+        peak, that stand together out of the noise without either reaching 6 sigmas:
+        the higher ≥ `FLANK_HIGH_SIGMA`, the other ≥ `FLANK_LOW_SIGMA`, together ≥
+        `FLANK_SUM_SIGMA` noise sigmas above the baseline (noise alone gives such a
+        pair about once in 10⁴). At most `FLANK_MAX_PROBES` positions, strongest
+        first; positions already measured are skipped."""
+        dof = self.space.dof
+        z, s = self.points()
+        if z.size < 3:
+            return []
+        base, sigma = self._fine_noise()
+        r = (s - base) / sigma
+        pairs = []
+        for i in range(z.size - 1):
+            a, b = float(z[i]), float(z[i + 1])
+            if any(abs(x - pz) <= 3.0 * dof for x in (a, b) for pz in peaks_z):
+                continue
+            hi_r, lo_r = max(r[i], r[i + 1]), min(r[i], r[i + 1])
+            if (hi_r < 6.0 and hi_r >= FLANK_HIGH_SIGMA and lo_r >= FLANK_LOW_SIGMA
+                    and hi_r + lo_r >= FLANK_SUM_SIGMA and b - a > 0.5 * dof):
+                pairs.append((float(hi_r + lo_r), 0.5 * (a + b)))
+        pairs.sort(reverse=True)
+        out = [m for _, m in pairs if not self._near(m, 0.3 * dof)]
+        return self._fresh(out[:FLANK_MAX_PROBES])
 
     def _gap_fill(
         self, lo: float, hi: float, step: float, covered: list[tuple[float, float]]
@@ -173,7 +225,7 @@ class RivalChecks(Refinement):
         dof = self.space.dof
         for _ in range(3):
             peaks = [r.peak for r in refined if r.peak is not None]
-            best, rival_list = rivals(peaks, dof)
+            best, rival_list = rivals(peaks, dof, noise_sigma=self._fine_noise()[1])
             if best is None or not rival_list:
                 return refined
             z, s = self.points()

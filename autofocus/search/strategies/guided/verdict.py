@@ -78,7 +78,8 @@ class Verdict(GuidedSamples):
                 **self.details,
             )
         peaks = [r.peak for r in found if r.peak is not None]
-        best, rival_list = rivals(peaks, dof, distinct=True)  # one name per plane
+        # One name per plane; a peak clearly out of the noise is a plane whatever its height.
+        best, rival_list = rivals(peaks, dof, distinct=True, noise_sigma=self._fine_noise()[1])
         assert best is not None
         if reference is None:
             reference = space.center_z_um
