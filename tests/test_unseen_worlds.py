@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 
 import pytest
+from autofocus_drivers.base import ZLimits
+from autofocus_drivers.sim import SimConfig, SimulatedMicroscope
 
 from autofocus.bench.search import debris_trials, trial_config
 from autofocus.search.focus import focus
 from autofocus.search.trust import RIVAL_MIN_SNR, Peak, rivals
-from autofocus_drivers.base import ZLimits
-from autofocus_drivers.sim import SimConfig, SimulatedMicroscope
 
 STARTS_UM = (0.0, 0.5, 1.0, -1.0, 2.0, -3.0, 8.0, -15.0)
 

@@ -263,7 +263,7 @@ class CapturePath(RivalChecks, Verdict):
                 fine.append((float(zf[i]), float(sf[i])))
         fine.sort(key=lambda t: -t[1])
         keep: list[tuple[float, float]] = []
-        for zz, ss in fine:
+        for zz, _ in fine:
             # Two neighbouring samples equally sharp are one peak between them.
             if all(abs(zz - k[0]) > RIVAL_MIN_SEPARATION_DOF * dof or self._sample_between(
                     zf, zz, k[0]) for k in keep):
