@@ -102,3 +102,32 @@ def test_rival_by_significance_not_ratio():
     weak = Peak(-6.0, 100.0, (RIVAL_MIN_SNR - 1) * 2.0, 0.6)
     assert rivals([main, weak], 1.36, noise_sigma=2.0)[1] == []
     assert math.isclose(RIVAL_MIN_SNR, 8.0)
+
+
+@pytest.mark.parametrize("specimen", ["cells", "beads"])
+def test_brightfield_contrast_inversion_parks_at_the_focal_plane(specimen):
+    """Simulator brightfield, seeds 1-10: a phase object's sharpness has two maxima about
+    ±0.8 µm from focus and its minimum at focus. Judged at the stage's physical position
+    (the simulated stage sits half its backlash below the commanded z)."""
+    within, wrong = 0, []
+    for seed in range(1, 11):
+        mic = SimulatedMicroscope(SimConfig.preset(specimen, modality="brightfield"), seed=seed)
+        truth, dof = mic.true_focus_z_um(), mic.optics.depth_of_field_um
+        result = focus(mic, range_um=50.0)
+        error = mic.physical_z_um - truth
+        if result.success:
+            within += abs(error) <= dof / 4
+            if abs(error) > dof / 2:
+                wrong.append((seed, error))
+            assert "contrast_inversion" in result.details, result.details
+    assert not wrong
+    assert within >= 9
+
+
+def test_contrast_inversion_is_not_found_in_fluorescence():
+    """The same specimens in fluorescence have one maximum at focus: no pattern, success."""
+    for seed in range(1, 6):
+        mic = SimulatedMicroscope(SimConfig.preset("cells"), seed=seed)
+        result = focus(mic, range_um=50.0)
+        assert result.success and "contrast_inversion" not in result.details
+        assert abs(mic.physical_z_um - mic.true_focus_z_um()) <= mic.optics.depth_of_field_um / 4

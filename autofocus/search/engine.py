@@ -417,9 +417,15 @@ class _Run:
         """Move to the best Z (from below) and, when enabled, verify the frame there.
 
         The verification frame must itself be usable and its score must lie
-        between the middle of the measured curve and a little above its top
-        (a corrupted frame scores far above anything measured). One bad frame
-        is re-taken once; a second failure fails the run (`verify_failed`).
+        between a floor and a little above the curve's top (a corrupted frame
+        scores far above anything measured). The floor is the middle of the
+        measured curve, or lower where the curve measured there is itself lower
+        (a contrast-inverted plane sits at a contrast minimum): a quarter of the
+        curve's range below its value interpolated at the chosen z. One
+        bad frame is re-taken once; a second failure fails the run
+        (`verify_failed`), blaming the camera or stage only when a frame measured
+        at that z during the search did pass (otherwise the fit, not the hardware,
+        is what the frame contradicts).
         """
         assert outcome.best_z_um is not None
         self._check_cancel_and_timeout()
@@ -429,7 +435,10 @@ class _Run:
             return
         finite = [m.score for m in self.curve if math.isfinite(m.score)]
         lo, hi = min(finite), max(finite)
-        threshold = lo + 0.5 * (hi - lo)
+        measured = sorted((m.z_um, m.score) for m in self.curve if math.isfinite(m.score))
+        local = float(np.interp(outcome.best_z_um, [z for z, _ in measured],
+                                [s for _, s in measured]))
+        threshold = min(lo + 0.5 * (hi - lo), local - 0.25 * (hi - lo))
         # Far above anything the curve (or its fitted top) reached: not the same plane.
         top = max(hi, outcome.best_score) if outcome.best_score is not None else hi
         ceiling = top + 4.0 * (top - lo)
@@ -448,10 +457,22 @@ class _Run:
         score = scores[-1]
         if not (math.isfinite(score) and threshold <= score <= ceiling):
             shown = ", ".join("unusable" if not math.isfinite(v) else f"{v:.4g}" for v in scores)
+            same_z = 0.1 * (self.engine.dof_um or 1.0)
+            seen_ok = any(abs(z - outcome.best_z_um) <= same_z and threshold <= s <= ceiling
+                          for z, s in measured)
+            blame = (
+                "the camera or stage gave inconsistent results (a frame taken there during "
+                "the search did score within it)" if seen_ok else
+                "the plane the fit put there is not confirmed by a frame taken there (no "
+                "sign of a camera or stage fault: the re-takes agree with each other)"
+                if all(math.isfinite(v) for v in scores) and len(scores) > 1
+                and abs(scores[0] - scores[1]) <= 0.1 * max(abs(scores[0]), 1e-12) else
+                "the camera or stage gave inconsistent results"
+            )
             raise VerificationFailed(
                 f"the frames re-acquired at the chosen z={outcome.best_z_um:.3f} µm scored "
                 f"{shown}, outside the {threshold:.4g}..{ceiling:.4g} the measured curve allows: "
-                "the camera or stage gave inconsistent results"
+                f"{blame}"
             )
 
     def _recover(self, start_z_um: float, on_failure: OnFailure) -> float | None:

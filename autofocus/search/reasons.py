@@ -24,6 +24,7 @@ class FailureReason(str, Enum):
     CANCELLED = "cancelled"
     TIMEOUT = "timeout"
     INTERNAL = "internal"
+    CONTRAST_INVERSION = "contrast_inversion"
 
     @property
     def sentence(self) -> str:
@@ -49,6 +50,9 @@ _SENTENCES = {
     FailureReason.TIMEOUT: "the search ran out of time",
     FailureReason.INTERNAL: "the autofocus software itself failed (a bug: the log has the "
     "traceback)",
+    FailureReason.CONTRAST_INVERSION: "the contrast inverts through focus (brightfield phase "
+    "objects): focus lies between a contrast maximum and minimum too far apart to place it "
+    "within the tolerance",
 }
 
 __all__ = ["FailureReason"]

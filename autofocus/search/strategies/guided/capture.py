@@ -23,6 +23,7 @@ from autofocus.search.strategies.common import (
     Step,
     too_few_reason,
 )
+from autofocus.search.strategies.guided.inversion import InversionCheck
 from autofocus.search.strategies.guided.rivals import RivalChecks
 from autofocus.search.strategies.guided.shape import Refined, coarse_step_um, strongest
 from autofocus.search.strategies.guided.verdict import Verdict
@@ -46,7 +47,7 @@ SHORT_RANGE_FINE_DOF = 16.0
 SHORT_RANGE_DOF = 6.0
 
 
-class CapturePath(RivalChecks, Verdict):
+class CapturePath(RivalChecks, InversionCheck, Verdict):
     """The guided search with any scorer, guided by the wide-capture curve."""
 
     def _classical_path(self) -> Search:
@@ -130,6 +131,9 @@ class CapturePath(RivalChecks, Verdict):
             refined = yield from self._full_rival_check(refined, cell)
         if not space.planes_um:
             refined = yield from self._follow_capture(refined, cell)
+        # Before the dip test: an inverted plane's centre moves, and what is its flank then
+        # (a capture candidate's unbracketed top) must meet the dip test from there.
+        refined = yield from self._inversion_check(refined)
         refined = yield from self._confirm_dips(refined, cell)
         refined = yield from self._model_check(refined, cell)
         return self._verdict(refined, reference=space.reference_z_um)

@@ -231,16 +231,19 @@ class RivalChecks(Refinement):
             z, s = self.points()
             todo: list[tuple[float, Peak, Peak]] = []
             for q in rival_list:
-                a, b = sorted((best.z_um, q.z_um))
+                a, b = sorted((self._outer_z(best, q), self._outer_z(q, best)))
                 inside = s[(z > a + 1e-9) & (z < b - 1e-9)]
                 dip = min(best.score, q.score) - 0.3 * min(best.height, q.height)
                 if inside.size == 0 or float(inside.min()) > dip:
-                    mid = self._fresh([0.5 * (a + b)])[0]
-                    if not self.is_known(mid):
-                        todo.append((mid, best, q))
+                    # A midpoint measured already (e.g. by another check) is judged as it is.
+                    todo.append((self._fresh([0.5 * (a + b)])[0], best, q))
             if not todo:
                 return refined
-            yield [m for m, _, _ in todo]
+            new = [m for m, _, _ in todo if not self.is_known(m)]
+            if new:
+                yield new
+            elif all(self.score_at(m) <= min(p1.score, p2.score) for m, p1, p2 in todo):
+                return refined  # every midpoint known and dipping: nothing more to learn
             drop: set[int] = set()
             for m, p1, p2 in todo:
                 sm = self.score_at(m)
@@ -255,6 +258,16 @@ class RivalChecks(Refinement):
                     refined.append((yield from self._refine(m, cell, others)))
             refined = [r for r in refined if r.peak is None or id(r.peak) not in drop]
         return refined
+
+    def _outer_z(self, p: Peak, other: Peak) -> float:
+        """Where `p`'s plane ends towards `other` for the dip test: its z, or for a
+        contrast-inverted plane (see `guided.inversion`) the maximum of its pair on the
+        side of `other` (its own minimum is no dip between two planes)."""
+        inv = self.details.get("contrast_inversion")
+        if not inv or abs(p.z_um - inv.get("plane_um", float("nan"))) > 1e-9:
+            return p.z_um
+        pair = (inv["max_um"], inv["second_max_um"])
+        return min(pair) if other.z_um < p.z_um else max(pair)
 
     def _refine_rival(self, z_j: float, z_m: float, cell: float) -> Step:
         """Look for a second plane on the side of `z_j` away from the peak at `z_m`.

@@ -28,6 +28,9 @@ class Refined:
     at_edge: bool
     note: str = ""
     width_unresolved: bool = False  # recorded planes too far apart to measure the width
+    # Brightfield contrast inversion: focus lies within this many µm of the peak's z (half the
+    # [maximum, dip] interval; see `guided.inversion`); None for an ordinary peak.
+    inversion_bound_um: float | None = None
 
 
 NO_RISE = Refined(None, math.inf, None, 0.0, False, "no fine rise")

@@ -33,6 +33,9 @@ EMPTY_FRAME_P = 0.9
 # ... judged on at least this many frames (a search that stopped after a few frames,
 # e.g. with corrupted ones among them, has not looked at the range).
 EMPTY_MIN_FRAMES = 15
+# A contrast-inverted plane is placed from two estimates: success only when they agree within
+# the tolerance or this many DOF.
+INVERSION_MAX_BOUND_DOF = 0.45
 
 
 class Verdict(GuidedSamples):
@@ -48,6 +51,41 @@ class Verdict(GuidedSamples):
                for z, p in pairs):
             return 0, len(pairs)
         return sum(p >= EMPTY_FRAME_P for _, p in pairs), len(pairs)
+
+    def _inversion_verdict(self, res: Refined) -> Any:
+        """A contrast-inverted plane (see `guided.inversion`): success at the plane between
+        the pair when its two estimates agree within the tolerance or
+        `INVERSION_MAX_BOUND_DOF` DOF."""
+        space, dof = self.space, self.space.dof
+        assert res.peak is not None and res.inversion_bound_um is not None
+        bound = res.inversion_bound_um
+        limit = max(space.tolerance_um, INVERSION_MAX_BOUND_DOF * dof)
+        inv = self.details.get("contrast_inversion", {})
+        z = res.peak.z_um
+        if bound > limit:
+            return self.fail(
+                f"contrast inverts through focus: contrast maxima at z = "
+                f"{inv.get('max_um', z):.2f} and {inv.get('second_max_um', z):.2f} µm about a "
+                f"minimum at z = {inv.get('dip_um', z):.2f} µm, which puts the plane "
+                f"{bound:.2f} µm away from the maxima's middle; that cannot place it within "
+                f"{limit:.2f} µm",
+                code=FailureReason.CONTRAST_INVERSION.value,
+                **self.details,
+            )
+        if not (space.ext_lo_um < res.peak.z_um < space.ext_hi_um):
+            return self.fail(edge_reason(res.peak.z_um), code=FailureReason.EDGE_PEAK.value,
+                             **self.details)
+        conf = peak_confidence(res.snr, r2=res.r2, spacing_dof=res.spacing_dof, width_ok=True)
+        # The answer is an interval's middle: confidence falls with the interval's width.
+        conf *= max(0.0, 1.0 - bound / dof)
+        return self.finish(
+            success=True,
+            best_z_um=res.peak.z_um,
+            best_score=res.peak.score,
+            details={**self.details, "snr": res.snr, "r2": res.r2,
+                     "spacing_dof": res.spacing_dof, "hwhm_um": res.peak.hwhm_um},
+            confidence_value=conf,
+        )
 
     def _verdict(self, refined: list[Refined], *, reference: float | None) -> Any:
         space, dof = self.space, self.space.dof
@@ -108,6 +146,8 @@ class Verdict(GuidedSamples):
                 code=FailureReason.IMPLAUSIBLE_PEAK.value,
                 **self.details,
             )
+        if res.inversion_bound_um is not None:
+            return self._inversion_verdict(res)
         width_dof = dof if space.dof_um else UNKNOWN_OPTICS_WIDTH_FACTOR * dof
         if not res.width_unresolved and not width_plausible(p.hwhm_um, width_dof):
             return self.fail(
