@@ -61,6 +61,17 @@ class SimSettings(BaseModel):
         0.0, description="Sample height change from the plate centre to its corners (µm)."
     )
     backlash_um: float | None = Field(None, ge=0, description="Stage backlash in µm.")
+    magnification: float | None = Field(
+        None, gt=0, description="Objective magnification onto the camera (default 20)."
+    )
+    na: float | None = Field(
+        None, gt=0, description="Objective numerical aperture (default 0.75; below the "
+        "immersion index)."
+    )
+    immersion_index: float | None = Field(
+        None, ge=1.0, description="Refractive index of the immersion medium (1.0 air, 1.33 "
+        "water, 1.518 oil; default 1.0)."
+    )
     width_px: int = Field(256, ge=16, le=4096)
     height_px: int = Field(256, ge=16, le=4096)
     noise_model: Literal["poisson", "gaussian", "none"] = Field(

@@ -131,3 +131,32 @@ def test_contrast_inversion_is_not_found_in_fluorescence():
         result = focus(mic, range_um=50.0)
         assert result.success and "contrast_inversion" not in result.details
         assert abs(mic.physical_z_um - mic.true_focus_z_um()) <= mic.optics.depth_of_field_um / 4
+
+
+@pytest.mark.parametrize("objective", [
+    {"magnification": 10.0, "na": 0.3},
+    {"magnification": 20.0, "na": 0.75},
+    {"magnification": 60.0, "na": 1.4, "immersion_index": 1.518},
+])
+def test_other_objectives_in_fluorescence_land_within_a_quarter_dof(objective):
+    """10×/0.3 air, 20×/0.75 air, 60×/1.4 oil; seeds 1-5; no tolerance given (DOF/4)."""
+    for seed in range(1, 6):
+        mic = SimulatedMicroscope(SimConfig.preset("beads", **objective), seed=seed)
+        dof = mic.optics.depth_of_field_um
+        result = focus(mic, range_um=50.0)
+        assert result.success, result.reason
+        assert abs(mic.physical_z_um - mic.true_focus_z_um()) <= dof / 4, (seed, dof)
+
+
+def test_objective_options_reach_the_simulator_from_settings():
+    from autofocus.service.microscopes import open_microscope
+    from autofocus.settings import Settings
+
+    settings = Settings(driver="sim", sim={"magnification": 60, "na": 1.4,
+                                           "immersion_index": 1.518})
+    mic = open_microscope(settings)
+    try:
+        assert mic.optics.na == 1.4 and mic.optics.immersion_index == 1.518
+        assert mic.optics.depth_of_field_um < 0.6
+    finally:
+        getattr(mic, "close", lambda: None)()

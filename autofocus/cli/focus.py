@@ -220,6 +220,21 @@ def focus_command(
         bool, typer.Option("--real-time", help="Sleep for real (a demo) instead of a virtual "
                            "clock.", rich_help_panel=PANEL_SIM),
     ] = False,
+    magnification: Annotated[
+        float | None,
+        typer.Option(help="Objective magnification, e.g. 10, 20, 60.  [default: 20]",
+                     rich_help_panel=PANEL_SIM),
+    ] = None,
+    na: Annotated[
+        float | None,
+        typer.Option("--na", help="Objective numerical aperture, e.g. 0.3, 0.75, 1.4.  "
+                     "[default: 0.75]", rich_help_panel=PANEL_SIM),
+    ] = None,
+    immersion_index: Annotated[
+        float | None,
+        typer.Option(help="Immersion refractive index: 1.0 air, 1.33 water, 1.518 oil.  "
+                     "[default: 1.0]", rich_help_panel=PANEL_SIM),
+    ] = None,
     # Micro-Manager
     mm_port: MmPortOpt = None,
     mm_headless: MmHeadlessOpt = None,
@@ -257,6 +272,9 @@ def focus_command(
                 "tilt_um": tilt_um,
                 "drift_um_per_s": drift_um_per_s,
                 "real_time": real_time or None,
+                "magnification": magnification,
+                "na": na,
+                "immersion_index": immersion_index,
             },
             **hardware_overrides(
                 mm_port, mm_headless, mm_config, mm_focus_device, mm_camera,

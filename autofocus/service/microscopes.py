@@ -81,6 +81,9 @@ def open_simulated(settings: Settings) -> Microscope:
         noise_model=sim.noise_model,
         real_time=sim.real_time,
         surface=_plate_surface(sim.surface_tilt_um, sim.surface_bow_um),
+        magnification=sim.magnification,
+        na=sim.na,
+        immersion_index=sim.immersion_index,
     )
     own = ZLimits(config.stage.z_min_um, config.stage.z_max_um)
     limits = configured_limits(settings, own)

@@ -84,6 +84,9 @@ class SimConfig:
         noise_model: str | None = None,
         surface: SampleSurface | None = None,
         real_time: bool = False,
+        magnification: float | None = None,
+        na: float | None = None,
+        immersion_index: float | None = None,
     ) -> SimConfig:
         """A config from the common command-line knobs; None keeps the part's default.
 
@@ -94,8 +97,11 @@ class SimConfig:
         `tilt_y_um` top→bottom. `noise_model` "poisson" (default, exact) or
         "gaussian" (same mean and variance, ~10× faster camera noise: use it for
         benchmarks). `surface` the sample's height across the XY stage (a
-        `SampleSurface`, e.g. `SampleSurface.plate()`; default flat). Raises
-        `SimConfigError` for invalid values.
+        `SampleSurface`, e.g. `SampleSurface.plate()`; default flat).
+        `magnification`, `na` and `immersion_index` pick another objective (default
+        20×/0.75 air; e.g. 10×/0.3 air, 60×/1.4 oil at 1.518): the depth of field,
+        blur and sample pixel size follow from them. Raises `SimConfigError` for
+        invalid values.
         """
         is_image = not isinstance(specimen, str)
         spec_kw: dict = {
@@ -123,8 +129,12 @@ class SimConfig:
         stage = StageConfig()
         if backlash_um is not None:
             stage = dataclasses.replace(stage, backlash_um=float(backlash_um))
+        optics_kw = {key: float(value) for key, value in (
+            ("magnification", magnification), ("na", na), ("immersion_index", immersion_index),
+        ) if value is not None}
         return cls(
             modality=modality,
+            optics=Optics(**optics_kw),
             specimen=SpecimenConfig(**spec_kw),
             camera=CameraConfig(**cam_kw),
             stage=stage,

@@ -25,6 +25,8 @@ from autofocus.search.trust import RIVAL_MIN_RATIO, Peak, rivals
 ASYMMETRY_RATIO = 1.4
 # Frames spent looking for such a second plane.
 RIVAL_PROBES = 4
+# Frames the full rival check leaves for the contrast-inversion look (`guided.inversion`).
+INVERSION_RESERVE = 12
 # Two neighbouring samples of the rival check, neither 6 sigmas up, that together stand out
 # of the noise (see `_flank_pair_probes`): thresholds in noise sigmas, and the most probes.
 FLANK_HIGH_SIGMA = 2.5
@@ -66,7 +68,8 @@ class RivalChecks(Refinement):
                                        "reach_um": reach}
         covered = [(pz - 3.0 * dof, pz + 3.0 * dof) for pz in peaks_z]
         grid = self._gap_fill(lo, hi, step, covered)
-        room = self.frames_left - 2
+        # Frames kept back for the look at the found peak's sides (contrast inversion).
+        room = self.frames_left - 2 - (INVERSION_RESERVE if not self.space.planes_um else 0)
         if grid and len(grid) > room:
             # Not enough frames for the whole check: look at an even subset and say so, so a
             # caller (and `details`) can see that a dim rival may have been missed; raise
