@@ -99,6 +99,18 @@ class MicroManagerSettings(BaseModel):
         "for the search and switch it back on afterwards.",
     )
     xy_stage: str | None = Field(None, description="XY stage for focus maps; default: core's.")
+    objective_na: float | None = Field(
+        None, gt=0, lt=1.6, description="Numerical aperture of the objective in use: with it "
+        "the depth of field (and so the peak width, rival separation, spacing and default "
+        "tolerance) comes from the optics and Micro-Manager's pixel size instead of a guess."
+    )
+    immersion_index: float = Field(
+        1.0, ge=1.0, le=2.0, description="Refractive index of the immersion medium (1.0 air, "
+        "1.33 water, 1.518 oil)."
+    )
+    wavelength_nm: float = Field(
+        550.0, gt=200, lt=2000, description="Emission (or illumination) wavelength, nm."
+    )
 
 
 class ReplaySettings(BaseModel):
@@ -124,7 +136,11 @@ class FocusDefaults(BaseModel):
     strategy: str = "guided"
     scorer: str = "tenengrad"
     range_um: float = Field(50.0, gt=0, description="Full width of the searched Z range, µm.")
-    tolerance_um: float = Field(0.5, gt=0, description="Wanted accuracy, µm (≈ DOF/4).")
+    tolerance_um: float | None = Field(
+        None, gt=0, description="Wanted accuracy, µm; unset: a quarter of the depth of field "
+        "where the optics are known (simulator, [mm] objective_na, a request's dof_um), else "
+        "0.5 µm."
+    )
     max_frames: int = Field(60, ge=3, le=10_000)
     timeout_s: float = Field(120.0, gt=0)
     on_failure: Literal["return", "stay"] = "return"

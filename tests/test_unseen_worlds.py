@@ -160,3 +160,21 @@ def test_objective_options_reach_the_simulator_from_settings():
         assert mic.optics.depth_of_field_um < 0.6
     finally:
         getattr(mic, "close", lambda: None)()
+
+
+@pytest.mark.mm
+def test_micromanager_objective_sets_dof_and_default_tolerance(democamera_beads):
+    """`[mm] objective_na`: DOF = λ·n/NA² + n·pixel/NA from the optics and MM's pixel size;
+    with no tolerance given the search works to DOF/4, and finds focus."""
+    democamera_beads.set_objective(na=0.8, immersion_index=1.0, wavelength_nm=550.0)
+    try:
+        dof = democamera_beads.depth_of_field_um
+        pixel = float(democamera_beads.camera_info().pixel_size_um or 0.0)
+        assert dof == pytest.approx(0.55 / 0.64 + pixel / 0.8)
+        democamera_beads.move_z(3.0)
+        result = focus(democamera_beads, range_um=40.0)
+        assert result.success, result.reason
+        assert abs(result.best_z_um) <= dof / 4
+        assert result.details["dof_um"] == pytest.approx(dof)
+    finally:
+        democamera_beads._objective = None

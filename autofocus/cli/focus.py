@@ -118,8 +118,8 @@ def focus_command(
     ] = None,
     tolerance_um: Annotated[
         float | None,
-        typer.Option(help="Wanted accuracy (µm).  [default: {default:focus.tolerance_um}; "
-                     "replay: the stack's label or plane spacing]",
+        typer.Option(help="Wanted accuracy (µm).  [default: DOF/4 where the optics are "
+                     "known, else 0.5; replay: the stack's label or plane spacing]",
                      rich_help_panel=PANEL_SEARCH),
     ] = None,
     coarse_step_um: Annotated[

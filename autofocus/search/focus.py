@@ -26,13 +26,18 @@ from autofocus.search.result import FocusResult
 from autofocus.search.strategies.base import SearchSpace
 from autofocus.search.strategies.registry import DEFAULT_STRATEGY, make_strategy
 
+DEFAULT_TOLERANCE_UM = 0.5
+"""The tolerance (µm) when none is given and the depth of field is unknown."""
+
 
 @dataclass
 class FocusRequest:
     """Parameters of one focus run, in micrometres, milliseconds and seconds.
 
     `center_z_um` None means "where the stage is now". `range_um` is the full
-    width searched (center ± range/2). `tolerance_um` is the accuracy wanted;
+    width searched (center ± range/2). `tolerance_um` is the accuracy wanted
+    (None: a quarter of the depth of field where the optics are known, from
+    `dof_um` or the microscope, else `DEFAULT_TOLERANCE_UM`);
     `coarse_step_um` the spacing of a coarse sweep (default: from the strategy).
     `mode` "search" (default: the request's strategy) or "track" (time-lapse:
     three frames around the current z, a full search only when focus drifted
@@ -53,7 +58,7 @@ class FocusRequest:
     strategy: str = DEFAULT_STRATEGY
     center_z_um: float | None = None
     range_um: float = 50.0
-    tolerance_um: float = 0.5
+    tolerance_um: float | None = None
     coarse_step_um: float | None = None
     max_frames: int = 60
     exposure_ms: float | None = None
@@ -106,18 +111,25 @@ def search_space(
     `ValueError` for non-positive or non-finite numbers.
     """
     center = current_z_um if request.center_z_um is None else float(request.center_z_um)
+    known_dof = request.dof_um if request.dof_um is not None else dof_um
+    tolerance = request.tolerance_um
+    if tolerance is None:
+        # The optics set the scale: a quarter of the depth of field where it is known.
+        known = known_dof is not None and math.isfinite(known_dof) and known_dof > 0
+        tolerance = 0.25 * float(known_dof) if known else DEFAULT_TOLERANCE_UM
+        tolerance = min(tolerance, request.range_um / 4) if request.range_um > 0 else tolerance
     for name, value in (
         ("center_z_um", center),
         ("range_um", request.range_um),
-        ("tolerance_um", request.tolerance_um),
+        ("tolerance_um", tolerance),
     ):
         if not math.isfinite(value):
             raise ValueError(f"{name} must be a finite number, got {value}")
-    if request.range_um <= 0 or request.tolerance_um <= 0:
+    if request.range_um <= 0 or tolerance <= 0:
         raise ValueError("range_um and tolerance_um must be positive")
-    if request.tolerance_um > request.range_um / 2:
+    if tolerance > request.range_um / 2:
         raise ValueError(
-            f"tolerance_um ({request.tolerance_um}) must be smaller than half of range_um "
+            f"tolerance_um ({tolerance}) must be smaller than half of range_um "
             f"({request.range_um})"
         )
     lo, hi = center - request.range_um / 2, center + request.range_um / 2
@@ -147,7 +159,7 @@ def search_space(
         range_um=float(request.range_um),
         z_min_um=limits.min_um,
         z_max_um=limits.max_um,
-        tolerance_um=float(request.tolerance_um),
+        tolerance_um=float(tolerance),
         coarse_step_um=request.coarse_step_um,
         max_frames=int(request.max_frames),
         dof_um=request.dof_um if request.dof_um is not None else dof_um,

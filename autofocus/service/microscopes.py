@@ -110,7 +110,7 @@ def open_micromanager(settings: Settings) -> Microscope:
 
     mm = settings.mm
     limits = configured_limits(settings, None)
-    return _open(
+    mic = _open(
         port=mm.port,
         headless_adapter_dir=mm.headless_adapter_dir,
         config_file=mm.config_file,
@@ -121,6 +121,10 @@ def open_micromanager(settings: Settings) -> Microscope:
         continuous_focus=mm.continuous_focus,
         xy_stage=mm.xy_stage,
     )
+    if mm.objective_na is not None:
+        mic.set_objective(na=mm.objective_na, immersion_index=mm.immersion_index,
+                          wavelength_nm=mm.wavelength_nm)
+    return mic
 
 
 def open_replay(settings: Settings) -> Microscope:

@@ -595,6 +595,37 @@ class MicroManagerMicroscope:
             except Exception:  # already raising a clearer error; the log keeps this one
                 log.exception("could not restore ROI %s on %s", previous, self._camera)
 
+    def set_objective(
+        self, *, na: float, immersion_index: float = 1.0, wavelength_nm: float = 550.0
+    ) -> None:
+        """Tell the driver the objective in use: numerical aperture `na`, the immersion
+        medium's refractive index and the wavelength (nm). `depth_of_field_um` then comes
+        from them and Micro-Manager's pixel size. Raises `ConfigurationError` for an NA not
+        below the immersion index or non-positive numbers."""
+        values = (na, immersion_index, wavelength_nm)
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in values):
+            raise ConfigurationError(f"objective numbers must be positive and finite: {values}")
+        if not 0 < na < immersion_index:
+            raise ConfigurationError(
+                f"objective_na ({na}) must be below the immersion index ({immersion_index})")
+        self._objective = (float(na), float(immersion_index), float(wavelength_nm))
+
+    @property
+    def depth_of_field_um(self) -> float | None:
+        """Depth of field (µm) of the configured objective: λ·n/NA² + n·pixel/NA (the
+        wave-optical and the detector term, pixel size at the sample from Micro-Manager's
+        pixel calibration; 0 when it has none), or None when no objective was set."""
+        objective = getattr(self, "_objective", None)
+        if objective is None:
+            return None
+        na, n, wavelength_nm = objective
+        try:
+            pixel_um = float(core_method(self._core, "get_pixel_size_um")())
+        except Exception:  # noqa: BLE001 - no pixel calibration: the wave term alone
+            pixel_um = 0.0
+        pixel_um = pixel_um if math.isfinite(pixel_um) and pixel_um > 0 else 0.0
+        return wavelength_nm / 1000.0 * n / na**2 + n * pixel_um / na
+
     def camera_info(self) -> CameraInfo:
         """Current frame size (after ROI and binning), bit depth and pixel size of the camera."""
         self._check_open()

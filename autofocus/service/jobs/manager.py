@@ -353,7 +353,8 @@ class JobManager:
         req["scorer"] = canonical_scorer_name(str(req["scorer"]))
         snap = self.snapshot
         assert snap.z_limits_um is not None and snap.z_um is not None
-        _check_tolerance(req["tolerance_um"], self.z_resolution_um)
+        if req["tolerance_um"] is not None:  # None: DOF/4 of the optics (or 0.5 µm), later
+            _check_tolerance(req["tolerance_um"], self.z_resolution_um)
         try:
             search_space(focus_request(req, d), snap.z_um, snap.z_limits_um)
         except ValueError as exc:  # LimitError is not a ValueError and passes through as it is

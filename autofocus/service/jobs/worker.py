@@ -163,7 +163,7 @@ def focus_request(req: Mapping[str, Any], defaults: FocusDefaults) -> FocusReque
         strategy=req["strategy"],
         center_z_um=req["center_z_um"],
         range_um=float(req["range_um"]),
-        tolerance_um=float(req["tolerance_um"]),
+        tolerance_um=None if req.get("tolerance_um") is None else float(req["tolerance_um"]),
         coarse_step_um=req.get("coarse_step_um"),
         max_frames=int(req["max_frames"]),
         exposure_ms=req["exposure_ms"],
