@@ -178,3 +178,39 @@ def test_micromanager_objective_sets_dof_and_default_tolerance(democamera_beads)
         assert result.details["dof_um"] == pytest.approx(dof)
     finally:
         democamera_beads._objective = None
+
+
+@pytest.mark.mm
+def test_pymmcore_plus_acquisition_on_democamera_beads_every_autofocus_succeeds(tmp_path):
+    """3 positions × 3 time points, `AxesBasedAF(axes=("p", "t"))`, engine set on
+    `core.mda`, range 80 µm, tolerance 0.5: every revisit starts in focus (the easy case;
+    it used to fail all its retries with `implausible_peak`)."""
+    try:
+        import useq
+        from pymmcore_plus import CMMCorePlus
+    except Exception as exc:
+        pytest.skip(f"pymmcore-plus not importable ({exc}); pip install '.[mm]'")
+    from autofocus.acquire.mda import AutofocusEngine
+    from autofocus.search.focus import FocusRequest
+    from autofocus_drivers.micromanager import demo_adapter_dir, write_democamera_focus_config
+
+    core = CMMCorePlus()
+    core.setDeviceAdapterSearchPaths([str(demo_adapter_dir())])
+    core.loadSystemConfiguration(str(write_democamera_focus_config(tmp_path / "beads.cfg")))
+    engine = AutofocusEngine(core, z_limits_um=ZLimits(-100.0, 100.0),
+                             request=FocusRequest(range_um=80.0, tolerance_um=0.5),
+                             on_failure="keep")
+    core.mda.set_engine(engine)
+    sequence = useq.MDASequence(
+        stage_positions=[useq.Position(x=0.0, y=0.0, z=12.0), useq.Position(x=500.0, y=0.0, z=-9.0),
+                         useq.Position(x=500.0, y=500.0, z=3.0)],
+        time_plan=useq.TIMEPlan(interval=0, loops=3) if hasattr(useq, "TIMEPlan")
+        else {"interval": 0, "loops": 3},
+        autofocus_plan=useq.AxesBasedAF(axes=("p", "t")),
+    )
+    core.mda.run(sequence)
+    records = engine.focus_log
+    assert len(records) >= 9
+    failed = [r.to_dict() for r in records if not r.success]
+    assert not failed, failed
+    assert all(abs(r.z_um) <= 0.5 for r in records if r.z_um is not None)
