@@ -190,9 +190,10 @@ def test_pymmcore_plus_acquisition_on_democamera_beads_every_autofocus_succeeds(
         from pymmcore_plus import CMMCorePlus
     except Exception as exc:
         pytest.skip(f"pymmcore-plus not importable ({exc}); pip install '.[mm]'")
+    from autofocus_drivers.micromanager import demo_adapter_dir, write_democamera_focus_config
+
     from autofocus.acquire.mda import AutofocusEngine
     from autofocus.search.focus import FocusRequest
-    from autofocus_drivers.micromanager import demo_adapter_dir, write_democamera_focus_config
 
     core = CMMCorePlus()
     core.setDeviceAdapterSearchPaths([str(demo_adapter_dir())])
