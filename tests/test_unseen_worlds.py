@@ -215,3 +215,21 @@ def test_pymmcore_plus_acquisition_on_democamera_beads_every_autofocus_succeeds(
     failed = [r.to_dict() for r in records if not r.success]
     assert not failed, failed
     assert all(abs(r.z_um) <= 0.5 for r in records if r.z_um is not None)
+
+
+@pytest.mark.mm
+def test_democamera_focus_map_keeps_every_point(democamera_beads):
+    """A 4 × 3 focus map through Micro-Manager on DemoCamera beads: after the first
+    points the map predicts focus, so later points start at or near it (they used to
+    fail "not a focal plane": 5 of 12 lost)."""
+    from autofocus.search.focus import FocusRequest
+    from autofocus.search.maps import build_focus_map, grid_positions
+
+    democamera_beads.move_z(12.0)
+    fmap = build_focus_map(
+        democamera_beads, grid_positions((0.0, 1500.0), (0.0, 1000.0), 4, 3),
+        FocusRequest(range_um=40.0, tolerance_um=0.5), range_after_map_um=10.0,
+    )
+    lost = [(p.x_um, p.y_um, p.reason) for p in fmap.points if not p.success]
+    assert len(fmap.points) == 12 and not lost, lost
+    assert abs(fmap.predict_z_um(700.0, 500.0)) < 0.5
