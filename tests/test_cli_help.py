@@ -91,7 +91,8 @@ def test_focus_help_lists_every_scorer_and_strategy_and_shows_defaults():
     defaults = FocusDefaults()
     flat = " ".join(text.split())
     assert f"Full width searched (µm). [default: {defaults.range_um}" in flat
-    assert f"Wanted accuracy (µm). [default: {defaults.tolerance_um}" in flat
+    assert defaults.tolerance_um is None  # unset: from the optics
+    assert "Wanted accuracy (µm). [default: DOF/4 where the optics are known, else 0.5" in flat
     # Options grouped by the hardware they belong to.
     headings = [line for line in text.splitlines() if line and not line.startswith(" ")]
     for heading in ("Search:", "Simulated microscope (--driver sim):",
