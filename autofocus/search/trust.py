@@ -37,8 +37,10 @@ MIN_HWHM_DOF = 0.2
 MAX_HWHM_DOF = 12.0
 # A second peak counts as a rival from this fraction of the main peak's height...
 RIVAL_MIN_RATIO = 0.12
-# ... or, whatever its height relative to the main one, from this many noise sigmas.
+# ... or, whatever its height relative to the main one, from this many noise sigmas (but
+# never below this fraction of the main one's height).
 RIVAL_MIN_SNR = 8.0
+RIVAL_FLOOR_RATIO = 0.02
 # ... and this many DOF away from it (closer is the same plane's shoulder).
 RIVAL_MIN_SEPARATION_DOF = 3.0
 
@@ -92,7 +94,8 @@ def rivals(
     A rival is another peak at least `min_separation_dof` × `dof_um` from the
     sharpest whose height reaches `min_ratio` × the sharpest one's height or,
     when the score noise `noise_sigma` (score units) is known, `min_snr` noise
-    sigmas: significance, not relative height, makes a plane.
+    sigmas (and at least `RIVAL_FLOOR_RATIO` of the sharpest): significance, not
+    relative height, makes a plane.
     With `distinct` (for naming the planes of a verdict) a rival must also lie
     that far from every higher rival: a lower peak nearer than that to a higher
     one is that plane's flank, not a plane of its own. Without it every such
@@ -106,7 +109,9 @@ def rivals(
     kept = [best]
     floor = min_ratio * best.height
     if noise_sigma is not None and math.isfinite(noise_sigma) and noise_sigma > 0:
-        floor = min(floor, min_snr * noise_sigma)
+        # Never below RIVAL_FLOOR_RATIO of the sharpest: a noise estimate can collapse (a
+        # learned score that saturates at 0 away from focus has no measurable noise there).
+        floor = min(floor, max(min_snr * noise_sigma, RIVAL_FLOOR_RATIO * best.height))
     for p in sorted(good, key=lambda p: -p.height):
         if p.height >= floor and all(
             abs(p.z_um - k.z_um) >= min_separation_dof * dof_um

@@ -131,11 +131,13 @@ class CapturePath(RivalChecks, InversionCheck, Verdict):
             refined = yield from self._full_rival_check(refined, cell)
         if not space.planes_um:
             refined = yield from self._follow_capture(refined, cell)
-        # Before the dip test: an inverted plane's centre moves, and what is its flank then
-        # (a capture candidate's unbracketed top) must meet the dip test from there.
-        refined = yield from self._inversion_check(refined)
         refined = yield from self._confirm_dips(refined, cell)
         refined = yield from self._model_check(refined, cell)
+        refined = yield from self._inversion_check(refined)
+        if "contrast_inversion" in self.details:
+            # The inverted plane's centre moved: what is its flank from there (a capture
+            # candidate's unbracketed top) meets the dip test again.
+            refined = yield from self._confirm_dips(refined, cell)
         return self._verdict(refined, reference=space.reference_z_um)
 
     def _model_check(self, refined: list[Refined], cell: float) -> Step:
