@@ -378,7 +378,8 @@ def test_guided_ends_cleanly_on_any_scene(dof, planes, nan_p, seed, name):
         assert strategy.frames <= space.max_frames
     out = strategy.outcome()
     assert out.success or out.code in (
-        "flat_curve", "edge_peak", "rival_peak", "implausible_peak", "budget_exhausted"
+        "flat_curve", "edge_peak", "rival_peak", "implausible_peak", "budget_exhausted",
+        "contrast_inversion",
     )
 
 
@@ -459,3 +460,63 @@ def test_full_rival_check_stops_early_on_a_rival_under_rival_fail():
     out = strategy.outcome()
     assert out.success and abs(out.best_z_um - 5.0) <= dof / 4
     assert out.details["rival_check"]["complete"]
+
+
+# -- guided, brightfield contrast inversion ------------------------------------------------------
+@dataclass
+class Inverted(Planes):
+    """One brightfield plane at z_um[0] seen as two sharpness maxima ±`offset_dof` DOF
+    about it (the first `ratio` times the second) and a minimum at focus."""
+
+    offset_dof: float = 0.6
+    ratio: float = 1.5
+    second_width: float = 1.0  # the second maximum's width relative to the first's
+
+    def fine(self, z: float) -> float:
+        w, z0 = 0.35 * self.dof, self.z_um[0]
+        a, b = z0 - self.offset_dof * self.dof, z0 + self.offset_dof * self.dof
+        s = (100.0 + 1000.0 * self.ratio * math.exp(-LN2 * ((z - a) / w) ** 2)
+             + 1000.0 * math.exp(-LN2 * ((z - b) / (w * self.second_width)) ** 2))
+        return max(s, 1.0) * (1.0 + self.noise * float(self.rng.standard_normal()))
+
+
+@settings(**FAST)
+@given(dof=dofs, frac=st.floats(-0.8, 0.8), ratio=st.floats(1.1, 2.5), seed=st.integers(0, 99))
+def test_guided_parks_between_the_maxima_of_an_inverted_plane(dof, frac, ratio, seed):
+    space = space_for(dof, 30.0)
+    z0 = frac * space.range_um / 2
+    strategy = make_strategy("guided", space)
+    drive(strategy, Inverted(dof, [z0], [1.0], ratio=ratio, seed=seed))
+    out = strategy.outcome()
+    assert out.success, out.reason
+    # Within a quarter DOF of the minimum, not at a maximum (±0.6 DOF), whether the search
+    # folded the pair (details.contrast_inversion) or its samples already straddled focus.
+    assert abs(out.best_z_um - z0) <= dof / 4
+
+
+def test_inverted_plane_whose_estimates_disagree_fails_honestly():
+    """A minimum far off the maxima's middle: the two estimates of the plane disagree by
+    more than 0.45 DOF, so the search fails `contrast_inversion` instead of guessing."""
+    dof = 1.0
+    space = space_for(dof, 30.0)
+    strategy = make_strategy("guided", space)
+    # A wide first maximum and a narrow second: the minimum lies far from their middle.
+    drive(strategy, Inverted(dof, [2.0], [1.0], offset_dof=1.0, ratio=1.0, second_width=0.25,
+                             seed=3))
+    out = strategy.outcome()
+    assert not out.success
+    assert out.code == "contrast_inversion", out.reason
+    assert "contrast" in out.reason
+
+
+def test_two_maxima_two_dof_apart_about_a_deep_minimum_are_not_guessed():
+    """Two fluorescent layers 2 DOF apart look like one plane whose contrast inverts under
+    other optics: closer than the rival separation, farther than an inversion pair on
+    this microscope. The curve cannot tell, so the search fails and names both maxima."""
+    dof = 1.0
+    strategy = make_strategy("guided", space_for(dof, 30.0))
+    drive(strategy, Planes(dof, [1.0, 3.0], [1.0, 0.7], hwhm_dof=0.6, seed=1))
+    out = strategy.outcome()
+    assert not out.success
+    assert out.code == "contrast_inversion"
+    assert "the focus curve cannot tell" in out.reason

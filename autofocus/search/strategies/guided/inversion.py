@@ -14,7 +14,10 @@ alone (never from a modality setting): it samples both sides of the strongest
 peak every `PROBE_STEP_DOF` DOF out to `PROBE_REACH_DOF` (skipping positions
 already measured; the samples also show the peak's shape), and when a dip and
 a second maximum appear within `MAX_PAIR_DOF` DOF of the highest sample
-(closer than any rival plane), it moves the peak to the mean of two
+(closer than any rival plane; two maxima 1.6–3 DOF apart about a deep
+minimum are either two planes or an inverted plane under other optics, and
+the search says it cannot tell: `contrast_inversion`), it moves the peak to
+the mean of two
 estimates of the plane, the minimum and the middle of the two maxima, and
 records how far apart they are (`bound_um`). The verdict stands behind that
 answer only when the bound is within the tolerance or
@@ -25,6 +28,7 @@ answer only when the bound is within the tolerance or
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -41,16 +45,19 @@ PROBE_REACH_DOF = 2.25
 FINE_STEP_DOF = 0.2
 # The pair of maxima of one inverted plane lies closer than this (DOF; 1.2-1.3 DOF on the
 # simulator): within the rival separation, so it is never two planes by the rival rule.
-MAX_PAIR_DOF = 2.2
-# ... looked for this far out from the higher maximum (DOF).
+MAX_PAIR_DOF = 1.6
+# Two maxima about a deep minimum farther apart than that, but closer than the rival
+# separation, are either two planes (two fluorescent layers ~2 DOF apart dip as deep) or one
+# inverted plane under other optics: the curve cannot tell, and the search says so.
 LOOK_DOF = 3.0
-# The pattern: the dip falls to at most DIP_LEVEL of the peak's height above baseline (the
-# brightfield minimum falls to 0-10 %; two fluorescent planes ≤ 2 DOF apart only to ~50 %),
+# The pattern: the dip falls to at most DIP_LEVEL of the higher maximum's height above baseline
+# (the brightfield minimum falls to 0-10 %; two fluorescent planes ≤ 1.6 DOF apart with
+# Tenengrad's usual width, HWHM ~0.6 DOF, only to ~58 %),
 # and the second maximum rises from it by at least SECOND_RISE of that height (and 6 noise
 # sigmas; the weakest second maxima seen, on fibres, rise by ~15 %).
-DIP_LEVEL = 0.3
+DIP_LEVEL = 0.45
 # ... read first at this level, to decide where to sample finely (see `_inversion_check`).
-LOOSE_DIP_LEVEL = 0.5
+LOOSE_DIP_LEVEL = 0.65
 LOOSE_RISE = 0.01
 LOOSE_RISE_SIGMA = 4.0
 SECOND_RISE = 0.08
@@ -84,7 +91,7 @@ class InversionCheck(Refinement):
         # A lenient first reading (the probes can straddle the minimum) decides where to
         # look finely; the strict one, on the finer samples, decides.
         pattern = self._inversion_pattern(zm, dip_level=LOOSE_DIP_LEVEL, rise=LOOSE_RISE,
-                                          rise_sigma=LOOSE_RISE_SIGMA)
+                                          rise_sigma=LOOSE_RISE_SIGMA, confirm_max=False)
         if pattern is None:
             return refined
         # Place the two maxima and the dip finely: halve the gaps on both sides of each.
@@ -98,6 +105,11 @@ class InversionCheck(Refinement):
         if pattern is None:
             return refined
         z_max, z_dip, z_second = pattern
+        if abs(z_second - z_max) > MAX_PAIR_DOF * dof:
+            self.details["contrast_inversion"] = {
+                "max_um": z_max, "dip_um": z_dip, "second_max_um": z_second, "ambiguous": True}
+            flagged = dataclasses.replace(main, inversion_bound_um=math.inf)
+            return [flagged if r is main else r for r in refined]
         # Two estimates of the plane: the contrast minimum, and the middle of the two maxima
         # (symmetric about focus under a symmetric envelope). The answer is their mean; how
         # far apart they are is how far it may be off.
@@ -132,13 +144,13 @@ class InversionCheck(Refinement):
         return z[order], s[order]
 
     def _inversion_pattern(self, zm: float, *, turn: bool = True, dip_level: float = DIP_LEVEL,
-                           rise: float = SECOND_RISE, rise_sigma: float = 6.0
-                           ) -> tuple[float, float, float] | None:
+                           rise: float = SECOND_RISE, rise_sigma: float = 6.0,
+                           confirm_max: bool = True) -> tuple[float, float, float] | None:
         """(highest maximum, dip, second maximum) z (µm) near `zm`, or None.
 
-        The highest sample within one DOF of `zm` is the maximum; on each side the
+        The highest sample within 2 × `MAX_PAIR_DOF` of `zm` is the maximum; on each side the
         lowest sample within 2 DOF of it is a dip when it falls to `DIP_LEVEL` of the
-        maximum's height and a later sample (within `MAX_PAIR_DOF`) rises from it by
+        maximum's height and a later sample (within `LOOK_DOF`) rises from it by
         `SECOND_RISE` of that height and 6 noise sigmas; the side with the higher
         second maximum wins. When that second maximum is the higher one, the search
         had found the pair's outer maximum: the pattern is read again from the other
@@ -147,7 +159,9 @@ class InversionCheck(Refinement):
         dof = self.space.dof
         z, s = self.points()
         base, sigma = self._fine_noise()
-        near = np.abs(z - zm) <= 1.0 * dof
+        # The highest sample near the found peak: within the pair's reach, since the search
+        # may have found the lower maximum or a flank of the higher one.
+        near = np.abs(z - zm) <= 2.0 * MAX_PAIR_DOF * dof
         if not np.any(near):
             return None
         i_top = int(np.argmax(np.where(near, s, -np.inf)))
@@ -174,9 +188,10 @@ class InversionCheck(Refinement):
                 between = [k for k in out if d[k] < d[k_sec]]
                 if k_dip != min(between, key=lambda k: s[k]):
                     continue
-                if (dip <= dip_level * height and d[k_sec] <= MAX_PAIR_DOF * dof
+                # (Relative to the higher of the two maxima: the search may stand on the lower.)
+                if (dip <= dip_level * max(height, second)
                         and second - dip >= max(rise * height, rise_sigma * sigma)
-                        and not (k_sec == out[-1]
+                        and not (confirm_max and k_sec == out[-1]
                                  and d[k_sec] < (LOOK_DOF - PROBE_STEP_DOF) * dof)):
                     found = (k_dip, k_sec, second)  # (a maximum still rising at the last
                     break                           # sample is no maximum yet)
@@ -192,7 +207,8 @@ class InversionCheck(Refinement):
             # neighbours (a sample can miss a narrow top that its neighbours straddle).
             if self._top_value(z, s, best[2]) > self._top_value(z, s, best[0]):
                 return self._inversion_pattern(best[2], turn=False, dip_level=dip_level,
-                                               rise=rise, rise_sigma=rise_sigma)
+                                               rise=rise, rise_sigma=rise_sigma,
+                                               confirm_max=confirm_max)
         return best
 
     @staticmethod

@@ -62,6 +62,16 @@ class Verdict(GuidedSamples):
         limit = max(space.tolerance_um, INVERSION_MAX_BOUND_DOF * dof)
         inv = self.details.get("contrast_inversion", {})
         z = res.peak.z_um
+        if inv.get("ambiguous"):
+            a, b = sorted((inv["max_um"], inv["second_max_um"]))
+            return self.fail(
+                f"two sharpness maxima at z = {a:.2f} and {b:.2f} µm ({(b - a) / dof:.1f} DOF "
+                f"apart) with a deep minimum at z = {inv['dip_um']:.2f} µm between them: two "
+                "planes, or one plane whose contrast inverts through focus (brightfield) at "
+                "the minimum; the focus curve cannot tell which",
+                code=FailureReason.CONTRAST_INVERSION.value,
+                **self.details,
+            )
         if bound > limit:
             return self.fail(
                 f"contrast inverts through focus: contrast maxima at z = "
