@@ -7,8 +7,11 @@ Band energy at scale k (k = 0…LEVELS-1): with x_0 the frame and x_{k+1} its 2�
 block mean, d_k = mean over each 2×2 block of x_k² minus x_{k+1}² — the energy
 of the Haar detail between scale 2^k and 2^{k+1} px (at k = 0 the pixel-level
 gradient energy, the Tenengrad analogue: the mean squared difference of
-neighbouring pixels within each 2×2 block, halved). Each d_k map is averaged
-over the 64-px patches (a (H/64, W/64) grid of patch energies P_k).
+neighbouring pixels within each 2×2 block, halved). Scales 0 and 2 are sampled
+on a checkerboard of 2×2 blocks (the two diagonal blocks of every 4×4 block,
+`DIAGONAL_SUBBLOCKS`: the graph computes two scales per pass and this keeps it at 10
+channels). Each d_k map is averaged over the 64-px patches (a (H/64, W/64)
+grid of patch energies P_k).
 
 Channels per scale, un-normalised and as logs (natural log of camera units²):
 * `mean_k` = log(mean over patches of P_k + EPS): the frame's band energy;
@@ -24,6 +27,8 @@ from __future__ import annotations
 import numpy as np
 
 LEVELS = 5
+DIAGONAL_SUBBLOCKS = (0, 1)
+"""Scales 0 and 2 are sampled on the 2×2 blocks (y, x) with y = x within each 4×4 block."""
 PATCH_PX = 64
 EPS = 1e-3
 TOP_POWER = 4.0
@@ -48,7 +53,11 @@ def patch_energies(img: np.ndarray) -> list[np.ndarray]:
     for k in range(LEVELS):
         nxt = _block_mean(x, 2)
         d = _block_mean(x * x, 2) - nxt * nxt
-        out.append(_block_mean(d, PATCH_PX >> (k + 1)))
+        if k % 2 == 0 and k + 1 < LEVELS:  # the graph's paired scales: diagonal sub-blocks
+            d = (d[0::2, 0::2] + d[1::2, 1::2]) / 2
+            out.append(_block_mean(d, PATCH_PX >> (k + 2)))
+        else:
+            out.append(_block_mean(d, PATCH_PX >> (k + 1)))
         x = nxt
     return out
 
@@ -67,5 +76,5 @@ def features(img: np.ndarray) -> np.ndarray:
     return np.array([*mean, *top, level], dtype=np.float64)
 
 
-__all__ = ["CLASSICAL", "EPS", "LEVELS", "NAMES", "PATCH_PX", "TOP_POWER", "features",
-           "patch_energies"]
+__all__ = ["CLASSICAL", "DIAGONAL_SUBBLOCKS", "EPS", "LEVELS", "NAMES", "PATCH_PX",
+           "TOP_POWER", "features", "patch_energies"]

@@ -4,7 +4,8 @@ Input `image` (N, 1, H, W) float32, H and W whole 64-px patches. Outputs:
 `score` (N,) the head's log-odds (unbounded, higher = sharper; see train.py),
 `logit` the same value (older tools ask for it), `features` (N, C) the channels.
 Two scales at a time come from one stride-4 4×4 convolution (a two-level Haar
-packet bank: block mean + all details), so the full-resolution frame is read
+packet bank: block mean + the coarser scale's details + the finer scale's details on
+the diagonal 2×2 sub-blocks), so the full-resolution frame is read
 once and the next pass works on 1/16 of it; patch pooling is a stride-p
 convolution; the rest works on a few numbers per frame.
 """
@@ -15,7 +16,14 @@ from collections.abc import Sequence
 
 import numpy as np
 import onnx
-from autofocus_models.pipeline.v4.features import EPS, LEVELS, NAMES, PATCH_PX, TOP_POWER
+from autofocus_models.pipeline.v4.features import (
+    DIAGONAL_SUBBLOCKS,
+    EPS,
+    LEVELS,
+    NAMES,
+    PATCH_PX,
+    TOP_POWER,
+)
 from onnx import TensorProto, helper, numpy_helper
 
 INPUT_NAME = "image"
@@ -38,33 +46,34 @@ def haar1_sum() -> np.ndarray:
 
 
 def haar2() -> np.ndarray:
-    """(16, 1, 4, 4): two Haar levels of a 4×4 block in one bank.
+    """(10, 1, 4, 4): two Haar levels of a 4×4 block in one bank.
 
     Channel 0 the block mean; 1-3 the details of the four 2×2 means (scale k+1,
-    each the `haar1` detail of the 2×2-mean image); 4-15 the details within each
-    2×2 sub-block (scale k).
+    each the `haar1` detail of the 2×2-mean image); 4-9 the details within the
+    two diagonal 2×2 sub-blocks (top-left, bottom-right: scale k, sampled on a
+    checkerboard of 2×2 blocks — unbiased for the band energy of any texture
+    that is not locked to a 4-px grid, at 10 channels instead of 16).
     """
     h1 = haar1()[:, 0]
-    bank = np.zeros((16, 4, 4), np.float32)
+    bank = np.zeros((10, 4, 4), np.float32)
     bank[0] = 1.0 / 16
     for i in range(1, 4):
         bank[i] = np.kron(h1[i], np.full((2, 2), 0.25, np.float32))
     j = 4
-    for by in range(2):
-        for bx in range(2):
-            for i in range(1, 4):
-                bank[j, 2 * by: 2 * by + 2, 2 * bx: 2 * bx + 2] = h1[i]
-                j += 1
+    for b in DIAGONAL_SUBBLOCKS:
+        for i in range(1, 4):
+            bank[j, 2 * b: 2 * b + 2, 2 * b: 2 * b + 2] = h1[i]
+            j += 1
     return bank[:, None]
 
 
 def haar2_sum() -> np.ndarray:
-    """(2, 16, 1, 1): squared `haar2` channels → [scale k, scale k+1] block variance,
-    the scale-k one averaged over the four 2×2 sub-blocks."""
-    w = np.zeros((2, 16), np.float32)
-    w[0, 4:] = 0.25 / 4
+    """(2, 10, 1, 1): squared `haar2` channels → [scale k, scale k+1] block variance,
+    the scale-k one averaged over the two diagonal 2×2 sub-blocks."""
+    w = np.zeros((2, 10), np.float32)
+    w[0, 4:] = 0.25 / 2
     w[1, 1:4] = 0.25
-    return w.reshape(2, 16, 1, 1)
+    return w.reshape(2, 10, 1, 1)
 
 
 def build(weights: Sequence[float], bias: float, *, name: str = "focusnet-v4") -> onnx.ModelProto:
