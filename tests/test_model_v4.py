@@ -108,3 +108,18 @@ def test_real_corpus_v4_score_does_not_saturate(real_data_dir, v4):
             continue
         margin = range_margin(v4.logodds(stack.images()))
         assert margin is not None and margin > 1e-5, (stack.name, margin)
+
+
+def test_a_card_with_an_unknown_score_kind_is_refused(tmp_path):
+    import shutil
+
+    from autofocus.errors import ModelError
+    from autofocus.scoring.model import open_model
+
+    model = tmp_path / "m.onnx"
+    shutil.copy(V4, model)
+    card = json.loads(V4.with_suffix(".json").read_text())
+    card["score_kind"] = "probabilty"  # a typo must not silently serve the wrong scale
+    model.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="score_kind"):
+        open_model(model, provider="cpu")
