@@ -13,9 +13,9 @@ convolution; the rest works on a few numbers per frame.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
 from autofocus_models.pipeline.v4.features import (
     DIAGONAL_SUBBLOCKS,
     EPS,
@@ -24,7 +24,9 @@ from autofocus_models.pipeline.v4.features import (
     PATCH_PX,
     TOP_POWER,
 )
-from onnx import TensorProto, helper, numpy_helper
+
+if TYPE_CHECKING:
+    import onnx
 
 INPUT_NAME = "image"
 OPSET = 18
@@ -77,7 +79,11 @@ def haar2_sum() -> np.ndarray:
 
 
 def build(weights: Sequence[float], bias: float, *, name: str = "focusnet-v4") -> onnx.ModelProto:
-    """The graph with the linear head `score = features · weights + bias`."""
+    """The graph with the linear head `score = features · weights + bias` (needs `onnx`,
+    the `train` extra; the banks above need numpy only)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
     w = np.asarray(weights, dtype=np.float32).reshape(len(NAMES), 1)
     if w.shape[0] != len(NAMES):
         raise ValueError(f"expected {len(NAMES)} weights, got {w.shape[0]}")
