@@ -11,11 +11,18 @@ from autofocus.scoring.model import default_model_path, sha256_of, shipped_model
 from autofocus.scoring.registry import available_scorers, get_scorer
 
 
-def test_focusnet_resolves_to_the_newest_shipped_version():
+def test_focusnet_resolves_to_the_newest_shipped_full_model():
+    """`focusnet` is the newest model that also estimates defocus (issue 21: focusnet-v4 is
+    score-only and is served by its pinned name, so a search asking `focusnet` for a
+    distance keeps getting one)."""
+    from autofocus.scoring.model import load_card, offers_defocus
+
     models = shipped_models()
     assert 1 in models, "focusnet-v1 must stay shipped"
-    assert default_model_path() == models[max(models)]
-    assert get_scorer("focusnet", provider="cpu").model_path == models[max(models)]
+    full = [v for v, p in models.items() if offers_defocus(load_card(p.with_suffix(".json")))]
+    assert full, "a shipped model with the defocus outputs"
+    assert default_model_path() == models[max(full)]
+    assert get_scorer("focusnet", provider="cpu").model_path == models[max(full)]
 
 
 def test_every_shipped_version_is_loadable_by_its_pinned_name():

@@ -326,6 +326,15 @@ def eval_command(
             "[default: full]",
         ),
     ] = None,
+    by_source: Annotated[
+        bool,
+        typer.Option(
+            "--by-source",
+            help="Report per source (the manifest's repository: one instrument, one "
+            "modality), the leave-one-source-out view; stacks a model's card says it "
+            "was trained on are flagged and left out of its held-out totals.",
+        ),
+    ] = False,
 ) -> None:
     """Judge scorers (or with --search, strategies) on labelled z-stacks.
 
@@ -348,12 +357,77 @@ def eval_command(
     with errors_to_exit():
         with progress_bar("scoring stacks") as bar:
             result = evaluate_corpus(directory, names, progress=bar.callback())
-        if json_output:
+        if by_source:
+            _report_by_source(result, json_output, csv_output)
+        elif json_output:
             emit_json(result)
         elif csv_output:
             _eval_csv(result)
         else:
             _print_eval(result, stdout_console())
+
+
+# ------------------------------------------------------- eval --by-source
+
+_BY_SOURCE_CSV = ["scorer", "source", "modality", "labeled", "within_tolerance", "top0",
+                  "mean_spearman", "seen"]
+
+
+def _report_by_source(result: Mapping[str, Any], json_output: bool, csv_output: bool) -> None:
+    """`autofocus eval --by-source`: per-source table, held-out totals, the default rule."""
+    from autofocus.stacks.by_source import by_source, default_decision, seen_stacks
+
+    names = list(result["scorers"])
+    report = by_source(result, seen_stacks(names))
+    classical = [n for n in names if not (n.startswith("focusnet") or n.endswith(".onnx"))]
+    models = [n for n in names if n not in classical]
+    if classical and models:
+        report["default_rule"] = {m: default_decision(report, m, classical) for m in models}
+    if json_output:
+        emit_json({"corpus": result["corpus"], "stacks": result["stacks"],
+                   "labeled": result["labeled"], **report})
+        return
+    modality = {s["source"]: s["modality"] for s in report["sources"]}
+    if csv_output:
+        emit_csv(_BY_SOURCE_CSV, (
+            [name, src, modality.get(src, ""), g["labeled"], g["within_tolerance"], g["top0"],
+             g["mean_spearman"], " ".join(g["seen"])]
+            for name, s in report["scorers"].items() for src, g in s["sources"].items()
+        ))
+        return
+    console = stdout_console()
+    labelled = [s for s in report["sources"] if s["labeled"]]
+    dropped: list[str] = []
+    for src in labelled:
+        rows = []
+        for name, s in report["scorers"].items():
+            g = s["sources"][src["source"]]
+            rows.append([name, f"{g['within_tolerance']}/{g['labeled']}",
+                         f"{g['top0']}/{g['labeled']}",
+                         "–" if g["mean_spearman"] is None else f"{g['mean_spearman']:+.3f}",
+                         "yes" if g["seen"] else "no"])
+        dropped += _print_fitted(
+            console, f"{src['source']} — {src['modality']} ({src['labeled']} labelled: "
+            f"{', '.join(src['stacks'])})",
+            [Column("scorer", "left"), Column("in tolerance"), Column("top-0", priority=2),
+             Column("mean spearman", priority=1), Column("trained on it", priority=3)], rows)
+    rows = []
+    for name, s in report["scorers"].items():
+        h = s["held_out"]
+        rows.append([name, f"{h['within_tolerance']}/{h['labeled']}", f"{h['top0']}/{h['labeled']}",
+                     "–" if h["mean_spearman"] is None else f"{h['mean_spearman']:+.3f}",
+                     str(h["sources"])])
+    dropped += _print_fitted(
+        console, f"held out by source — {len(labelled)} labelled sources",
+        [Column("scorer", "left"), Column("in tolerance"), Column("top-0", priority=2),
+         Column("mean spearman", priority=1), Column("sources", priority=3)], rows)
+    for model, d in report.get("default_rule", {}).items():
+        verdict = ("may replace the classical default" if d["default"] == model
+                   else f"does not replace the default ({'; '.join(d['reasons'])})")
+        note(f"{model} vs best classical {d['best_classical']}: {verdict}")
+    message = dropped_note(list(dict.fromkeys(dropped)), console)
+    if message:
+        note(message, style="dim")
 
 
 # --------------------------------------------------------- eval --search

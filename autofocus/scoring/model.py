@@ -109,13 +109,27 @@ def shipped_models() -> dict[int, Path]:
 
 
 def default_model_path() -> Path:
-    """The newest shipped model (highest `focusnet-v<N>.onnx` in `models/`; may not exist).
+    """The model `get_scorer("focusnet")` serves: the newest shipped full model (may not exist).
 
-    `get_scorer("focusnet")` serves this file; older versions stay loadable as
-    `get_scorer("focusnet-v1")` (etc.) or by `model_path`.
+    A full model offers the defocus estimate as well as the score (its card
+    declares `DEFOCUS_OUTPUTS`): a search that asks `focusnet` for a distance
+    to focus keeps getting one when a newer score-only model ships
+    (focusnet-v4 is one). Without any full model, the newest shipped file.
+    Every version stays loadable as `get_scorer("focusnet-v<N>")` or by `model_path`.
     """
     models = shipped_models()
+    full = [v for v, path in models.items()
+            if offers_defocus(_card_or_empty(card_path_for(path)))]
+    if full:
+        return models[max(full)]
     return models[max(models)] if models else _models_dir() / DEFAULT_MODEL_FILE
+
+
+def _card_or_empty(card_path: Path) -> dict[str, Any]:
+    try:
+        return load_card(card_path)
+    except ModelError:
+        return {}
 
 
 def card_path_for(model_path: str | Path) -> Path:
@@ -221,9 +235,13 @@ class OnnxFocusScorer:
     pixels cropped from every frame before preprocessing; `threads`
     onnxruntime intra-op threads (None = onnxruntime's default: all cores).
 
-    `score(frames)` returns float64 (n,) in [0, 1]: the model's estimate of
-    1/(1+(dz/σ)²), higher = sharper. Raises `ModelError` at construction (see
-    module doc) and `ImageError` for a bad frame.
+    `score(frames)` returns float64 (n,), higher = sharper: for focusnet-v1…v3
+    in [0, 1], the model's estimate of 1/(1+(dz/σ)²); for a card with
+    `"score_kind": "logodds"` (focusnet-v4) the odds exp(logit) > 0, computed in
+    float64 from the graph's unbounded log-odds, so it never saturates and
+    stays positive like a classical energy (the searches take its log and
+    ratios). Raises `ModelError` at construction (see module doc) and
+    `ImageError` for a bad frame.
     """
 
     name = "focusnet"
@@ -301,6 +319,10 @@ class OnnxFocusScorer:
                 "matching model"
             )
         self.preprocess_version = version
+        self.score_kind = str(self.card.get("score_kind", "probability"))
+        if self.score_kind not in ("probability", "logodds"):
+            raise ModelError(f"model card {self.card_path.name} has an unknown score_kind "
+                             f"{self.score_kind!r} (probability or logodds)")
 
     def _input_spec(self) -> InputSpec:
         spec = self.card["input"]
@@ -416,8 +438,17 @@ class OnnxFocusScorer:
         return model_input(frame, self.preprocess_version, self.input.patch_px, roi=self.roi)
 
     def score(self, frames: Sequence[np.ndarray]) -> np.ndarray:
-        """Sharpness of each frame, float64 (n,) in [0, 1], higher = sharper (see class doc)."""
+        """Sharpness of each frame, float64 (n,), higher = sharper (see class doc)."""
+        if self.score_kind == "logodds":
+            return np.exp(self.logodds(frames))
         return self.run(frames, output="score")
+
+    def logodds(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """The graph's log-odds per frame, float64 (n,): `logit` (log of `score` for a
+        "logodds" model; the logit before the sigmoid for v1-v3)."""
+        if len(frames) == 1:
+            return np.asarray(self._run_one(frames[0], ("logit",))[0], dtype=np.float64)
+        return self.run(frames, output="logit")
 
     def run(self, frames: Sequence[np.ndarray], output: str = "score") -> np.ndarray:
         """Run the model on `frames` and return the named output (`score`, `logit`, ...).
@@ -530,6 +561,7 @@ class OnnxFocusScorer:
             "sha256": self.card["sha256"],
             "model_version": self.card.get("version"),
             "preprocess_version": self.preprocess_version,
+            "score_kind": self.score_kind,
             "defocus_estimate": isinstance(self, DefocusEstimator),
             "active_provider": self.active_provider,
             "requested_provider": self.requested_provider,
@@ -797,13 +829,15 @@ def _versioned_factory(path: Path) -> Any:
 
 
 def builtin_scorers() -> list[ScorerEntry]:
-    """`focusnet` (the newest shipped model) and a pinned `focusnet-v<N>` per shipped version."""
+    """`focusnet` (the newest shipped full model, see `default_model_path`) and a pinned
+    `focusnet-v<N>` per shipped version."""
     entries = [
         ScorerEntry(
             "focusnet",
             _factory,
             ("onnx", "model", "learned"),
-            "learned multi-scale focus model (ONNX, batched; the newest shipped models/ file)",
+            "learned multi-scale focus model with defocus estimate (ONNX, batched; the newest "
+            "shipped full model)",
         )
     ]
     for version, path in shipped_models().items():

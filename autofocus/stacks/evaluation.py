@@ -165,6 +165,7 @@ def _stack_entry(
         "planes": len(stack),
         "label": label.label if label is not None else "none",
         "modality": label.modality if label is not None else "",
+        "source": label.source if label is not None else "",
         "best_z_um": best,
         "tolerance_um": tol,
         "chosen_path": stack.planes[verdict["chosen_index"]].path,
@@ -208,7 +209,7 @@ def evaluate_corpus(
 
     Returns `{"corpus", "stacks", "labeled", "scorers": {NAME: {"labeled",
     "within_tolerance", "top0", "top1", "mean_spearman", "score_s", "stacks":
-    [per-stack dicts: stack, planes, label, modality, chosen_index,
+    [per-stack dicts: stack, planes, label, modality, source, chosen_index,
     chosen_z_um, chosen_path, best_z_um, tolerance_um, labelled_index,
     error_um, within_tolerance, top0, top1, spearman, margin, score_s, z_um,
     scores]}}}` — plain JSON types, None where undefined. Raises
