@@ -173,6 +173,11 @@ def test_search_eval_csv_and_table(corpus):
     assert max(len(line.rstrip()) for line in res.stdout.splitlines()) <= 80
     report = json.loads(runner.invoke(app, ["eval", str(corpus), "--search", "--json"]).stdout)
     assert report["strategies"] == [DEFAULT_STRATEGY]  # the default the help names
+    # Hardware seconds sit beside frames wherever the table has the room (issue 22).
+    res = runner.invoke(app, ["eval", str(corpus), "--search"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "hardware s" in res.stdout
+    assert f"{report['summary'][DEFAULT_STRATEGY]['hardware_s']:.2f}" in res.stdout
 
 
 def test_bracketed_names_are_shown_verbatim(tmp_path):

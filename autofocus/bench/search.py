@@ -357,6 +357,7 @@ def run_tracking(
         "points": len(rows),
         "success_rate": sum(r["success"] for r in rows) / len(rows),
         "mean_frames": statistics.fmean(r["frames"] for r in rows),
+        "mean_hardware_s": statistics.fmean(r["hardware_s"] for r in rows),
         "max_frames": max(r["frames"] for r in rows),
         "max_frames_tracked": max((r["frames"] for r in tracked), default=0),
         "fallbacks": len(rows) - len(tracked),

@@ -250,11 +250,13 @@ def _print_tracking(report: dict[str, Any]) -> None:
         f"{report['points']} time points, drift 0.1–1 DOF between points, "
         f"DOF {report['dof_um']:.2f} µm",
         [("within\nDOF/4", "right", 0), ("mean\nframes", "right", 0),
+         ("mean\nhardware s", "right", 0),
          ("max frames\n(tracked)", "right", 0), ("max frames\n(all)", "right", 1),
          ("full-search\nfallbacks", "right", 0)],
         [[
             f"{100 * report['success_rate']:.1f} %",
             f"{report['mean_frames']:.2f}",
+            f"{report['mean_hardware_s']:.3f}",
             str(report["max_frames_tracked"]),
             str(report["max_frames"]),
             str(report["fallbacks"]),
