@@ -34,7 +34,8 @@ class Trial:
 
     `debris_dz_um` puts a debris layer that far from the specimen plane (a
     rival peak); `garbage_snaps` are the 1-based camera snaps that return a
-    corrupted frame (uniform random values).
+    corrupted frame (uniform random values); `hardware_profile` the simulated
+    stage and camera speeds (`autofocus_drivers.sim.profiles`).
     """
 
     seed: int
@@ -44,6 +45,7 @@ class Trial:
     offset_um: float
     debris_dz_um: float | None = None
     garbage_snaps: tuple[int, ...] = ()
+    hardware_profile: str = "default"
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ def trial_config(trial: Trial, *, start_z_um: float = 0.0) -> SimConfig:
         focus_z_um=start_z_um + trial.offset_um,
         noise_model="gaussian",  # same mean and variance as Poisson, 3-10x faster to render
         debris_dz_um=trial.debris_dz_um,
+        hardware_profile=trial.hardware_profile,
     )
     if trial.garbage_snaps:
         config = dataclasses.replace(
@@ -302,6 +305,7 @@ def run_tracking(
     drift_dof: tuple[float, float] = (0.1, 1.0),
     scorer_name: str = "tenengrad",
     seed: int = 0,
+    hardware_profile: str = "default",
 ) -> dict[str, Any]:
     """Time-lapse tracking: `points` time points, focus drifting 0.1–1 DOF between them.
 
@@ -317,6 +321,7 @@ def run_tracking(
     config = SimConfig.preset(
         specimen, "fluorescence", photons_per_px_ms=photons_per_px_ms, focus_z_um=3.0,
         noise_model="gaussian", drift_um_per_s=rate_um_per_s,
+        hardware_profile=hardware_profile,
     )
     dof = config.optics.depth_of_field_um
     scorer = get_scorer(scorer_name)

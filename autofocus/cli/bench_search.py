@@ -12,6 +12,7 @@ Cases (`--case`, repeatable; default `main`):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -78,6 +79,10 @@ def bench_search(
                      help="Only contenders whose label starts with this (repeatable)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the trial set.")] = 0,
+    hardware_profile: Annotated[
+        str, typer.Option(help="Simulated stage and camera speeds: default, motorized or "
+                          "piezo (assumed figures, see README).")
+    ] = "default",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Run the default strategy and the baselines on identical simulated trials.
@@ -110,6 +115,11 @@ def bench_search(
     unknown = [c for c in cases if c not in CASES]
     if unknown:
         fail(f"unknown case(s) {unknown}; choose from {CASES}")
+    from autofocus_drivers.sim import PROFILE_NAMES
+
+    if hardware_profile not in PROFILE_NAMES:
+        fail(f"--hardware-profile must be one of {', '.join(PROFILE_NAMES)}, "
+             f"got {hardware_profile!r}")
     contenders = default_contenders()
     if strategy:
         contenders = [c for c in contenders if any(c.label.startswith(s) for s in strategy)]
@@ -117,7 +127,8 @@ def bench_search(
     for name in cases:
         if name == "tracking":
             reports[name] = run_tracking(points=track_points, specimen=track_specimen,
-                                         scorer_name=scorer, seed=seed)
+                                         scorer_name=scorer, seed=seed,
+                                         hardware_profile=hardware_profile)
             continue
         rng = 200.0 if name == "range200" else range_um
         if name == "debris":
@@ -133,6 +144,7 @@ def bench_search(
                 photon_levels=photons or (50.0, 10.0),
                 seed=seed,
             )
+        trials = [dataclasses.replace(t, hardware_profile=hardware_profile) for t in trials]
         reports[name] = _run(trials, contenders, scorer, rng, name)
     if as_json:
         sys.stdout.write(json.dumps(_slim(reports), indent=2) + "\n")

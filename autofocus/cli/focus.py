@@ -216,6 +216,13 @@ def focus_command(
     drift_um_per_s: Annotated[
         float | None, typer.Option(help="Focus drift (µm/s).", rich_help_panel=PANEL_SIM)
     ] = None,
+    hardware_profile: Annotated[
+        str | None,
+        typer.Option(help="Simulated stage and camera speeds: default, motorized or piezo "
+                     "(assumed figures; the profile's exposure applies unless "
+                     "--exposure-ms is given).  [default: {default:sim.hardware_profile}]",
+                     rich_help_panel=PANEL_SIM),
+    ] = None,
     real_time: Annotated[
         bool, typer.Option("--real-time", help="Sleep for real (a demo) instead of a virtual "
                            "clock.", rich_help_panel=PANEL_SIM),
@@ -257,6 +264,7 @@ def focus_command(
                 "tilt_um": tilt_um,
                 "drift_um_per_s": drift_um_per_s,
                 "real_time": real_time or None,
+                "hardware_profile": hardware_profile,
             },
             **hardware_overrides(
                 mm_port, mm_headless, mm_config, mm_focus_device, mm_camera,

@@ -84,6 +84,7 @@ class SimConfig:
         noise_model: str | None = None,
         surface: SampleSurface | None = None,
         real_time: bool = False,
+        hardware_profile: str = "default",
     ) -> SimConfig:
         """A config from the common command-line knobs; None keeps the part's default.
 
@@ -94,9 +95,15 @@ class SimConfig:
         `tilt_y_um` top→bottom. `noise_model` "poisson" (default, exact) or
         "gaussian" (same mean and variance, ~10× faster camera noise: use it for
         benchmarks). `surface` the sample's height across the XY stage (a
-        `SampleSurface`, e.g. `SampleSurface.plate()`; default flat). Raises
-        `SimConfigError` for invalid values.
+        `SampleSurface`, e.g. `SampleSurface.plate()`; default flat).
+        `hardware_profile` the stage and camera speeds
+        (`autofocus_drivers.sim.profiles`: default, motorized, piezo); an explicit
+        `exposure_ms` wins over the profile's. Raises `SimConfigError` for
+        invalid values.
         """
+        from autofocus_drivers.sim.profiles import hardware_profile as _profile
+
+        profile = _profile(hardware_profile)
         is_image = not isinstance(specimen, str)
         spec_kw: dict = {
             "kind": "image" if is_image else specimen,
@@ -123,6 +130,14 @@ class SimConfig:
         stage = StageConfig()
         if backlash_um is not None:
             stage = dataclasses.replace(stage, backlash_um=float(backlash_um))
+        config = profile.apply(cls())
+        cam_kw.setdefault("exposure_ms", profile.exposure_ms)
+        for key in ("readout_ms", "readout_overlaps", "max_fps"):
+            cam_kw[key] = getattr(config.camera, key)
+        stage = dataclasses.replace(
+            stage, speed_um_per_s=profile.speed_um_per_s, settle_s=profile.settle_s,
+            sequenceable=profile.sequenced,
+        )
         return cls(
             modality=modality,
             specimen=SpecimenConfig(**spec_kw),

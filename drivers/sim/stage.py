@@ -28,7 +28,9 @@ class StageConfig:
     `step_um` motor step (position quantisation, 0 = continuous);
     `speed_um_per_s` travel speed; `settle_s` settling time after every move;
     `backlash_um` width of the mechanical dead band; `position_noise_um`
-    Gaussian σ of where the carriage actually stops on each move.
+    Gaussian σ of where the carriage actually stops on each move;
+    `sequenceable` True when the controller can step through a list of Z
+    positions on the camera's trigger (a piezo with hardware sequencing).
     """
 
     z_min_um: float = -100.0
@@ -39,6 +41,7 @@ class StageConfig:
     settle_s: float = 0.02
     backlash_um: float = 1.0
     position_noise_um: float = 0.02
+    sequenceable: bool = False
 
     def __post_init__(self) -> None:
         try:
