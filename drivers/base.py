@@ -126,6 +126,21 @@ class XYStage(Protocol):
         ...
 
 
+class WaypointZ(Protocol):
+    """Optional capability of a `Microscope`: pass through a Z position without settling.
+
+    `move_z_waypoint(z_um)` moves to `z_um` µm (same limits and errors as
+    `move_z`) and returns as soon as the stage has arrived, without the settling
+    wait: nothing is imaged there. The engine uses it for the overshoot of an
+    approach from below; the next `move_z` settles as usual. A driver whose
+    stage cannot tell "arrived" from "settled" simply does not offer it.
+    """
+
+    def move_z_waypoint(self, z_um: float) -> None:
+        """Move to `z_um` µm without waiting for the stage to settle."""
+        ...
+
+
 def xy_stage_of(microscope: object) -> XYStage:
     """`microscope` as an `XYStage`, or `ConfigurationError` saying it has none."""
     # Not isinstance(): a runtime protocol check would read `xy_um`, which asks the hardware.

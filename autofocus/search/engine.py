@@ -6,7 +6,10 @@
 - every commanded Z lies within the microscope's Z limits (positions asked
   outside are clamped, and the clamp is reported);
 - every position is approached from below (overshoot by `backlash_um`, itself
-  clamped to the limits) so mechanical backlash always lands the same way;
+  clamped to the limits) so mechanical backlash always lands the same way; the
+  overshoot is a waypoint (`move_z_waypoint` where the microscope offers it: no
+  settling wait, nothing is imaged there), taken once per batch since a batch is
+  one ascending pass;
 - on failure, timeout or cancel the stage returns to where it started
   (`on_failure="return"`, the default) — the engine never leaves the stage
   somewhere surprising — and the run ends as a failed `FocusResult` with a
@@ -377,7 +380,9 @@ class _Run:
             self.log.warning("focus.clamped", asked_z_um=z_um, z_um=target)
         backlash = self.engine.backlash_um
         if approach and backlash > 0 and target < float(self.mic.z_um) - 1e-9:
-            self._command(self.limits.clamp(target - backlash))
+            # The overshoot is a waypoint: nothing is imaged there, so a stage that can
+            # pass through without settling saves one settle per approach.
+            self._command(self.limits.clamp(target - backlash), waypoint=True)
         self._command(target)
         if self.engine.settle_s > 0:
             t = self.clock.now_s()
@@ -385,11 +390,15 @@ class _Run:
             self.timing.settle_s += self.clock.now_s() - t
         return target
 
-    def _command(self, z_um: float) -> None:
+    def _command(self, z_um: float, *, waypoint: bool = False) -> None:
         self.limits.check(z_um)  # the last line of defence: never command outside
         self.commanded.append(z_um)
         t_hw, t_wall = self.clock.now_s(), time.perf_counter()
-        self.mic.move_z(z_um)
+        through = getattr(self.mic, "move_z_waypoint", None) if waypoint else None
+        if callable(through):
+            through(z_um)
+        else:
+            self.mic.move_z(z_um)
         self.timing.move_s += self.clock.now_s() - t_hw
         self.hw_wall_s += time.perf_counter() - t_wall
 

@@ -131,6 +131,14 @@ class SimulatedMicroscope:
         positions (recorded in `refused_z_um`); `StageError` or `DeviceTimeout`
         for injected faults (the stage does not move); `StageError` after close.
         """
+        self._move_z(z_um, settle=True)
+
+    def move_z_waypoint(self, z_um: float) -> None:
+        """Move to `z_um` µm and wait for the travel only, not the settling (a waypoint
+        of an approach: nothing is imaged there). Same errors as `move_z`."""
+        self._move_z(z_um, settle=False)
+
+    def _move_z(self, z_um: float, *, settle: bool) -> None:
         if self._closed:
             raise StageError("the simulated microscope is closed; the stage cannot move")
         z = float(z_um)
@@ -151,7 +159,7 @@ class SimulatedMicroscope:
                 f"simulated stage did not answer within {self.config.faults.timeout_s} s "
                 f"on move {self._move_count} (to {z} µm)"
             )
-        self.clock.sleep_s(self._stage.move(z))
+        self.clock.sleep_s(self._stage.move(z, settle=settle))
 
     def snap(self) -> np.ndarray:
         """Expose for `exposure_ms` (plus readout) and return one frame (H, W) in ADU.

@@ -82,10 +82,13 @@ class StageMechanics:
         step = self.config.step_um
         return round(z_um / step) * step if step > 0 else float(z_um)
 
-    def move(self, z_um: float) -> float:
-        """Move to `z_um` (already limit-checked); return the time it takes in seconds."""
+    def move(self, z_um: float, *, settle: bool = True) -> float:
+        """Move to `z_um` (already limit-checked); return the time it takes in seconds
+        (travel, plus the settling time unless `settle` is False: a waypoint)."""
         cfg = self.config
-        duration_s = abs(z_um - self.commanded_um) / cfg.speed_um_per_s + cfg.settle_s
+        duration_s = abs(z_um - self.commanded_um) / cfg.speed_um_per_s
+        if settle:
+            duration_s += cfg.settle_s
         motor_um = self._quantise(z_um)
         half_play = cfg.backlash_um / 2.0
         # Play operator: the carriage follows only once the motor takes up the gap.
