@@ -161,6 +161,13 @@ def focus_command(
         typer.Option(help="Where focus is expected (µm): centre of a track, reference of "
                      "--rival nearest.", rich_help_panel=PANEL_SEARCH),
     ] = None,
+    expected_sigma_um: Annotated[
+        float | None,
+        typer.Option(help="With --expected-z-um: a prior for a revisit, focus expected within "
+                     "this standard deviation (µm); searched there first, rival check "
+                     "confined to ±3σ plus the peak's width, full search when no plane is "
+                     "near.", rich_help_panel=PANEL_SEARCH),
+    ] = None,
     dof_um: Annotated[
         float | None,
         typer.Option(help="Depth of field (µm).  [default: what the microscope reports, "
@@ -291,6 +298,7 @@ def focus_command(
         rival=rival,
         rival_check=rival_check or d.rival_check,
         expected_z_um=expected_z_um,
+        expected_sigma_um=expected_sigma_um,
         dof_um=dof_um,
     )
     if request.on_failure not in ("return", "stay"):

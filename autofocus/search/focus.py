@@ -46,7 +46,13 @@ class FocusRequest:
     the depth of field (default: what the microscope reports, else 4 ×
     tolerance). `edge_extension_um` how far beyond an end of
     the range a strategy may follow a peak found at that end (default a
-    quarter of the range; always inside the Z limits).
+    quarter of the range; always inside the Z limits). `expected_sigma_um`
+    with `expected_z_um` is a prior for a revisit (the position's last focus,
+    a focus map's prediction): `guided` searches near it first and confines
+    its rival check to expected_z_um ± 3σ plus the peak's width (stated in
+    `details["prior"]`), and falls back to the blind search when no plane is
+    near. Without it `expected_z_um` keeps its meaning (track centre,
+    reference of `rival: nearest`).
     """
 
     scorer: str = "tenengrad"
@@ -68,6 +74,7 @@ class FocusRequest:
     rival_check: str = "full"
     mode: str = "search"
     expected_z_um: float | None = None
+    expected_sigma_um: float | None = None
     dof_um: float | None = None
     edge_extension_um: float | None = None
 
@@ -129,6 +136,7 @@ def search_space(
         )
     for name, opt in (
         ("expected_z_um", request.expected_z_um),
+        ("expected_sigma_um", request.expected_sigma_um),
         ("dof_um", request.dof_um),
         ("edge_extension_um", request.edge_extension_um),
     ):
@@ -156,6 +164,7 @@ def search_space(
         rival=request.rival,
         reference_z_um=request.expected_z_um,
         rival_check=request.rival_check,
+        prior_sigma_um=request.expected_sigma_um,
     )
 
 
