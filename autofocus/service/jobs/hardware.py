@@ -116,6 +116,18 @@ class GuardedMicroscope:
         with self.watch.call("move_z", "the Z stage", f"moving to z={z_um:.3f} µm"):
             self.inner.move_z(z_um)
 
+    def move_z_waypoint(self, z_um: float) -> None:
+        """A waypoint (no settling wait) where the driver offers one, else `move_z`: recorded
+        and watched exactly like a move (a passthrough would skip both)."""
+        inner = getattr(self.inner, "move_z_waypoint", None)
+        if not callable(inner):
+            self.move_z(z_um)
+            return
+        if self.on_command is not None:
+            self.on_command(float(z_um))
+        with self.watch.call("move_z", "the Z stage", f"passing z={z_um:.3f} µm"):
+            inner(z_um)
+
     # -- the camera -------------------------------------------------------------------
     def snap(self) -> np.ndarray:
         # A long exposure is not a hang: the deadline is the exposure plus the usual margin.
