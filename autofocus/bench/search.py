@@ -35,7 +35,9 @@ class Trial:
     `debris_dz_um` puts a debris layer that far from the specimen plane (a
     rival peak); `garbage_snaps` are the 1-based camera snaps that return a
     corrupted frame (uniform random values); `hardware_profile` the simulated
-    stage and camera speeds (`autofocus_drivers.sim.profiles`).
+    stage and camera speeds (`autofocus_drivers.sim.profiles`). With
+    `prior_offset_um` the run is a revisit: `expected_z_um` that far from the true
+    focus and `expected_sigma_um` = `prior_sigma_dof` DOF.
     """
 
     seed: int
@@ -46,6 +48,8 @@ class Trial:
     debris_dz_um: float | None = None
     garbage_snaps: tuple[int, ...] = ()
     hardware_profile: str = "default"
+    prior_offset_um: float | None = None
+    prior_sigma_dof: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,10 @@ def run_trial(
     mic = SimulatedMicroscope(config, seed=trial.seed)
     dof = config.optics.depth_of_field_um
     tol = dof / 4
+    prior: dict[str, float] = {}
+    if trial.prior_offset_um is not None:
+        prior = {"expected_z_um": mic.true_focus_z_um() + trial.prior_offset_um,
+                 "expected_sigma_um": trial.prior_sigma_dof * dof}
     result = focus(
         mic,
         scorer=scorer,
@@ -148,6 +156,7 @@ def run_trial(
         tolerance_um=tol,
         max_frames=400,
         timeout_s=None,
+        **prior,
     )
     truth = mic.true_focus_z_um()
     # Judge where the specimen really is: after parking, the stage's physical position
@@ -294,6 +303,24 @@ def garbage_trials(n: int = 100, *, range_um: float = 50.0, seed: int = 0) -> li
         offset = float(rng.uniform(-1, 1) * 0.9 * range_um / 2)
         out.append(Trial(3000 + k, kinds[k % 3], "fluorescence", (50.0, 10.0)[k % 2], offset,
                          garbage_snaps=snaps))
+    return out
+
+
+def prior_trials(n_per_case: int = 20, *, range_um: float = 50.0, far_um: float | None = None,
+                 seed: int = 0) -> list[Trial]:
+    """The `main` trials as revisits: a prior σ = 1 DOF drawn from N(focus, σ²), or with
+    `far_um` a prior that far from focus (towards the range's centre, nothing there)."""
+    from autofocus_drivers.sim.optics import Optics
+
+    dof = Optics().depth_of_field_um
+    rng = np.random.default_rng(seed + 404)
+    out = []
+    for t in make_trials(n_per_case, range_um=range_um, seed=seed):
+        if far_um is None:
+            offset = float(rng.normal(0.0, dof))
+        else:
+            offset = -far_um if t.offset_um > 0 else far_um
+        out.append(dataclasses.replace(t, prior_offset_um=offset))
     return out
 
 
