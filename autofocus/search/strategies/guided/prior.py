@@ -47,7 +47,7 @@ PRIOR_REACH_SIGMA = 3.0  # the rival check covers z0 ± 3σ (+ the peak's width)
 PRIOR_RIVAL_SEPARATION_DOF = 3.0  # as the rival rule: planes closer are one plane
 PRIOR_RIVAL_RATIO = 0.12  # as the rival rule: a second plane 12 % of the first's rise
 MIN_PRIOR_RISE = 0.1  # the peak must rise this much (relative) above the lowest frame
-NARROW_NEIGHBOUR_RATIO = 0.25  # neighbours below this share of the top's rise: a narrow peak
+NARROW_NEIGHBOUR_RATIO = 0.5  # neighbours below this share of the top's rise: a narrow peak
 
 
 class PriorPath:
