@@ -52,7 +52,9 @@ class FocusRequest:
     its rival check to expected_z_um ± 3σ plus the peak's width (stated in
     `details["prior"]`), and falls back to the blind search when no plane is
     near. Without it `expected_z_um` keeps its meaning (track centre,
-    reference of `rival: nearest`).
+    reference of `rival: nearest`). `stream` when to take a batch as one
+    streamed Z sweep ("sequenced": only on hardware-sequenced stages; "always";
+    "off"; see `Engine`).
     """
 
     scorer: str = "tenengrad"
@@ -77,6 +79,7 @@ class FocusRequest:
     expected_sigma_um: float | None = None
     dof_um: float | None = None
     edge_extension_um: float | None = None
+    stream: str = "sequenced"
 
 
 def microscope_dof_um(microscope: object) -> float | None:
@@ -206,6 +209,7 @@ def focus(
         settle_s=req.settle_s,
         verify=req.verify,
         dof_um=space.dof_um,
+        stream=req.stream,  # type: ignore[arg-type]
     )
     # A driver may bracket a search (Micro-Manager: pause a locked hardware autofocus).
     session = getattr(microscope, "search_session", None)
