@@ -159,7 +159,10 @@ class AutofocusClient:
         Time-lapse tracking: `focus(mode="track", expected_z_um=z)` re-focuses with
         three frames around `z` (a full search when focus drifted more than about a
         depth of field). `rival="nearest"`/`"sharpest"` chooses between two
-        candidate planes instead of failing with reason_code `rival_peak`.
+        candidate planes instead of failing with reason_code `rival_peak`. A revisit
+        whose focus is roughly known: `focus(expected_z_um=z, expected_sigma_um=s)`
+        searches near `z` first (rival check confined to z ± 3s plus the peak's width,
+        full search when no plane is there).
 
         `wait=True` blocks until the job ends (at most `wait_timeout_s`, default:
         no limit beyond the job's own `timeout_s`) and returns the finished job;

@@ -78,6 +78,13 @@ class SimSettings(BaseModel):
         "poisson", description="Camera noise: exact Poisson, its Gaussian approximation, or none."
     )
     real_time: bool = Field(False, description="Sleep for real (demo) instead of a virtual clock.")
+    hardware_profile: Literal["default", "motorized", "piezo"] = Field(
+        "default", description="Simulated stage and camera speeds (assumed figures, see "
+        "README): default (500 µm/s, 20 ms settle, 10 ms exposure), motorized (300 µm/s, "
+        "40 ms settle, 20 ms exposure + 10 ms readout, ≤ 30 fps) or piezo (2 mm/s, 5 ms "
+        "settle, 10 ms exposure, 2 ms overlapped readout, ≤ 100 fps, sequenced Z). Its "
+        "exposure applies unless a request sets exposure_ms."
+    )
 
 
 class MicroManagerSettings(BaseModel):

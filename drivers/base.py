@@ -7,6 +7,7 @@ to, it raises `LimitError` without moving.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -124,6 +125,56 @@ class XYStage(Protocol):
     def move_xy(self, x_um: float, y_um: float) -> None:
         """Move to (x_um, y_um) and wait until settled."""
         ...
+
+
+class WaypointZ(Protocol):
+    """Optional capability of a `Microscope`: pass through a Z position without settling.
+
+    `move_z_waypoint(z_um)` moves to `z_um` µm (same limits and errors as
+    `move_z`) and returns as soon as the stage has arrived, without the settling
+    wait: nothing is imaged there. The engine uses it for the overshoot of an
+    approach from below; the next `move_z` settles as usual. A driver whose
+    stage cannot tell "arrived" from "settled" simply does not offer it.
+    """
+
+    def move_z_waypoint(self, z_um: float) -> None:
+        """Move to `z_um` µm without waiting for the stage to settle."""
+        ...
+
+
+class ZSweep(Protocol):
+    """Optional capability of a `Microscope`: frames streamed while Z moves.
+
+    `sweep_start_um(z_um, max_smear_um=...)` is where the stage must stand (approached
+    from below) before the sweep; `sweep_z(z_um, max_smear_um=...)` then returns one
+    frame centred at each strictly ascending position, as [(z_um, frame)], either from
+    a hardware-sequenced stage (a Z list stepped on the camera's trigger) or from a
+    stage moving at constant speed with at most `max_smear_um` of travel during an
+    exposure. Same limits and errors as `move_z` and `snap`; positions are checked
+    before anything moves. `sweep_sequenced` says which of the two kinds it is.
+    """
+
+    sweep_sequenced: bool
+
+    def sweep_start_um(self, z_um: Sequence[float], *,
+                       max_smear_um: float | None = None) -> float:
+        """The run-up position (µm) of a sweep over `z_um`."""
+        ...
+
+    def sweep_z(self, z_um: Sequence[float], *,
+                max_smear_um: float | None = None) -> list[tuple[float, np.ndarray]]:
+        """Stream one frame per position of `z_um` (ascending µm)."""
+        ...
+
+
+def sweep_of(microscope: object) -> ZSweep | None:
+    """`microscope` as a `ZSweep` when it streams Z sweeps, else None. A wrapper says
+    so with `offers_sweep` (its own `sweep_z` exists whether or not the driver's does)."""
+    offers = getattr(microscope, "offers_sweep", None)
+    if offers is None:
+        offers = callable(getattr(microscope, "sweep_z", None)) and callable(
+            getattr(microscope, "sweep_start_um", None))
+    return microscope if offers else None  # type: ignore[return-value]
 
 
 def xy_stage_of(microscope: object) -> XYStage:

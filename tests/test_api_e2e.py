@@ -281,5 +281,16 @@ def test_track_mode_rival_policy_and_reason_codes_over_http(server, http):
     assert track["result"]["strategy"] == "track"
     assert track["result"]["frames"] == 3
     assert abs(track["result"]["best_z_um"] - z) < 1.0
-    for body in ({"rival": "maybe"}, {"mode": "hover"}, {"rival_check": "some"}):
+    # A revisit with a prior (issue 22): searched near it, the confined check stated.
+    revisit = http.post(
+        "/v1/focus", params={"wait": 30},
+        json={"expected_z_um": z, "expected_sigma_um": 1.0, "range_um": 40},
+    ).json()
+    assert revisit["request"]["expected_sigma_um"] == 1.0
+    assert revisit["state"] == "succeeded", revisit["error"]
+    assert revisit["result"]["details"]["path"] == "prior"
+    assert revisit["result"]["frames"] < first["result"]["frames"]
+    assert "rival_check_um" in revisit["result"]["details"]["prior"]
+    for body in ({"rival": "maybe"}, {"mode": "hover"}, {"rival_check": "some"},
+                 {"expected_sigma_um": 1.0}, {"expected_sigma_um": -1, "expected_z_um": 0}):
         assert http.post("/v1/focus", json=body).status_code == 422

@@ -259,3 +259,29 @@ def test_a_run_of_corrupted_frames_is_retaken_until_usable():
     usable = [m.z_um for m in result.curve if m.score == m.score]  # not NaN
     assert all(any(abs(z - c) <= 0.35 for z in usable) for c in coarse)
     assert result.success
+
+
+def test_approach_overshoot_is_a_waypoint_without_settling():
+    # The overshoot below a target is never imaged: on a stage that can pass through a
+    # position without settling (the simulator), only the imaged stops pay the settle.
+    mic = make_sim(3, focus_z_um=4.2)
+    settle_s = mic.config.stage.settle_s
+    moves: list[tuple[str, float]] = []
+    real_move, real_waypoint = mic.move_z, mic.move_z_waypoint
+    mic.move_z = lambda z: (moves.append(("stop", z)), real_move(z))[1]  # type: ignore[method-assign]
+    mic.move_z_waypoint = lambda z: (  # type: ignore[method-assign]
+        moves.append(("waypoint", z)), real_waypoint(z))[1]
+    result = focus(mic, range_um=40, tolerance_um=dof_um(mic) / 4, backlash_um=5)
+    assert result.success, result.reason
+    waypoints = [z for kind, z in moves if kind == "waypoint"]
+    assert waypoints, "no position was approached from above"
+    # Each waypoint is followed by a stop above it: the approach is still from below.
+    for (kind, z), (_, z_next) in zip(moves, moves[1:], strict=False):
+        if kind == "waypoint":
+            assert z_next > z
+    travel_um = sum(abs(b - a) for a, b in zip([0.0, *result.commanded_z_um],
+                                               result.commanded_z_um, strict=False))
+    stops = len(moves) - len(waypoints)
+    expected_s = (travel_um / mic.config.stage.speed_um_per_s + stops * settle_s
+                  + result.frames * mic.exposure_ms / 1000)
+    assert result.timing.hardware_s == pytest.approx(expected_s, rel=1e-6)

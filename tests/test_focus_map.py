@@ -131,6 +131,20 @@ def test_map_built_by_autofocus_predicts_within_dof_4():
     assert np.percentile(errors, 90) <= mic.optics.depth_of_field_um / 4
 
 
+def test_points_after_the_map_predicts_search_with_the_prediction_as_prior():
+    # Issue 22: once three points fit a surface, the next ones start at its prediction.
+    mic = _plate_scope()
+    samples = grid_positions((5_000, 103_000), (5_000, 67_000), 4, 3)
+    paths: list[str | None] = []
+    fmap = build_focus_map(mic, samples, FocusRequest(range_um=60, tolerance_um=0.25),
+                           on_point=lambda p, r: paths.append(r.details.get("path")))
+    assert fmap.ready and sum(p.used for p in fmap.points) == 12
+    assert "prior" not in paths[:3] and paths[3:].count("prior") >= 6, paths
+    blind = [p.frames for p in fmap.points[:3]]
+    with_prior = [p.frames for p, path in zip(fmap.points, paths, strict=True) if path == "prior"]
+    assert max(with_prior) < min(blind)
+
+
 def test_a_failed_autofocus_is_recorded_but_not_a_map_point():
     mic = _plate_scope(faults=FaultConfig(camera_error=frozenset({45})))
     samples = grid_positions((5_000, 103_000), (5_000, 67_000), 3, 2)

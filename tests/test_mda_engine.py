@@ -129,7 +129,8 @@ def test_keep_policy_retries_then_keeps_the_last_good_correction():
     from autofocus.search.focus import FocusRequest
 
     useq, core, sim, engine, runner, truth, frames = _setup(
-        request=FocusRequest(range_um=30.0, tolerance_um=0.25), on_failure="keep"
+        request=FocusRequest(range_um=30.0, tolerance_um=0.25), on_failure="keep",
+        retry_widen=1.01,  # retries widen the range; barely here, so all three miss
     )
     seq = _second_position_out_of_reach(useq, truth)
     runner.run(seq)
@@ -149,7 +150,8 @@ def test_skip_policy_drops_the_position_and_stop_policy_raises():
 
     request = FocusRequest(range_um=30.0, tolerance_um=0.25)
     for policy in ("skip", "stop"):
-        useq, core, sim, engine, runner, truth, frames = _setup(request=request, on_failure=policy)
+        useq, core, sim, engine, runner, truth, frames = _setup(request=request, on_failure=policy,
+                                                                retry_widen=1.01)
         seq = _second_position_out_of_reach(useq, truth)
         if policy == "skip":
             runner.run(seq)
@@ -248,3 +250,50 @@ def test_shutter_held_open_by_the_acquisition_is_put_back_after_the_search():
     assert all(light for light, _ in states)  # every frame, search and images, had light
     assert frames[1][5]["autofocus"]["success"]
     assert core.getAutoShutter() and not sim.light_on  # the stock teardown's state
+
+
+def test_revisits_search_with_the_positions_last_focus_as_a_prior():
+    """3 positions × 3 time points (issue 22): every revisit starts at the position's last
+    focus and finds it again in a few frames, within DOF/4."""
+    useq, core, sim, engine, runner, truth, frames = _setup()
+    seq = useq.MDASequence(
+        stage_positions=[useq.Position(x=x, y=y, z=z + 8.0) for x, y, z in truth],
+        time_plan={"interval": 0, "loops": 3},
+        axis_order="tpz",
+        autofocus_plan=useq.AxesBasedAF(axes=("p",)),
+    )
+    runner.run(seq)
+    assert len(frames) == 9
+    log = engine.focus_log
+    assert [r.source for r in log] == ["autofocus"] * 9 and all(r.success for r in log)
+    first, revisits = log[:3], log[3:]
+    dof = sim.optics.depth_of_field_um
+    for _, _, _, phys, true_z, _ in frames:
+        assert abs(phys - true_z) <= dof / 4
+    # A blind search of the 60 µm range costs ~30 frames; a revisit with its prior a few.
+    assert all(r.frames <= 10 for r in revisits), [r.frames for r in revisits]
+    assert sum(r.frames for r in revisits) < sum(r.frames for r in first) / 2
+
+
+def test_a_retry_widens_the_range_instead_of_repeating_the_search():
+    from autofocus.search.focus import FocusRequest
+
+    useq, core, sim, engine, runner, truth, frames = _setup(
+        request=FocusRequest(range_um=30.0, tolerance_um=0.25), retry_widen=2.0
+    )
+    asked: list[float] = []
+    real = engine._attempt_request
+    engine._attempt_request = lambda p, z, a: (  # records the range of each attempt
+        lambda r: (asked.append(r.range_um), r)[1])(real(p, z, a))
+    # Position 1 starts 28 µm off: beyond the first ±15 µm search (and its 7.5 µm edge
+    # extension), inside the retry's ±30.
+    seq = useq.MDASequence(
+        stage_positions=[useq.Position(x=x, y=y, z=z + o)
+                         for (x, y, z), o in zip(truth, [5.0, 28.0, -5.0], strict=True)],
+        autofocus_plan=useq.AxesBasedAF(axes=("p",)),
+    )
+    runner.run(seq)
+    second = [r for r in engine.focus_log if r.p_index == 1][-1]
+    assert second.success and second.attempts == 2
+    assert asked == [30.0, 30.0, 60.0, 30.0]  # p0, p1 (failed), p1 widened, p2
+    assert abs(frames[1][3] - frames[1][4]) <= sim.optics.depth_of_field_um / 4

@@ -32,6 +32,11 @@ def test_single_events_focus_once_per_new_position(client):
         assert hook(event) is event  # returned unchanged: pycromanager acquires it
     assert [r["position"] for r in hook.results] == [0, 1, 0]
     assert all(r["state"] == "succeeded" for r in hook.results), hook.results
+    # The revisit of position 0 asked with its last focus as a prior (issue 22).
+    revisit = client.job(hook.results[2]["job_id"])
+    assert revisit.raw["request"]["expected_z_um"] == pytest.approx(hook.results[0]["z_um"])
+    assert revisit.raw["request"]["expected_sigma_um"] > 0
+    assert revisit.result["details"]["path"] == "prior"
 
 
 def test_sequenced_batches_arrive_as_lists_and_are_returned_as_lists(client):

@@ -131,7 +131,13 @@ class AutofocusEngine(MDAEngine):
     `focus_map`, `map_refresh_positions`, `map_refresh_s`: place positions without
     an autofocus event from the map and refresh it. `approach_from_below` makes every
     acquisition Z move come from `request.backlash_um` below, like the autofocus's own
-    moves, so the stage's play lands the same way. Remaining keyword arguments go
+    moves, so the stage's play lands the same way. A revisit (a position that was
+    autofocused before, or placed from the focus map) searches with a prior:
+    `expected_z_um` where the position's last focus (or the map's prediction) put the
+    stage, `expected_sigma_um` = `revisit_sigma_um` (default: one depth of field,
+    the request's `dof_um` or 4 × its tolerance; 0 turns priors off). A retry never
+    repeats the same search: it drops the prior and widens the range by
+    `retry_widen` per attempt (inside the Z limits). Remaining keyword arguments go
     to `MDAEngine` (e.g. `use_hardware_sequencing`). Raises `ConfigurationError`
     for an unknown policy or focus channel.
     """
@@ -150,6 +156,8 @@ class AutofocusEngine(MDAEngine):
         map_refresh_positions: int | None = None,
         map_refresh_s: float | None = None,
         approach_from_below: bool = True,
+        revisit_sigma_um: float | None = None,
+        retry_widen: float = 1.5,
         **engine_kwargs: Any,
     ) -> None:
         super().__init__(mmc, **engine_kwargs)
@@ -174,6 +182,14 @@ class AutofocusEngine(MDAEngine):
                             ("map_refresh_s", map_refresh_s)):
             if value is not None and not value > 0:
                 raise ConfigurationError(f"{name} must be > 0 or None, got {value!r}")
+        if revisit_sigma_um is not None and not (
+            math.isfinite(revisit_sigma_um) and revisit_sigma_um >= 0
+        ):
+            raise ConfigurationError(f"revisit_sigma_um must be ≥ 0, got {revisit_sigma_um!r}")
+        if not (math.isfinite(retry_widen) and retry_widen > 1):
+            raise ConfigurationError(f"retry_widen must be > 1, got {retry_widen!r}")
+        self.revisit_sigma_um = revisit_sigma_um
+        self.retry_widen = float(retry_widen)
         self.z_limits_um = z_limits_um
         self.approach_from_below = approach_from_below
         self.request = request or FocusRequest(range_um=60.0)
@@ -301,7 +317,7 @@ class AutofocusEngine(MDAEngine):
         error_type: str | None = None
         with self._focus_conditions():
             for attempts in range(1, max_retries + 1):
-                request = replace(self.request, center_z_um=self._search_center(before_z))
+                request = self._attempt_request(p_idx, before_z, attempts)
                 try:
                     result = focus(mic, request, scorer=self._scorer)
                 except (AutofocusError, MicroscopeError, ValueError) as exc:  # refused, unmoved
@@ -355,13 +371,41 @@ class AutofocusEngine(MDAEngine):
         if refresh:
             self._since_refresh = 0
 
+    def _attempt_request(self, p_idx: int | None, z_um: float, attempt: int) -> FocusRequest:
+        """The search of attempt `attempt` (1-based) at a position whose stage is at `z_um`.
+
+        First attempt at a revisit: the configured search with a prior at `z_um` (where
+        the last focus or the map put the stage). A retry drops the prior and widens
+        the range by `retry_widen` per retry, up to the Z limits' span, so it never
+        repeats the search that failed.
+        """
+        req = self.request
+        if attempt > 1:
+            span = self.z_limits_um.max_um - self.z_limits_um.min_um
+            widened = min(req.range_um * self.retry_widen ** (attempt - 1), span)
+            req = replace(req, range_um=widened, expected_sigma_um=None)
+            log.info("mda.autofocus_retry_widened", p_index=p_idx, attempt=attempt,
+                     range_um=widened)
+        elif req.expected_sigma_um is None and self._is_revisit(p_idx):
+            sigma = self.revisit_sigma_um
+            if sigma is None:
+                sigma = req.dof_um if req.dof_um is not None else 4.0 * req.tolerance_um
+            if sigma > 0:
+                req = replace(req, expected_z_um=z_um, expected_sigma_um=float(sigma))
+        return replace(req, center_z_um=self._search_center(z_um, req.range_um))
+
+    def _is_revisit(self, p_idx: int | None) -> bool:
+        """True when the position's z comes from an earlier focus or the focus map."""
+        last = self._position_focus.get(p_idx)
+        return last is not None and last.success and last.source in ("autofocus", "map")
+
     def _record(self, record: PositionFocus) -> None:
         self._position_focus[record.p_index] = record
         self.focus_log.append(record)
 
-    def _search_center(self, z_um: float) -> float:
+    def _search_center(self, z_um: float, range_um: float | None = None) -> float:
         """Centre the search at `z_um`, moved inwards just enough to keep the range legal."""
-        half = self.request.range_um / 2
+        half = (self.request.range_um if range_um is None else range_um) / 2
         lo, hi = self.z_limits_um.min_um + half, self.z_limits_um.max_um - half
         return z_um if lo > hi else min(max(z_um, lo), hi)
 

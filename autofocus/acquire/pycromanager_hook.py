@@ -45,7 +45,10 @@ class AutofocusHook:
     `client` an `AutofocusClient`; `focus_kwargs` go to `client.focus` (range_um,
     tolerance_um, ...). `on_failure` is called with (position, job) when the service
     could not focus (the stage is back where it was); the default only records it.
-    `results` lists every autofocus asked for, in order.
+    `results` lists every autofocus asked for, in order. A revisit of a position
+    that focused before asks with a prior: `expected_z_um` its last focus and
+    `expected_sigma_um` = `revisit_sigma_um` (default: the depth of field the last
+    result reported; 0 turns priors off), so the service searches there first.
     """
 
     client: Any
@@ -53,7 +56,9 @@ class AutofocusHook:
     axis: str = "position"
     on_failure: Callable[[Any, Any], None] | None = None
     results: list[dict[str, Any]] = field(default_factory=list)
+    revisit_sigma_um: float | None = None
     _last: Any = field(default=object(), repr=False)
+    _prior: dict[Any, tuple[float, float]] = field(default_factory=dict, repr=False)
 
     def __call__(self, events: Any, *_: Any) -> Any:
         batch: Sequence[Mapping[str, Any]]
@@ -74,7 +79,18 @@ class AutofocusHook:
         return events
 
     def _focus(self, position: Any) -> None:
-        job = self.client.focus(**self.focus_kwargs)
+        kwargs = dict(self.focus_kwargs)
+        prior = self._prior.get(position) if position is not None else None
+        if prior is not None and "expected_sigma_um" not in kwargs:
+            kwargs["expected_z_um"], kwargs["expected_sigma_um"] = prior
+        job = self.client.focus(**kwargs)
+        if job.succeeded and job.best_z_um is not None and position is not None:
+            details = (job.result or {}).get("details") or {}
+            sigma = self.revisit_sigma_um
+            if sigma is None:
+                sigma = details.get("dof_um")
+            if sigma:
+                self._prior[position] = (float(job.best_z_um), float(sigma))
         self.results.append(
             {
                 "position": position,
@@ -93,10 +109,13 @@ def autofocus_hook(
     *,
     axis: str = "position",
     on_failure: Callable[[Any, Any], None] | None = None,
+    revisit_sigma_um: float | None = None,
     **focus_kwargs: Any,
 ) -> AutofocusHook:
     """A pycromanager `post_hardware_hook_fn` that autofocuses at every new position.
 
-    See `AutofocusHook`; `focus_kwargs` (e.g. `range_um=30`) go to every `client.focus`.
+    See `AutofocusHook`; `focus_kwargs` (e.g. `range_um=30`) go to every `client.focus`;
+    `revisit_sigma_um` the prior's σ at a revisit (default: the reported DOF; 0: off).
     """
-    return AutofocusHook(client, dict(focus_kwargs), axis, on_failure)
+    return AutofocusHook(client, dict(focus_kwargs), axis, on_failure,
+                         revisit_sigma_um=revisit_sigma_um)

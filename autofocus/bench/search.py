@@ -34,7 +34,10 @@ class Trial:
 
     `debris_dz_um` puts a debris layer that far from the specimen plane (a
     rival peak); `garbage_snaps` are the 1-based camera snaps that return a
-    corrupted frame (uniform random values).
+    corrupted frame (uniform random values); `hardware_profile` the simulated
+    stage and camera speeds (`autofocus_drivers.sim.profiles`). With
+    `prior_offset_um` the run is a revisit: `expected_z_um` that far from the true
+    focus and `expected_sigma_um` = `prior_sigma_dof` DOF.
     """
 
     seed: int
@@ -44,6 +47,9 @@ class Trial:
     offset_um: float
     debris_dz_um: float | None = None
     garbage_snaps: tuple[int, ...] = ()
+    hardware_profile: str = "default"
+    prior_offset_um: float | None = None
+    prior_sigma_dof: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,7 @@ def trial_config(trial: Trial, *, start_z_um: float = 0.0) -> SimConfig:
         focus_z_um=start_z_um + trial.offset_um,
         noise_model="gaussian",  # same mean and variance as Poisson, 3-10x faster to render
         debris_dz_um=trial.debris_dz_um,
+        hardware_profile=trial.hardware_profile,
     )
     if trial.garbage_snaps:
         config = dataclasses.replace(
@@ -134,6 +141,10 @@ def run_trial(
     mic = SimulatedMicroscope(config, seed=trial.seed)
     dof = config.optics.depth_of_field_um
     tol = dof / 4
+    prior: dict[str, float] = {}
+    if trial.prior_offset_um is not None:
+        prior = {"expected_z_um": mic.true_focus_z_um() + trial.prior_offset_um,
+                 "expected_sigma_um": trial.prior_sigma_dof * dof}
     result = focus(
         mic,
         scorer=scorer,
@@ -145,6 +156,7 @@ def run_trial(
         tolerance_um=tol,
         max_frames=400,
         timeout_s=None,
+        **prior,
     )
     truth = mic.true_focus_z_um()
     # Judge where the specimen really is: after parking, the stage's physical position
@@ -294,6 +306,24 @@ def garbage_trials(n: int = 100, *, range_um: float = 50.0, seed: int = 0) -> li
     return out
 
 
+def prior_trials(n_per_case: int = 20, *, range_um: float = 50.0, far_um: float | None = None,
+                 seed: int = 0) -> list[Trial]:
+    """The `main` trials as revisits: a prior σ = 1 DOF drawn from N(focus, σ²), or with
+    `far_um` a prior that far from focus (towards the range's centre, nothing there)."""
+    from autofocus_drivers.sim.optics import Optics
+
+    dof = Optics().depth_of_field_um
+    rng = np.random.default_rng(seed + 404)
+    out = []
+    for t in make_trials(n_per_case, range_um=range_um, seed=seed):
+        if far_um is None:
+            offset = float(rng.normal(0.0, dof))
+        else:
+            offset = -far_um if t.offset_um > 0 else far_um
+        out.append(dataclasses.replace(t, prior_offset_um=offset))
+    return out
+
+
 def run_tracking(
     *,
     points: int = 100,
@@ -302,6 +332,7 @@ def run_tracking(
     drift_dof: tuple[float, float] = (0.1, 1.0),
     scorer_name: str = "tenengrad",
     seed: int = 0,
+    hardware_profile: str = "default",
 ) -> dict[str, Any]:
     """Time-lapse tracking: `points` time points, focus drifting 0.1–1 DOF between them.
 
@@ -317,6 +348,7 @@ def run_tracking(
     config = SimConfig.preset(
         specimen, "fluorescence", photons_per_px_ms=photons_per_px_ms, focus_z_um=3.0,
         noise_model="gaussian", drift_um_per_s=rate_um_per_s,
+        hardware_profile=hardware_profile,
     )
     dof = config.optics.depth_of_field_um
     scorer = get_scorer(scorer_name)
@@ -357,6 +389,7 @@ def run_tracking(
         "points": len(rows),
         "success_rate": sum(r["success"] for r in rows) / len(rows),
         "mean_frames": statistics.fmean(r["frames"] for r in rows),
+        "mean_hardware_s": statistics.fmean(r["hardware_s"] for r in rows),
         "max_frames": max(r["frames"] for r in rows),
         "max_frames_tracked": max((r["frames"] for r in tracked), default=0),
         "fallbacks": len(rows) - len(tracked),

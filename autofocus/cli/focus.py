@@ -161,6 +161,13 @@ def focus_command(
         typer.Option(help="Where focus is expected (µm): centre of a track, reference of "
                      "--rival nearest.", rich_help_panel=PANEL_SEARCH),
     ] = None,
+    expected_sigma_um: Annotated[
+        float | None,
+        typer.Option(help="With --expected-z-um: a prior for a revisit, focus expected within "
+                     "this standard deviation (µm); searched there first, rival check "
+                     "confined to ±3σ plus the peak's width, full search when no plane is "
+                     "near.", rich_help_panel=PANEL_SEARCH),
+    ] = None,
     dof_um: Annotated[
         float | None,
         typer.Option(help="Depth of field (µm).  [default: what the microscope reports, "
@@ -215,6 +222,13 @@ def focus_command(
     ] = None,
     drift_um_per_s: Annotated[
         float | None, typer.Option(help="Focus drift (µm/s).", rich_help_panel=PANEL_SIM)
+    ] = None,
+    hardware_profile: Annotated[
+        str | None,
+        typer.Option(help="Simulated stage and camera speeds: default, motorized or piezo "
+                     "(assumed figures; the profile's exposure applies unless "
+                     "--exposure-ms is given).  [default: {default:sim.hardware_profile}]",
+                     rich_help_panel=PANEL_SIM),
     ] = None,
     real_time: Annotated[
         bool, typer.Option("--real-time", help="Sleep for real (a demo) instead of a virtual "
@@ -275,6 +289,7 @@ def focus_command(
                 "magnification": magnification,
                 "na": na,
                 "immersion_index": immersion_index,
+                "hardware_profile": hardware_profile,
             },
             **hardware_overrides(
                 mm_port, mm_headless, mm_config, mm_focus_device, mm_camera,
@@ -301,6 +316,7 @@ def focus_command(
         rival=rival,
         rival_check=rival_check or d.rival_check,
         expected_z_um=expected_z_um,
+        expected_sigma_um=expected_sigma_um,
         dof_um=dof_um,
     )
     if request.on_failure not in ("return", "stay"):

@@ -440,6 +440,12 @@ def _ratio_text(k: int, n: int) -> Text:
     return Text(f"{k}/{n}", style=colour)
 
 
+def _mean_text(values: Sequence[float | None]) -> str:
+    """The mean of the finite `values` with 2 decimals (hardware seconds), or "–"."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return f"{sum(finite) / len(finite):.2f}" if finite else "–"
+
+
 def _frames_text(frames: Sequence[int], planes: int) -> str:
     if not frames:
         return "–"
@@ -470,7 +476,8 @@ def _print_search(report: Mapping[str, Any], console: Console) -> None:
     """The `evaluate_search` report as a table fitted to `console`, notes below it.
 
     A row per stack and strategy (and window, with several): successes of the
-    strategy's runs, frames (mean [range] / planes), |error| median/max (µm),
+    strategy's runs, frames (mean [range] / planes), mean hardware seconds
+    (virtual clock of the replay stage: travel and exposures), |error| median/max (µm),
     the exhaustive best plane (z and error, ✓/✗) and the first failure reason.
     Long failure reasons are printed under the table, numbered, not cut.
     """
@@ -484,6 +491,7 @@ def _print_search(report: Mapping[str, Any], console: Console) -> None:
         *([Column("window", "left")] if several else []),
         Column("success"),
         Column("frames", priority=2),
+        Column("hardware s", priority=2),
         Column("|err| µm", priority=3),
         Column("exhaustive", priority=4),
         Column("plane ok", priority=5),
@@ -514,6 +522,7 @@ def _print_search(report: Mapping[str, Any], console: Console) -> None:
                     *([window] if several else []),
                     _ratio_text(sum(r["success"] for r in runs), len(runs)),
                     _frames_text([r["frames"] for r in runs], entry["planes"]),
+                    _mean_text([r["hardware_s"] for r in runs]),
                     _errors_text([r["error_um"] for r in runs]),
                     ex_text if first else "",
                     f"{sum(r['plane_success'] for r in runs)}/{len(runs)}",
@@ -528,6 +537,7 @@ def _print_search(report: Mapping[str, Any], console: Console) -> None:
             *(["all"] if several else []),
             _ratio_text(s["successes"], s["runs"]),
             "–" if s["mean_frames"] is None else f"{s['mean_frames']:.1f}",
+            _mean_text([s["hardware_s"]]),
             _errors_text([s["median_abs_error_um"], s["max_abs_error_um"]], already_abs=True),
             f"{s['stacks_where_exhaustive_succeeds']}/{len(report['stacks'])} ✓",
             f"{s['plane_successes']}/{s['runs']}",

@@ -6,13 +6,20 @@
 - every commanded Z lies within the microscope's Z limits (positions asked
   outside are clamped, and the clamp is reported);
 - every position is approached from below (overshoot by `backlash_um`, itself
-  clamped to the limits) so mechanical backlash always lands the same way;
+  clamped to the limits) so mechanical backlash always lands the same way; the
+  overshoot is a waypoint (`move_z_waypoint` where the microscope offers it: no
+  settling wait, nothing is imaged there), taken once per batch since a batch is
+  one ascending pass;
 - on failure, timeout or cancel the stage returns to where it started
   (`on_failure="return"`, the default) — the engine never leaves the stage
   somewhere surprising — and the run ends as a failed `FocusResult` with a
   plain-words reason: no exception escapes `run`.
 
-Within a batch of positions the engine acquires frames in ascending Z while a
+A batch of at least `STREAM_MIN_FRAMES` positions on a microscope that streams Z
+sweeps (`autofocus_drivers.base.ZSweep`) is one sweep: to its run-up from below,
+then frames while Z moves (or steps, hardware-sequenced), every position recorded
+and limit-checked first, with at most `STREAM_SMEAR_DOF` DOF of travel per
+exposure. Within a batch of positions the engine acquires frames in ascending Z while a
 worker thread scores the frames already acquired, so acquisition overlaps
 scoring; every frame reaches `on_measure` as soon as its score is known (frames
 go to the scorer one by one while it keeps up, in small batches when it is
@@ -38,7 +45,7 @@ from typing import Literal
 
 import numpy as np
 import structlog
-from autofocus_drivers.base import Microscope
+from autofocus_drivers.base import Microscope, sweep_of
 
 from autofocus.errors import (
     AutofocusError,
@@ -57,6 +64,14 @@ from autofocus.search.strategies.common import reason_code
 log = structlog.get_logger("autofocus.search.engine")
 
 OnFailure = Literal["return", "stay"]
+
+# A batch this long is streamed when the microscope can (the coarse pass, the rival check).
+STREAM_MIN_FRAMES = 4
+# At most this many DOF of travel during one streamed exposure: a dim bead plane stands
+# out of the noise only within about half a DOF of its peak, so the smear stays below it.
+STREAM_SMEAR_DOF = 0.5
+StreamPolicy = Literal["off", "sequenced", "always"]
+STREAM_POLICIES: tuple[str, ...] = ("off", "sequenced", "always")
 MeasureCallback = Callable[[Measurement], None]
 
 
@@ -84,7 +99,13 @@ class Engine:
     `verify` re-acquires one frame at the chosen Z and fails the run when its
     score falls below the middle of the measured curve (catches a garbage frame
     or a stage that did not go where it said). `score_batch` is the largest
-    number of frames handed to the scorer at once.
+    number of frames handed to the scorer at once. `stream` lets a batch of at
+    least `STREAM_MIN_FRAMES` positions be taken as one streamed sweep when the
+    microscope offers one (`autofocus_drivers.base.ZSweep`; needs `dof_um`):
+    "sequenced" (default) only where the stage steps through the positions on the
+    camera's trigger (`sweep_sequenced`), "always" also at constant speed (slower
+    than stopping on the simulated `default` and `motorized` profiles: the smear
+    limit caps the speed), "off" never.
     """
 
     def __init__(
@@ -97,6 +118,7 @@ class Engine:
         verify: bool = True,
         score_batch: int = 8,
         dof_um: float | None = None,
+        stream: StreamPolicy = "sequenced",
     ) -> None:
         if backlash_um < 0 or not math.isfinite(backlash_um):
             raise ValueError(f"backlash_um must be a finite number ≥ 0, got {backlash_um}")
@@ -109,6 +131,9 @@ class Engine:
         self.verify = verify
         self.score_batch = max(1, int(score_batch))
         self.dof_um = dof_um
+        if stream not in STREAM_POLICIES:
+            raise ValueError(f"stream must be one of {STREAM_POLICIES}, got {stream!r}")
+        self.stream: StreamPolicy = stream
 
     # ----------------------------------------------------------------- public
 
@@ -165,6 +190,7 @@ class _Run:
         self.hw_wall_s = 0.0  # wall time spent inside hardware calls
         self.score_wall_s = 0.0
         self.unusable_frames = 0
+        self.sweeps = 0
         self.wants_capture = False
         self.estimator: DefocusEstimator | None = None
         self.log = log.bind(strategy=strategy.name, scorer=self.scorer.name)
@@ -245,6 +271,7 @@ class _Run:
         order measured), so progress is live even for a long batch.
         """
         order = sorted(range(len(batch)), key=lambda i: batch[i])
+        self._asked = list(batch)
         z_done = list(batch)
         out = _Batch(
             z_um=z_done,
@@ -265,10 +292,8 @@ class _Run:
                 pending_idx, pending = [], []
 
         try:
-            for i in order:
-                self._check_cancel_and_timeout()
-                z_done[i] = self._move(batch[i])
-                frame = self._snap()
+            for i, z_i, frame in self._acquire(batch, order):
+                z_done[i] = z_i
                 self.frames += 1
                 if self.estimator is not None:
                     frames.append(frame)
@@ -367,6 +392,65 @@ class _Run:
 
     # ---------------------------------------------------------------- hardware
 
+    def _acquire(self, batch: Sequence[float], order: Sequence[int]):  # noqa: ANN202
+        """Yield (index, z commanded, frame) for the batch in ascending Z: one streamed
+        sweep when the microscope offers one and the batch is long enough, else a stop
+        and a snap per position."""
+        zs = self._sweep_positions(batch, order)
+        if zs is not None:
+            yield from self._sweep(order, zs)
+            return
+        for i in order:
+            self._check_cancel_and_timeout()
+            z = self._move(batch[i])
+            yield i, z, self._snap()
+
+    def _sweep_positions(self, batch: Sequence[float], order: Sequence[int]) -> list[float] | None:
+        """The clamped ascending positions of a batch worth streaming, or None."""
+        engine = self.engine
+        if (engine.stream == "off" or engine.dof_um is None or len(batch) < STREAM_MIN_FRAMES
+                or sweep_of(self.mic) is None):
+            return None
+        if engine.stream == "sequenced" and getattr(self.mic, "sweep_sequenced", False) is not True:
+            return None
+        if not all(math.isfinite(batch[i]) for i in order):
+            return None
+        zs = [self.limits.clamp(batch[i]) for i in order]
+        if any(b - a < 1e-6 for a, b in zip(zs, zs[1:], strict=False)):
+            return None  # repeated positions (clamped together): stop and go
+        return zs
+
+    def _sweep(self, order: Sequence[int], zs: list[float]):  # noqa: ANN202
+        """Stream the frames of `zs` (ascending, clamped) in one sweep; yields as `_acquire`.
+
+        The stage first goes to the sweep's run-up, approached from below like any move;
+        every position is limit-checked and recorded before the sweep starts. The travel
+        per exposure is at most `STREAM_SMEAR_DOF` DOF, so a dim plane stays visible.
+        """
+        sweeper = sweep_of(self.mic)
+        assert sweeper is not None and self.engine.dof_um is not None
+        smear_um = STREAM_SMEAR_DOF * self.engine.dof_um
+        for i, z in zip(order, zs, strict=True):
+            asked = self._asked[i]
+            if abs(asked - z) > 1e-9:
+                self.clamped.append((asked, z))
+                self.log.warning("focus.clamped", asked_z_um=asked, z_um=z)
+        start = float(sweeper.sweep_start_um(zs, max_smear_um=smear_um))
+        self._check_cancel_and_timeout()
+        self._move(self.limits.clamp(start))
+        for z in zs:
+            self.limits.check(z)  # the last line of defence, as for every move
+            self.commanded.append(z)
+        t_hw, t_wall = self.clock.now_s(), time.perf_counter()
+        pairs = sweeper.sweep_z(zs, max_smear_um=smear_um)
+        self.timing.exposure_s += self.clock.now_s() - t_hw
+        self.hw_wall_s += time.perf_counter() - t_wall
+        self.sweeps += 1
+        if len(pairs) != len(zs):
+            raise ImageError(f"the sweep returned {len(pairs)} frames for {len(zs)} positions")
+        for i, (z, frame) in zip(order, pairs, strict=True):
+            yield i, float(z), _checked_frame(frame)
+
     def _move(self, z_um: float, *, approach: bool = True) -> float:
         """Move to `z_um` (clamped to the limits), approaching from below; return the target."""
         if not math.isfinite(z_um):
@@ -377,7 +461,9 @@ class _Run:
             self.log.warning("focus.clamped", asked_z_um=z_um, z_um=target)
         backlash = self.engine.backlash_um
         if approach and backlash > 0 and target < float(self.mic.z_um) - 1e-9:
-            self._command(self.limits.clamp(target - backlash))
+            # The overshoot is a waypoint: nothing is imaged there, so a stage that can
+            # pass through without settling saves one settle per approach.
+            self._command(self.limits.clamp(target - backlash), waypoint=True)
         self._command(target)
         if self.engine.settle_s > 0:
             t = self.clock.now_s()
@@ -385,11 +471,15 @@ class _Run:
             self.timing.settle_s += self.clock.now_s() - t
         return target
 
-    def _command(self, z_um: float) -> None:
+    def _command(self, z_um: float, *, waypoint: bool = False) -> None:
         self.limits.check(z_um)  # the last line of defence: never command outside
         self.commanded.append(z_um)
         t_hw, t_wall = self.clock.now_s(), time.perf_counter()
-        self.mic.move_z(z_um)
+        through = getattr(self.mic, "move_z_waypoint", None) if waypoint else None
+        if callable(through):
+            through(z_um)
+        else:
+            self.mic.move_z(z_um)
         self.timing.move_s += self.clock.now_s() - t_hw
         self.hw_wall_s += time.perf_counter() - t_wall
 
@@ -398,10 +488,7 @@ class _Run:
         frame = self.mic.snap()
         self.timing.exposure_s += self.clock.now_s() - t_hw
         self.hw_wall_s += time.perf_counter() - t_wall
-        if not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3) or frame.size == 0:
-            shape = getattr(frame, "shape", type(frame).__name__)
-            raise ImageError(f"the camera returned an unusable image (shape {shape})")
-        return frame
+        return _checked_frame(frame)
 
     def _check_cancel_and_timeout(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
@@ -522,6 +609,8 @@ class _Run:
                 details["verify_retaken"] = True
         if self.unusable_frames:
             details["unusable_frames"] = self.unusable_frames
+        if self.sweeps:
+            details["sweeps"] = self.sweeps
         result = FocusResult(
             success=error is None,
             best_z_um=outcome.best_z_um if outcome else None,
@@ -563,6 +652,14 @@ class _Batch:
     capture: list[float]
     capture_noise: list[float]
     estimate: DefocusEstimate | None = None
+
+
+def _checked_frame(frame: object) -> np.ndarray:
+    """`frame` when it is an image array; `ImageError` for anything else."""
+    if not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3) or frame.size == 0:
+        shape = getattr(frame, "shape", type(frame).__name__)
+        raise ImageError(f"the camera returned an unusable image (shape {shape})")
+    return frame
 
 
 def _estimate_by_ask(est: DefocusEstimate, ask_index: list[int], n: int) -> DefocusEstimate:

@@ -51,7 +51,15 @@ class FocusRequest:
     the depth of field (default: what the microscope reports, else 4 ×
     tolerance). `edge_extension_um` how far beyond an end of
     the range a strategy may follow a peak found at that end (default a
-    quarter of the range; always inside the Z limits).
+    quarter of the range; always inside the Z limits). `expected_sigma_um`
+    with `expected_z_um` is a prior for a revisit (the position's last focus,
+    a focus map's prediction): `guided` searches near it first and confines
+    its rival check to expected_z_um ± 3σ plus the peak's width (stated in
+    `details["prior"]`), and falls back to the blind search when no plane is
+    near. Without it `expected_z_um` keeps its meaning (track centre,
+    reference of `rival: nearest`). `stream` when to take a batch as one
+    streamed Z sweep ("sequenced": only on hardware-sequenced stages; "always";
+    "off"; see `Engine`).
     """
 
     scorer: str = "tenengrad"
@@ -73,8 +81,10 @@ class FocusRequest:
     rival_check: str = "full"
     mode: str = "search"
     expected_z_um: float | None = None
+    expected_sigma_um: float | None = None
     dof_um: float | None = None
     edge_extension_um: float | None = None
+    stream: str = "sequenced"
 
 
 def microscope_dof_um(microscope: object) -> float | None:
@@ -141,6 +151,7 @@ def search_space(
         )
     for name, opt in (
         ("expected_z_um", request.expected_z_um),
+        ("expected_sigma_um", request.expected_sigma_um),
         ("dof_um", request.dof_um),
         ("edge_extension_um", request.edge_extension_um),
     ):
@@ -168,6 +179,7 @@ def search_space(
         rival=request.rival,
         reference_z_um=request.expected_z_um,
         rival_check=request.rival_check,
+        prior_sigma_um=request.expected_sigma_um,
     )
 
 
@@ -209,6 +221,7 @@ def focus(
         settle_s=req.settle_s,
         verify=req.verify,
         dof_um=space.dof_um,
+        stream=req.stream,  # type: ignore[arg-type]
     )
     # A driver may bracket a search (Micro-Manager: pause a locked hardware autofocus).
     session = getattr(microscope, "search_session", None)

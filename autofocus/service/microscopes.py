@@ -80,6 +80,7 @@ def open_simulated(settings: Settings) -> Microscope:
         height_px=sim.height_px,
         noise_model=sim.noise_model,
         real_time=sim.real_time,
+        hardware_profile=sim.hardware_profile,
         surface=_plate_surface(sim.surface_tilt_um, sim.surface_bow_um),
         magnification=sim.magnification,
         na=sim.na,

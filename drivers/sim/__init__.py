@@ -15,6 +15,7 @@ from autofocus_drivers.sim.errors import SimConfigError
 from autofocus_drivers.sim.faults import Calls, FaultConfig
 from autofocus_drivers.sim.microscope import SimulatedMicroscope
 from autofocus_drivers.sim.optics import Optics, defocus_image, defocus_otf
+from autofocus_drivers.sim.profiles import PROFILE_NAMES, HardwareProfile, hardware_profile
 from autofocus_drivers.sim.specimen import SpecimenConfig
 from autofocus_drivers.sim.stage import StageConfig
 from autofocus_drivers.sim.xy import SampleSurface, XYStageConfig
@@ -23,6 +24,8 @@ __all__ = [
     "Calls",
     "CameraConfig",
     "FaultConfig",
+    "HardwareProfile",
+    "PROFILE_NAMES",
     "Optics",
     "SimConfig",
     "SimConfigError",
@@ -33,4 +36,5 @@ __all__ = [
     "XYStageConfig",
     "defocus_image",
     "defocus_otf",
+    "hardware_profile",
 ]

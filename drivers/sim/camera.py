@@ -42,7 +42,10 @@ class CameraConfig:
     several times faster, for benchmarks; differs from Poisson only in shape at
     a few electrons) or "none" (noise-free reference frames). `bleach_per_ms` fluorescence
     photobleaching rate: signal × exp(−k·cumulative exposure in ms).
-    `readout_ms` extra hardware time per frame after the exposure.
+    `readout_ms` extra hardware time per frame after the exposure;
+    `readout_overlaps` True when, while streaming, a frame is read out during
+    the next exposure; `max_fps` the frame-rate limit while streaming (None:
+    only exposure and readout limit it).
     """
 
     width_px: int = 256
@@ -59,6 +62,8 @@ class CameraConfig:
     noise_model: str = "poisson"
     bleach_per_ms: float = 1e-5
     readout_ms: float = 0.0
+    readout_overlaps: bool = False
+    max_fps: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("width_px", "height_px"):
@@ -83,6 +88,10 @@ class CameraConfig:
             "readout_ms",
         )
         require(
+            self.max_fps is None or (math.isfinite(self.max_fps) and self.max_fps > 0),
+            f"max_fps must be None or > 0, got {self.max_fps!r}",
+        )
+        require(
             self.noise_model in NOISE_MODELS,
             f"noise_model must be one of {NOISE_MODELS}, got {self.noise_model!r}",
         )
@@ -96,6 +105,17 @@ class CameraConfig:
         if self.photons_per_px_ms is not None:
             return float(self.photons_per_px_ms)
         return DEFAULT_PHOTONS_PER_PX_MS[modality]
+
+    def frame_interval_s(self, exposure_ms: float) -> float:
+        """Seconds between streamed frames at `exposure_ms`: exposure plus readout (or
+        the longer of the two when the readout overlaps the next exposure), no faster
+        than `max_fps`."""
+        ms = (max(exposure_ms, self.readout_ms) if self.readout_overlaps
+              else exposure_ms + self.readout_ms)
+        interval_s = ms / 1000.0
+        if self.max_fps is not None:
+            interval_s = max(interval_s, 1.0 / self.max_fps)
+        return interval_s
 
     @property
     def max_adu(self) -> int:

@@ -87,6 +87,7 @@ class SimConfig:
         magnification: float | None = None,
         na: float | None = None,
         immersion_index: float | None = None,
+        hardware_profile: str = "default",
     ) -> SimConfig:
         """A config from the common command-line knobs; None keeps the part's default.
 
@@ -100,9 +101,15 @@ class SimConfig:
         `SampleSurface`, e.g. `SampleSurface.plate()`; default flat).
         `magnification`, `na` and `immersion_index` pick another objective (default
         20×/0.75 air; e.g. 10×/0.3 air, 60×/1.4 oil at 1.518): the depth of field,
-        blur and sample pixel size follow from them. Raises `SimConfigError` for
+        blur and sample pixel size follow from them.
+        `hardware_profile` the stage and camera speeds
+        (`autofocus_drivers.sim.profiles`: default, motorized, piezo); an explicit
+        `exposure_ms` wins over the profile's. Raises `SimConfigError` for
         invalid values.
         """
+        from autofocus_drivers.sim.profiles import hardware_profile as _profile
+
+        profile = _profile(hardware_profile)
         is_image = not isinstance(specimen, str)
         spec_kw: dict = {
             "kind": "image" if is_image else specimen,
@@ -132,6 +139,14 @@ class SimConfig:
         optics_kw = {key: float(value) for key, value in (
             ("magnification", magnification), ("na", na), ("immersion_index", immersion_index),
         ) if value is not None}
+        config = profile.apply(cls())
+        cam_kw.setdefault("exposure_ms", profile.exposure_ms)
+        for key in ("readout_ms", "readout_overlaps", "max_fps"):
+            cam_kw[key] = getattr(config.camera, key)
+        stage = dataclasses.replace(
+            stage, speed_um_per_s=profile.speed_um_per_s, settle_s=profile.settle_s,
+            sequenceable=profile.sequenced,
+        )
         return cls(
             modality=modality,
             optics=Optics(**optics_kw),

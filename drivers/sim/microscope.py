@@ -17,6 +17,7 @@ extras (`true_focus_z_um`, `physical_z_um`, `commanded_z_um`, `refused_z_um`,
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from autofocus_drivers.base import CameraInfo, ZLimits
@@ -131,6 +132,14 @@ class SimulatedMicroscope:
         positions (recorded in `refused_z_um`); `StageError` or `DeviceTimeout`
         for injected faults (the stage does not move); `StageError` after close.
         """
+        self._move_z(z_um, settle=True)
+
+    def move_z_waypoint(self, z_um: float) -> None:
+        """Move to `z_um` µm and wait for the travel only, not the settling (a waypoint
+        of an approach: nothing is imaged there). Same errors as `move_z`."""
+        self._move_z(z_um, settle=False)
+
+    def _move_z(self, z_um: float, *, settle: bool) -> None:
         if self._closed:
             raise StageError("the simulated microscope is closed; the stage cannot move")
         z = float(z_um)
@@ -151,7 +160,7 @@ class SimulatedMicroscope:
                 f"simulated stage did not answer within {self.config.faults.timeout_s} s "
                 f"on move {self._move_count} (to {z} µm)"
             )
-        self.clock.sleep_s(self._stage.move(z))
+        self.clock.sleep_s(self._stage.move(z, settle=settle))
 
     def snap(self) -> np.ndarray:
         """Expose for `exposure_ms` (plus readout) and return one frame (H, W) in ADU.
@@ -160,6 +169,47 @@ class SimulatedMicroscope:
         for an injected camera fault or after close; injected blank/garbage
         frames are returned, not raised.
         """
+        cam = self.config.camera
+        return self._frame((self._exposure_ms + cam.readout_ms) / 1000.0, None)
+
+    def sweep_z(
+        self, z_um: Sequence[float], *, max_smear_um: float | None = None
+    ) -> list[tuple[float, np.ndarray]]:
+        """Stream one frame centred at each ascending position of `z_um` (µm) while Z moves.
+
+        A sequenceable stage (the `piezo` profile) steps to each position on the
+        camera's trigger: no smear, a frame every max(frame interval, exposure +
+        step + settle). Otherwise the stage runs at constant speed, no faster than
+        its own speed, than the camera's frame rate allows for the closest two
+        positions, or than `max_smear_um` of travel per exposure; each frame
+        integrates the image over the Z travelled during its exposure (motion
+        blur). The stage must stand at `sweep_start_um(z_um)` or below, approached
+        from below. Returns [(z_um, frame)] in order. Raises `LimitError` without
+        moving when a position (or the travel past the last) leaves the limits,
+        `ValueError` for positions not strictly ascending, and the camera's and
+        stage's injected faults as `snap`/`move_z` do.
+        """
+        from autofocus_drivers.sim.sweep import run_sweep
+
+        return run_sweep(self, [float(z) for z in z_um], max_smear_um)
+
+    @property
+    def sweep_sequenced(self) -> bool:
+        """True when sweeps are hardware-sequenced (a stage that steps on the camera's
+        trigger, the `piezo` profile), False for constant-speed sweeps."""
+        return bool(self.config.stage.sequenceable)
+
+    def sweep_start_um(self, z_um: Sequence[float], *, max_smear_um: float | None = None) -> float:
+        """Where the stage must stand (approached from below) before `sweep_z(z_um)`: the
+        run-up half an exposure's travel below the first position (µm)."""
+        from autofocus_drivers.sim.sweep import sweep_plan
+
+        zs = [float(z) for z in z_um]
+        return zs[0] - sweep_plan(self, zs, max_smear_um)[1]
+
+    def _frame(self, hold_s: float, z_path_um: Sequence[float] | None) -> np.ndarray:
+        """One exposure: faults, `hold_s` on the clock, light and dose; `z_path_um` the
+        physical positions the stage passed during the exposure (None: standing still)."""
         if self._closed:
             raise CameraError("the simulated microscope is closed; the camera cannot expose")
         self._snap_count += 1
@@ -167,8 +217,7 @@ class SimulatedMicroscope:
         if fault == "error":
             raise CameraError(f"simulated camera fault on snap {self._snap_count}")
         t_start_s = self.clock.now_s()
-        cam = self.config.camera
-        self.clock.sleep_s((self._exposure_ms + cam.readout_ms) / 1000.0)
+        self.clock.sleep_s(hold_s)
         shape = self._frame_shape()
         if fault == "blank":
             return self._sensor.blank_frame(shape)
@@ -178,7 +227,7 @@ class SimulatedMicroscope:
         self._bleach_exposure_ms += self._exposure_ms
         if fault == "garbage":
             return self._sensor.garbage_frame(shape, self._fault_rng)
-        return self._expose(t_start_s, dose_before_ms)
+        return self._expose(t_start_s, dose_before_ms, z_path_um)
 
     @property
     def exposure_ms(self) -> float:
@@ -322,15 +371,21 @@ class SimulatedMicroscope:
             return self._sensor_shape
         return self._roi[3], self._roi[2]
 
-    def _expose(self, t_start_s: float, dose_before_ms: float) -> np.ndarray:
+    def _expose(self, t_start_s: float, dose_before_ms: float,
+                z_path_um: Sequence[float] | None = None) -> np.ndarray:
         cam = self.config.camera
         spec = self.config.specimen
         # Stage and specimen: defocus of the field centre at the start of the exposure.
         focus_z_um = self._focus_z_um + spec.drift_um_per_s * (t_start_s - self._t0_s)
         focus_z_um += self._surface_um()
         dz_um = self._stage.physical_um - focus_z_um
-        # Optics: relative intensity of the image on the sensor.
-        relative = self._optics_image.render(dz_um)
+        # Optics: relative intensity of the image on the sensor (averaged over the Z the
+        # stage travelled during the exposure when it was moving: motion blur).
+        if z_path_um:
+            relative = np.mean([self._optics_image.render(z - focus_z_um) for z in z_path_um],
+                               axis=0).astype(np.float32)
+        else:
+            relative = self._optics_image.render(dz_um)
         if self._roi is not None:
             x, y, w, h = self._roi
             relative = relative[y : y + h, x : x + w]

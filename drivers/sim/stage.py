@@ -28,7 +28,9 @@ class StageConfig:
     `step_um` motor step (position quantisation, 0 = continuous);
     `speed_um_per_s` travel speed; `settle_s` settling time after every move;
     `backlash_um` width of the mechanical dead band; `position_noise_um`
-    Gaussian σ of where the carriage actually stops on each move.
+    Gaussian σ of where the carriage actually stops on each move;
+    `sequenceable` True when the controller can step through a list of Z
+    positions on the camera's trigger (a piezo with hardware sequencing).
     """
 
     z_min_um: float = -100.0
@@ -39,6 +41,7 @@ class StageConfig:
     settle_s: float = 0.02
     backlash_um: float = 1.0
     position_noise_um: float = 0.02
+    sequenceable: bool = False
 
     def __post_init__(self) -> None:
         try:
@@ -79,10 +82,13 @@ class StageMechanics:
         step = self.config.step_um
         return round(z_um / step) * step if step > 0 else float(z_um)
 
-    def move(self, z_um: float) -> float:
-        """Move to `z_um` (already limit-checked); return the time it takes in seconds."""
+    def move(self, z_um: float, *, settle: bool = True) -> float:
+        """Move to `z_um` (already limit-checked); return the time it takes in seconds
+        (travel, plus the settling time unless `settle` is False: a waypoint)."""
         cfg = self.config
-        duration_s = abs(z_um - self.commanded_um) / cfg.speed_um_per_s + cfg.settle_s
+        duration_s = abs(z_um - self.commanded_um) / cfg.speed_um_per_s
+        if settle:
+            duration_s += cfg.settle_s
         motor_um = self._quantise(z_um)
         half_play = cfg.backlash_um / 2.0
         # Play operator: the carriage follows only once the motor takes up the gap.

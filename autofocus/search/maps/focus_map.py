@@ -264,10 +264,12 @@ def build_focus_map(
     points succeeded, each next search is centred on the map's prediction (kept
     inside the Z limits) instead of the last z, so `request.range_um` can stay
     small on a tilted sample (`range_after_map_um`, default `request.range_um`, is the
-    search range once the map predicts). A point whose autofocus fails is recorded with the
-    reason and not fitted. `cancel` stops between points; `on_point` is called
-    after every point. Raises `ValueError`/`LimitError` for an invalid request
-    before the first move.
+    search range once the map predicts), and the prediction is the search's prior
+    (`expected_z_um`, with `expected_sigma_um` the larger of one DOF and the map's
+    leave-one-out RMS error): searched there first, blind when nothing is near. A
+    point whose autofocus fails is recorded with the reason and not fitted. `cancel`
+    stops between points; `on_point` is called after every point. Raises
+    `ValueError`/`LimitError` for an invalid request before the first move.
     """
     xy = xy_stage_of(microscope)
     req = request or FocusRequest()
@@ -288,6 +290,10 @@ def build_focus_map(
             half = range_um / 2
             center = min(max(predicted, limits.min_um + half), limits.max_um - half)
             point_req = replace(req, center_z_um=center, range_um=range_um)
+            sigma = _prediction_sigma_um(fmap, req, microscope)
+            if sigma is not None and req.expected_sigma_um is None:
+                # The prediction is a prior: searched first, the full search if nothing's there.
+                point_req = replace(point_req, expected_z_um=predicted, expected_sigma_um=sigma)
         result = focus(microscope, point_req, scorer=scorer, cancel=cancel)
         verdict = map_point_verdict(result)
         ok = verdict is None
@@ -306,3 +312,14 @@ def build_focus_map(
             on_point(point, result)
     return fmap
 
+
+
+def _prediction_sigma_um(fmap: FocusMap, req: FocusRequest, microscope: object) -> float | None:
+    """The σ (µm) of the map's prediction as a prior: the larger of one depth of field
+    (the request's, the microscope's, else 4 × tolerance) and the map's leave-one-out
+    RMS error when it has one."""
+    from autofocus.search.focus import microscope_dof_um
+
+    dof = req.dof_um or microscope_dof_um(microscope) or 4.0 * req.tolerance_um
+    loo = [v for v in fmap.candidates.values() if v is not None and np.isfinite(v)]
+    return float(max([dof, *([min(loo)] if loo else [])]))

@@ -33,7 +33,9 @@ class SearchSpace:
     `reference_z_um` the z that "nearest" measures from (default: the centre).
     `rival_check` how hard a strategy that checks for rivals looks: "capture"
     (from its coarse pass) or "full" (sample the whole range finely enough to
-    see a dim plane; more frames).
+    see a dim plane; more frames). `prior_sigma_um`, with `reference_z_um`, is a
+    prior for a revisit: focus expected at `reference_z_um` ± this standard
+    deviation (µm); strategies that use it search there first.
     """
 
     center_z_um: float
@@ -49,6 +51,7 @@ class SearchSpace:
     rival: str = "fail"
     reference_z_um: float | None = None
     rival_check: str = "capture"
+    prior_sigma_um: float | None = None
 
     def __post_init__(self) -> None:
         if not self.range_um > 0:
@@ -68,6 +71,12 @@ class SearchSpace:
             raise ValueError(f"dof_um must be a positive number, got {self.dof_um}")
         if not (math.isfinite(self.edge_extension_um) and self.edge_extension_um >= 0):
             raise ValueError(f"edge_extension_um must be ≥ 0, got {self.edge_extension_um}")
+        if self.prior_sigma_um is not None:
+            if not (math.isfinite(self.prior_sigma_um) and self.prior_sigma_um > 0):
+                raise ValueError(
+                    f"expected_sigma_um must be a positive number, got {self.prior_sigma_um}")
+            if self.reference_z_um is None:
+                raise ValueError("expected_sigma_um needs expected_z_um (the prior's centre)")
         if self.rival_check not in ("capture", "full"):
             raise ValueError(f"rival_check must be 'capture' or 'full', got {self.rival_check!r}")
         if self.rival not in RIVAL_POLICIES:

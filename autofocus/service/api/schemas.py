@@ -94,6 +94,14 @@ class FocusBody(BaseModel):
         None, ge=-1e6, le=1e6,
         description="Where focus is expected, µm: centre of a track, reference of `nearest`.",
     )
+    expected_sigma_um: float | None = Field(
+        None, gt=0, le=1e6,
+        description="With `expected_z_um`: a prior for a revisit (the position's last focus, a "
+        "focus map's prediction), focus expected within this standard deviation (µm). The "
+        "search starts there, confines its rival check to expected_z_um ± 3σ plus the peak's "
+        "width (stated in `details.prior`) and falls back to the full search when no plane "
+        "is near.",
+    )
 
 
 class Progress(BaseModel):

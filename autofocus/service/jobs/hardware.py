@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -115,6 +115,40 @@ class GuardedMicroscope:
             self.on_command(float(z_um))
         with self.watch.call("move_z", "the Z stage", f"moving to z={z_um:.3f} µm"):
             self.inner.move_z(z_um)
+
+    def move_z_waypoint(self, z_um: float) -> None:
+        """A waypoint (no settling wait) where the driver offers one, else `move_z`: recorded
+        and watched exactly like a move (a passthrough would skip both)."""
+        inner = getattr(self.inner, "move_z_waypoint", None)
+        if not callable(inner):
+            self.move_z(z_um)
+            return
+        if self.on_command is not None:
+            self.on_command(float(z_um))
+        with self.watch.call("move_z", "the Z stage", f"passing z={z_um:.3f} µm"):
+            inner(z_um)
+
+    @property
+    def offers_sweep(self) -> bool:
+        """True when the driver streams Z sweeps (`autofocus_drivers.base.sweep_of`)."""
+        from autofocus_drivers.base import sweep_of
+
+        return sweep_of(self.inner) is not None
+
+    def sweep_z(self, z_um: Sequence[float], *,
+                max_smear_um: float | None = None) -> list[tuple[float, np.ndarray]]:
+        """A streamed sweep (the driver's `sweep_z`): every position is recorded durably
+        before the sweep starts, and the whole sweep is one watched call whose deadline
+        allows a frame interval per position."""
+        zs = [float(z) for z in z_um]
+        if self.on_command is not None:
+            for z in zs:
+                self.on_command(z)
+        per_frame_s = self._last_exposure_ms / 1000.0 + 0.1
+        with self.watch.call("sweep_z", "the Z stage and camera",
+                             f"sweeping {len(zs)} frames up to z={max(zs, default=0):.3f} µm",
+                             deadline_s=self.watch.default_deadline_s + per_frame_s * len(zs)):
+            return self.inner.sweep_z(zs, max_smear_um=max_smear_um)  # type: ignore[attr-defined]
 
     # -- the camera -------------------------------------------------------------------
     def snap(self) -> np.ndarray:

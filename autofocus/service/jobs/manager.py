@@ -64,6 +64,7 @@ REQUEST_FIELDS = (
     "rival",
     "rival_check",
     "expected_z_um",
+    "expected_sigma_um",
 )
 
 
@@ -341,6 +342,7 @@ class JobManager:
             "rival": "fail",
             "rival_check": d.rival_check,
             "expected_z_um": None,
+            "expected_sigma_um": None,
         }
         snap_defaults = self.snapshot.request_defaults or {}
         req.update({k: v for k, v in snap_defaults.items() if k in req})

@@ -176,6 +176,7 @@ def focus_request(req: Mapping[str, Any], defaults: FocusDefaults) -> FocusReque
         rival=str(req.get("rival", "fail")),
         rival_check=str(req.get("rival_check", "full")),
         expected_z_um=req.get("expected_z_um"),
+        expected_sigma_um=req.get("expected_sigma_um"),
     )
 
 

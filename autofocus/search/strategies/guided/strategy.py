@@ -41,6 +41,11 @@ several DOF from focus where fine measures are still at their noise floor.
    the searched interval is followed up to `space.edge_extension_um` beyond
    it (inside the limits); still at the end: `edge_peak`.
 
+**With a prior** (`expected_z_um` with `expected_sigma_um`, a revisit): the
+frames near the prior first and a rival check confined to its reach
+(`autofocus.search.strategies.guided.prior`); no plane there, or a second one
+within reach, falls back to the paths above with every frame kept.
+
 `details` records the path taken, the coarse step, the candidates and peaks.
 """
 
@@ -52,9 +57,10 @@ from autofocus.search.strategies.base import SearchSpace
 from autofocus.search.strategies.common import Search
 from autofocus.search.strategies.guided.capture import CapturePath
 from autofocus.search.strategies.guided.estimate import EstimatePath
+from autofocus.search.strategies.guided.prior import PriorPath
 
 
-class Guided(EstimatePath, CapturePath):
+class Guided(PriorPath, EstimatePath, CapturePath):
     """Few-frame focus search: estimate-guided when the scorer can, capture-guided otherwise.
 
     Options: `step_factor` (2.4) scales the coarse step; `min_rise` (0.5) the
@@ -108,6 +114,10 @@ class Guided(EstimatePath, CapturePath):
     def _search(self) -> Search:
         dof = self.space.dof
         self.details = {"dof_um": dof}
+        if self.space.prior_sigma_um is not None:  # a revisit: search near the prior first
+            result = yield from self._prior_path()
+            if result is not None:
+                return result
         if self.estimates_offered:
             result = yield from self._estimate_path()
             if result is not None:
