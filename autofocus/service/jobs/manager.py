@@ -23,6 +23,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -115,10 +116,12 @@ class JobManager:
         self.metrics = metrics
         self._open_microscope = open_microscope
         self._queue: deque[str] = deque()
-        # Hardware tasks other than focus jobs (focus maps), run by the worker between jobs.
-        self._tasks: deque[tuple[Callable[[Microscope, threading.Event], Any], Future[Any]]] = (
-            deque()
-        )
+        # Hardware tasks other than focus jobs (focus maps). They share the job queue's
+        # rules: one FIFO order (by `_seq`), one `queue_max`, cancellable.
+        self._tasks: deque[HardwareTask] = deque()
+        self._seq: dict[str, int] = {}  # job id -> its place in the FIFO order
+        self._next_seq = 0
+        self._current_task: HardwareTask | None = None
         self._cancels: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -160,6 +163,7 @@ class JobManager:
         with self._lock:
             for job_id in self.store.queued_ids():
                 self._queue.append(job_id)
+                self._seq[job_id] = self._take_seq()
                 self._cancels[job_id] = threading.Event()
         if self._queue:
             log.info("jobs.requeued", count=len(self._queue))
@@ -205,6 +209,8 @@ class JobManager:
         with self._lock:
             if self._current is not None:
                 self._current.cancel.set()
+            if self._current_task is not None:
+                self._current_task.cancel.set()
             self._wake.notify_all()
 
     def stop(self, timeout_s: float = 30.0) -> None:
@@ -246,9 +252,27 @@ class JobManager:
 
     @property
     def queue_depth(self) -> int:
-        """Jobs waiting (not counting the running one)."""
+        """Jobs and focus maps waiting (not counting the running one)."""
         with self._lock:
-            return len(self._queue)
+            return len(self._queue) + len(self._tasks)
+
+    @property
+    def current_task_label(self) -> str | None:
+        """The label of the hardware task (focus map) the worker runs now, or None."""
+        task = self._current_task
+        return task.label if task is not None else None
+
+    def _take_seq(self) -> int:
+        self._next_seq += 1
+        return self._next_seq
+
+    def _check_queue_room(self) -> None:
+        waiting = len(self._queue) + len(self._tasks)
+        if waiting >= self.settings.queue_max:
+            raise QueueFull(
+                f"{waiting} jobs and focus maps are already waiting (queue_max "
+                f"{self.settings.queue_max}); try again when one has finished"
+            )
 
     @property
     def current_job_id(self) -> str | None:
@@ -287,11 +311,7 @@ class JobManager:
             request = self.resolve(fields)
             if interrupted_id is not None:  # only once valid: a bad request keeps the key
                 self.store.release_idempotency_key(interrupted_id)
-            if len(self._queue) >= self.settings.queue_max:
-                raise QueueFull(
-                    f"{len(self._queue)} jobs are already waiting (queue_max "
-                    f"{self.settings.queue_max}); try again when one has finished"
-                )
+            self._check_queue_room()
             job_id = uuid.uuid4().hex
             progress = {
                 "frames": 0,
@@ -309,6 +329,7 @@ class JobManager:
             )
             self._cancels[job_id] = threading.Event()
             self._queue.append(job_id)
+            self._seq[job_id] = self._take_seq()
             self._wake.notify_all()
         log.info("job.queued", job_id=job_id, **{k: request[k] for k in ("strategy", "scorer")})
         self.broker.publish(event)
@@ -373,6 +394,7 @@ class JobManager:
                 raise JobNotFound(f"no job with id {job_id!r}")
             if job.state is JobState.QUEUED and job_id in self._queue:
                 self._queue.remove(job_id)
+                self._seq.pop(job_id, None)
                 self._cancels.pop(job_id, None)
                 event = self.store.finish(
                     job_id,
@@ -465,17 +487,33 @@ class JobManager:
 
     # ----------------------------------------------------------------- queue
 
-    def run_on_worker(self, fn: Callable[[Microscope, threading.Event], Any]) -> Future[Any]:
-        """Run `fn(microscope, cancel)` on the worker thread (the hardware's owner) between
-        jobs; the returned future holds its result or exception. `cancel` is set when the
-        service stops. Raises `NotReady` when the microscope is not open."""
+    def run_on_worker(
+        self, fn: Callable[[Microscope, threading.Event], Any], *, label: str = "task"
+    ) -> HardwareTask:
+        """Queue `fn(microscope, cancel)` to run on the worker thread (the hardware's owner),
+        in FIFO order with focus jobs and under the same `queue_max`; the task's `future`
+        holds its result or exception. `cancel` is set by `cancel_task` or when the service
+        stops. Raises `NotReady` when the microscope is not open, `QueueFull` past
+        `queue_max`."""
         if not self.ready:
             raise NotReady(self.not_ready_reason())
-        future: Future[Any] = Future()
         with self._lock:
-            self._tasks.append((fn, future))
+            self._check_queue_room()
+            task = HardwareTask(fn, Future(), threading.Event(), self._take_seq(), label)
+            self._tasks.append(task)
             self._wake.notify_all()
-        return future
+        return task
+
+    def cancel_task(self, task: HardwareTask) -> bool:
+        """Cancel a hardware task: a queued one is dropped at once (its future cancelled; True),
+        a running one sees its `cancel` flag at its next step (False)."""
+        with self._lock:
+            if task in self._tasks:
+                self._tasks.remove(task)
+                task.future.cancel()
+                return True
+        task.cancel.set()
+        return False
 
     # ------------------------------------------- the worker's side (worker.Worker, watchdog)
 
@@ -498,20 +536,38 @@ class JobManager:
         """The worker opened the microscope: `ready` may turn true."""
         self._ready.set()
 
-    def next_task(self) -> tuple[Callable[[Microscope, threading.Event], Any], Future[Any]] | None:
-        """The oldest hardware task queued with `run_on_worker` (removed), or None at once."""
+    def _task_is_next(self) -> bool:
+        # Caller holds the lock. FIFO across jobs and tasks: the older head goes first.
+        if not self._tasks:
+            return False
+        return not self._queue or self._tasks[0].seq < self._seq.get(self._queue[0], 0)
+
+    def next_task(self) -> HardwareTask | None:
+        """The hardware task queued with `run_on_worker` when it is the oldest waiting entry
+        (removed; now the current task), or None at once."""
         with self._lock:
-            return self._tasks.popleft() if self._tasks else None
+            if self._stopping.is_set() or not self._task_is_next():
+                return None
+            self._current_task = self._tasks.popleft()
+            if self._current_task.cancel.is_set() or self._stopping.is_set():
+                self._current_task.cancel.set()
+            return self._current_task
+
+    def task_done(self) -> None:
+        """The worker is through with the current hardware task."""
+        with self._lock:
+            self._current_task = None
 
     def next_job(self, timeout_s: float) -> str | None:
         """The id of the next queued job, now the `running_job`; None after `timeout_s`
-        seconds with nothing queued, when a hardware task arrives, or while stopping."""
+        seconds with nothing queued, when a hardware task is older, or while stopping."""
         with self._lock:
             if not self._queue and not self._tasks:
                 self._wake.wait(timeout_s)
-            if not self._queue or self._stopping.is_set():
+            if not self._queue or self._stopping.is_set() or self._task_is_next():
                 return None
             job_id = self._queue.popleft()
+            self._seq.pop(job_id, None)
             cancel = self._cancels.setdefault(job_id, threading.Event())
             self._current = RunningJob(job_id, cancel)
             return job_id
@@ -521,6 +577,18 @@ class JobManager:
         with self._lock:
             self._current = None
             self._cancels.pop(job_id, None)
+
+
+@dataclass(eq=False)
+class HardwareTask:
+    """A queued hardware task (a focus map): `fn(microscope, cancel)`, the `future` holding
+    its outcome, its own `cancel` flag, its place `seq` in the FIFO order, a `label`."""
+
+    fn: Callable[[Microscope, threading.Event], Any]
+    future: Future[Any]
+    cancel: threading.Event
+    seq: int
+    label: str
 
 
 def _fingerprint(fields: Mapping[str, Any]) -> str:

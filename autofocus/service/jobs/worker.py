@@ -237,14 +237,16 @@ class Worker:
     def _run_tasks(self) -> None:
         """Run the hardware tasks queued with `JobManager.run_on_worker` (focus maps)."""
         while (task := self.m.next_task()) is not None:
-            fn, future = task
-            if not future.set_running_or_notify_cancel():
-                continue
+            future = task.future
             try:
-                future.set_result(fn(self.m.microscope, self.m.stop_event))
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
-                future.set_exception(exc)
+                if not future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    future.set_result(task.fn(self.m.microscope, task.cancel))
+                except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
+                    future.set_exception(exc)
             finally:
+                self.m.task_done()
                 self._refresh_snapshot()
 
     def _record_command(self, z_um: float) -> None:
