@@ -204,7 +204,20 @@ class FocusMapRegistry:
                 if cancel.is_set():
                     record.cancelled = True
 
-        record.task = manager.run_on_worker(task, label=record.id)  # QueueFull: nothing kept
+        def abandon(sentence: str) -> None:  # the watchdog gave up on the hardware
+            record.state, record.task = "failed", None
+            record.error = (
+                f"{sentence}; the stage position is unknown. The autofocus service restarts "
+                "itself (watchdog); check the hardware before building the map again"
+            )
+            try:
+                self.save(record)
+            finally:
+                record.done.set()
+
+        record.task = manager.run_on_worker(  # QueueFull: nothing kept
+            task, label=record.id, on_abandon=abandon
+        )
         self._add(record)
         record.task.future.add_done_callback(lambda f: _finish(record, f, self))
         return record

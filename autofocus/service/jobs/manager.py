@@ -488,7 +488,11 @@ class JobManager:
     # ----------------------------------------------------------------- queue
 
     def run_on_worker(
-        self, fn: Callable[[Microscope, threading.Event], Any], *, label: str = "task"
+        self,
+        fn: Callable[[Microscope, threading.Event], Any],
+        *,
+        label: str = "task",
+        on_abandon: Callable[[str], None] | None = None,
     ) -> HardwareTask:
         """Queue `fn(microscope, cancel)` to run on the worker thread (the hardware's owner),
         in FIFO order with focus jobs and under the same `queue_max`; the task's `future`
@@ -499,7 +503,9 @@ class JobManager:
             raise NotReady(self.not_ready_reason())
         with self._lock:
             self._check_queue_room()
-            task = HardwareTask(fn, Future(), threading.Event(), self._take_seq(), label)
+            task = HardwareTask(
+                fn, Future(), threading.Event(), self._take_seq(), label, on_abandon
+            )
             self._tasks.append(task)
             self._wake.notify_all()
         return task
@@ -553,6 +559,16 @@ class JobManager:
                 self._current_task.cancel.set()
             return self._current_task
 
+    def abandon_task(self, sentence: str) -> None:
+        """The watchdog gave up on the hardware: the current task is cancelled and its
+        `on_abandon(sentence)` tells its owner (the map fails with the reason)."""
+        task = self._current_task
+        if task is None:
+            return
+        task.cancel.set()
+        if task.on_abandon is not None:
+            task.on_abandon(sentence)
+
     def task_done(self) -> None:
         """The worker is through with the current hardware task."""
         with self._lock:
@@ -589,6 +605,7 @@ class HardwareTask:
     cancel: threading.Event
     seq: int
     label: str
+    on_abandon: Callable[[str], None] | None = None
 
 
 def _fingerprint(fields: Mapping[str, Any]) -> str:
