@@ -138,9 +138,13 @@ async def list_jobs(
         if not _SEQ_NUMBER.fullmatch(cursor):
             raise InvalidRequest(f"cursor {cursor!r} is not one this service handed out")
         before = int(cursor)
-    jobs = _manager(request).store.list(
-        states=[JobState(s) for s in state or ()], limit=limit, before_seq=before
-    )
+    manager = _manager(request)
+    jobs = [
+        manager.with_unwritten(j)
+        for j in manager.store.list(
+            states=[JobState(s) for s in state or ()], limit=limit, before_seq=before
+        )
+    ]
     next_cursor = str(jobs[-1].seq) if len(jobs) == limit else None
     return JSONResponse(
         {"items": [j.to_dict(include_curve=False) for j in jobs], "next_cursor": next_cursor}

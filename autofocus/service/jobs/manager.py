@@ -13,10 +13,12 @@ the job starts, because the stage may have moved in between.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import math
 import os
+import sqlite3
 import threading
 import time
 import uuid
@@ -140,6 +142,11 @@ class JobManager:
         # new is accepted, and the process exits so systemd starts a fresh one.
         self.watchdog_reason: str | None = None
         self._last_purge_s = float("-inf")  # monotonic time of the last retention purge
+        # Set while the job database cannot be written (disk full, read-only): /readyz 503,
+        # submissions 503. Final states that could not be written wait in `_unwritten`
+        # (served from memory) until the worker can write them.
+        self.store_error: str | None = None
+        self._unwritten: dict[str, tuple[dict[str, Any], StoredEvent]] = {}
 
     # -------------------------------------------------------------- lifecycle
 
@@ -234,6 +241,7 @@ class JobManager:
             and self._thread.is_alive()
             and not self._stopping.is_set()
             and self.watchdog_reason is None
+            and self.store_error is None
         )
 
     @property
@@ -320,13 +328,17 @@ class JobManager:
                 "last_score": None,
                 "start_z_um": None,
             }
-            job, event = self.store.create(
-                job_id,
-                request,
-                progress=progress,
-                idempotency_key=idempotency_key,
-                fingerprint=fingerprint,
-            )
+            try:
+                job, event = self.store.create(
+                    job_id,
+                    request,
+                    progress=progress,
+                    idempotency_key=idempotency_key,
+                    fingerprint=fingerprint,
+                )
+            except sqlite3.Error as exc:
+                self.store_failed(exc)
+                raise NotReady(self.not_ready_reason()) from None
             self._cancels[job_id] = threading.Event()
             self._queue.append(job_id)
             self._seq[job_id] = self._take_seq()
@@ -416,11 +428,73 @@ class JobManager:
         return job
 
     def get(self, job_id: str) -> Job:
-        """The job with `job_id`; raises `JobNotFound`."""
+        """The job with `job_id` (with a final state not yet written, if any); raises
+        `JobNotFound`."""
         job = self.store.get(job_id)
         if job is None:
             raise JobNotFound(f"no job with id {job_id!r}")
-        return job
+        return self.with_unwritten(job)
+
+    def with_unwritten(self, job: Job) -> Job:
+        """`job` as it ended when its final state is still waiting to be written."""
+        pending = self._unwritten.get(job.id)
+        if pending is None or job.state.terminal:
+            return job
+        fields, _event = pending
+        return dataclasses.replace(job, **fields)
+
+    # ------------------------------------------------------- the store failing (disk full)
+
+    def store_failed(self, exc: BaseException) -> None:
+        """The job database could not be written: refuse new work (503) until it can."""
+        if self.store_error is None:
+            log.error("store.write_failed", error=str(exc), path=str(self.store.path))
+        self.store_error = (
+            f"the job database {self.store.path} cannot be written ({exc}); new jobs are "
+            "refused until it can (free disk space)"
+        )
+
+    def finish_job(self, job_id: str, state: JobState, **fields: Any) -> StoredEvent | None:
+        """`store.finish(job_id, state, **fields)`; when the database cannot be written the
+        final state is kept in memory (served by `get`, announced to watchers) and written
+        by `check_store` once the database works again."""
+        try:
+            return self.store.finish(job_id, state, **fields)
+        except sqlite3.Error as exc:
+            self.store_failed(exc)
+        events = self.store.events(job_id)
+        at_s = time.time()
+        data: dict[str, Any] = {"state": state.value, "at_s": at_s, "error": fields.get("error")}
+        if fields.get("error_code") is not None:
+            data["error_code"] = fields["error_code"]
+        event = StoredEvent(job_id, (events[-1].seq if events else 0) + 1, "state", data)
+        job_fields: dict[str, Any] = {
+            "state": state, "error": fields.get("error"), "result": fields.get("result"),
+            "error_code": fields.get("error_code"), "finished_s": at_s,
+        }
+        if fields.get("progress") is not None:
+            job_fields["progress"] = fields["progress"]
+        self._unwritten[job_id] = (job_fields, event)
+        return event
+
+    def check_store(self) -> None:
+        """While the database failed: write what waits and try a write; when both work,
+        the service is ready again. Called by the idle worker."""
+        if self.store_error is None:
+            return
+        try:
+            for job_id, (fields, _event) in list(self._unwritten.items()):
+                self.store.finish(
+                    job_id, fields["state"], result=fields["result"], error=fields["error"],
+                    progress=fields.get("progress"), finished_s=fields["finished_s"],
+                    error_code=fields["error_code"],
+                )
+                self._unwritten.pop(job_id, None)
+            self.store.probe_write()
+        except sqlite3.Error:
+            return
+        log.info("store.writable_again", path=str(self.store.path))
+        self.store_error = None
 
     async def wait(self, job_id: str, timeout_s: float) -> Job:
         """Wait (without blocking the event loop) until the job ends or `timeout_s` passes."""
@@ -444,6 +518,8 @@ class JobManager:
     def not_ready_reason(self) -> str:
         if self.watchdog_reason:
             return self.watchdog_reason
+        if self.store_error:
+            return self.store_error
         if self.snapshot.error:
             return self.snapshot.error
         if self._stopping.is_set():

@@ -240,6 +240,12 @@ class JobStore:
             )
             return int(self._db.execute("SELECT moves FROM stage WHERE id=1").fetchone()[0])
 
+    def probe_write(self) -> None:
+        """Write (and commit) one row: raises `sqlite3.Error` while the file cannot be
+        written (disk full, read-only), returns once it can again."""
+        with self._lock, self._tx():
+            self._db.execute("UPDATE service SET pid=pid WHERE id=1")
+
     def last_command(self) -> tuple[float | None, str | None, int]:
         """(z_um, job_id, moves of that job) of the last commanded Z position."""
         with self._lock:
@@ -489,7 +495,23 @@ class _Transaction:
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        if exc_type is None:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                self._rollback()
+                raise
+        else:
+            self._rollback()
+
+    def _rollback(self) -> None:
+        # After SQLITE_FULL SQLite may have rolled back already; a second ROLLBACK would
+        # raise "no transaction is active" and hide the real error.
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
 
 def _opt_dumps(value: dict[str, Any] | None) -> str | None:

@@ -134,7 +134,7 @@ class Watchdog:
             "itself (watchdog); check the hardware before focusing again"
         )
         progress["interrupted_z_um"] = z_um
-        event = self.m.store.finish(
+        event = self.m.finish_job(
             running.job_id,
             JobState.FAILED,
             result=None,
