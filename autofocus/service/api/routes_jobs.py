@@ -220,6 +220,18 @@ async def _event_stream(manager: JobManager, job_id: str, after: int) -> AsyncIt
             last = event.seq
             if _is_end(event):
                 return
+        if manager.get(job_id).state.terminal:
+            # Resumed after the final event (what a browser's EventSource sends when it
+            # reconnects): nothing is left to send, so the stream ends now. Events stored
+            # between the replay and this read come first; a final state not yet written
+            # (database full) comes from memory.
+            for event in manager.store.events(job_id, after_seq=last):
+                yield _sse(event)
+                last = event.seq
+            pending = manager.unwritten_event(job_id)
+            if pending is not None and pending.seq > last:
+                yield _sse(pending)
+            return
         while True:
             try:
                 event = await asyncio.wait_for(sub.get(), SSE_KEEPALIVE_S)

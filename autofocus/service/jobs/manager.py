@@ -445,6 +445,11 @@ class JobManager:
 
     # ------------------------------------------------------- the store failing (disk full)
 
+    def unwritten_event(self, job_id: str) -> StoredEvent | None:
+        """The final `state` event of `job_id` while it waits to be written, or None."""
+        pending = self._unwritten.get(job_id)
+        return pending[1] if pending is not None else None
+
     def store_failed(self, exc: BaseException) -> None:
         """The job database could not be written: refuse new work (503) until it can."""
         if self.store_error is None:
