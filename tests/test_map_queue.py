@@ -80,3 +80,29 @@ def test_maps_are_queued_fifo_limited_listed_and_cancellable(server):
         done = http.get(f"/v1/jobs/{job_id}", params={"wait": 60}).json()
         assert done["state"] in ("succeeded", "failed"), done
         assert http.get(f"/v1/focus-maps/{first_id}").json()["state"] == "cancelled"
+
+
+def test_map_predictions_are_finite_and_inside_the_z_limits_or_refused(tmp_path):
+    """Issue 23 item 7: a map fitted from degenerate points answered GET …/z with 500 (a
+    non-finite number in JSON), and 35,000 µm was returned with Z limits ±100 µm."""
+    from sim_server import sim_server
+
+    with sim_server(tmp_path / "jobs.db") as srv, httpx.Client(base_url=srv.url) as http:
+        steep = http.post("/v1/focus-maps", json={"points": [
+            {"x_um": 0, "y_um": 0, "z_um": 0}, {"x_um": 1000, "y_um": 0, "z_um": 10},
+            {"x_um": 0, "y_um": 1000, "z_um": 0}]}).json()
+        ok = http.get(f"/v1/focus-maps/{steep['id']}/z", params={"x_um": 500, "y_um": 0})
+        assert ok.status_code == 200 and ok.json()["z_um"] == pytest.approx(5.0)
+        far = http.get(f"/v1/focus-maps/{steep['id']}/z",
+                       params={"x_um": 3_500_000, "y_um": 0})
+        assert far.status_code == 422, far.text
+        assert far.headers["content-type"] == "application/problem+json"
+        assert "outside the Z limits" in far.json()["detail"]
+        degenerate = http.post("/v1/focus-maps", json={"points": [
+            {"x_um": 0, "y_um": 0, "z_um": 0}, {"x_um": 1e-300, "y_um": 0, "z_um": 0},
+            {"x_um": 0, "y_um": 1e-300, "z_um": 1e6}]})
+        assert degenerate.status_code == 201  # fitted, but its far predictions overflow
+        r = http.get(f"/v1/focus-maps/{degenerate.json()['id']}/z",
+                     params={"x_um": 1e7, "y_um": 1e7})
+        assert r.status_code == 422, r.text
+        assert "finite" in r.json()["detail"]

@@ -219,7 +219,8 @@ async def get_focus_map_z(
     y_um: Annotated[float, Query(ge=-1e7, le=1e7, description="Stage y, µm.")],
 ) -> Response:
     """`{"x_um", "y_um", "z_um", "kind", "loo_rms_um"}`: the surface's focus z there, with the
-    map's leave-one-out RMS as an honest error estimate. 409 while the map is not ready."""
+    map's leave-one-out RMS as an honest error estimate. 409 while the map is not ready; 422
+    when the prediction is not a finite number or lies outside the Z limits."""
     record = _registry(request).get(map_id)
     if record is None:
         return _not_found(request, map_id)
@@ -232,12 +233,28 @@ async def get_focus_map_z(
     if not (math.isfinite(x_um) and math.isfinite(y_um)):
         return problem_response(request, 422, "validation-error", "Invalid request",
                                 "x_um and y_um must be finite")
+    z_um = fmap.predict_z_um(x_um, y_um)
+    if not math.isfinite(z_um):
+        return problem_response(
+            request, 422, "focus-map-no-prediction", "No usable prediction",
+            f"focus map {map_id} predicts no finite z at x={x_um:g} µm, y={y_um:g} µm: its "
+            "points are degenerate (nearly coincident or collinear); build it again from "
+            "points spread over the area",
+        )
+    limits = request.app.state.manager.snapshot.z_limits_um
+    if limits is not None and not (limits.min_um <= z_um <= limits.max_um):
+        return problem_response(
+            request, 422, "prediction-outside-z-limits", "Prediction outside the Z limits",
+            f"focus map {map_id} predicts z={z_um:.3f} µm at x={x_um:g} µm, y={y_um:g} µm, "
+            f"outside the Z limits [{limits.min_um:g}, {limits.max_um:g}] µm; the map does "
+            "not hold there (extrapolated far beyond its points, or fitted from wrong ones)",
+        )
     return JSONResponse(
         {
             "map_id": map_id,
             "x_um": x_um,
             "y_um": y_um,
-            "z_um": fmap.predict_z_um(x_um, y_um),
+            "z_um": z_um,
             "kind": fmap.surface.kind,
             "loo_rms_um": None if math.isnan(fmap.surface.loo_rms_um)
             else fmap.surface.loo_rms_um,
