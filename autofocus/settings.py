@@ -174,6 +174,17 @@ class Settings(BaseSettings):
         le=1 << 31,
         description="Decoded pixels (all frames together) one /v1/score request may hold.",
     )
+    score_memory_mb: float = Field(
+        1024.0,
+        ge=16,
+        description="Memory all /v1/score requests together may use to decode and score "
+        "frames, MiB (from the headers, before decoding); one needing more answers 413.",
+    )
+    score_wait_s: float = Field(
+        5.0, ge=0, le=60,
+        description="How long a /v1/score request waits for room in score_memory_mb before "
+        "answering 503, seconds.",
+    )
     z_resolution_um: float = Field(
         0.01,
         gt=0,
