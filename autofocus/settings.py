@@ -154,7 +154,11 @@ class Settings(BaseSettings):
         None, description="Lower Z limit, µm (default: the driver's own, e.g. sim −100)."
     )
     z_max_um: float | None = Field(None, description="Upper Z limit, µm.")
-    api_token: str | None = Field(None, description="Bearer token; required off loopback.")
+    api_token: str | None = Field(
+        None,
+        min_length=16,
+        description="Bearer token (at least 16 characters); required off loopback.",
+    )
     database_path: Path = Field(
         default_factory=default_database_path,
         description="SQLite job database (default: autofocus.db in the user's data directory).",

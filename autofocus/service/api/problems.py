@@ -187,6 +187,11 @@ def problem_response(
 async def handle_exception(request: Request, exc: Exception) -> ProblemResponse:
     """The one exception handler: typed errors, validation errors, HTTP errors, the rest."""
     if isinstance(exc, RequestValidationError):
+        from autofocus.service.api.security import token_refusal
+
+        refusal = token_refusal(request)
+        if refusal is not None:  # the body was refused before the token was checked
+            return await handle_exception(request, refusal)
         errors = [
             {
                 "loc": list(e.get("loc", ())),

@@ -90,7 +90,11 @@ async def post_focus(
     is queued: the stage does not move."""
     manager = _manager(request)
     fields = body.model_dump(exclude_none=True) if body is not None else {}
-    job, _created = manager.submit(fields, idempotency_key=idempotency_key)
+    # In the thread pool: the first submission imports the search code (about a second),
+    # which must not stall every other request on the event loop.
+    job, _created = await run_in_threadpool(
+        manager.submit, fields, idempotency_key=idempotency_key
+    )
     if wait:
         job = await manager.wait(job.id, wait)
     return _job_response(job, location=True)

@@ -27,6 +27,7 @@ from typing import Any
 
 from autofocus.service.jobs.models import Job, JobState, to_jsonable
 
+INTERRUPTED_CODE = "interrupted"  # FailureReason.INTERRUPTED: the job's error_code
 SCHEMA_VERSION = 2  # 2: jobs.error_code, the stage and service tables, jobs_finished index
 
 _SCHEMA = """
@@ -354,12 +355,14 @@ class JobStore:
         """Mark `job_id` interrupted with `error` (and `progress` when given) inside the
         caller's transaction; return the job and its state event (`event_data` added)."""
         self._db.execute(
-            "UPDATE jobs SET state=?, error=?, finished_s=?, progress=COALESCE(?, progress)"
-            " WHERE id=?",
-            (JobState.INTERRUPTED.value, error, now, _opt_dumps(progress), job_id),
+            "UPDATE jobs SET state=?, error=?, finished_s=?, progress=COALESCE(?, progress),"
+            " error_code=? WHERE id=?",
+            (JobState.INTERRUPTED.value, error, now, _opt_dumps(progress), INTERRUPTED_CODE,
+             job_id),
         )
         event = self._append_event(
-            job_id, "state", {"state": "interrupted", "at_s": now, "error": error, **event_data}
+            job_id, "state", {"state": "interrupted", "at_s": now, "error": error,
+                              "error_code": INTERRUPTED_CODE, **event_data}
         )
         job = self._get(job_id)
         assert job is not None

@@ -203,6 +203,7 @@ class Worker:
             self.m.microscope = GuardedMicroscope(raw, watch, on_command=self._record_command)
             self._refresh_snapshot(full=True)
             self.m.mark_ready()
+            _warm_imports()
             log.info("microscope.open", driver=self.m.settings.driver, **self._snapshot_log())
         except Exception as exc:  # noqa: BLE001 - reported by /readyz and 503s
             self.m.snapshot.error = f"the microscope could not be opened: {exc}"
@@ -438,6 +439,13 @@ class Worker:
             "z_max_um": s.z_limits_um.max_um if s.z_limits_um else None,
         }
 
+
+
+def _warm_imports() -> None:
+    """Import what validating a submission needs, on the worker thread, so the first
+    `POST /v1/focus` does not pay for it (about a second on a slow machine)."""
+    import autofocus.search.focus  # noqa: F401
+    import autofocus.search.strategies.registry  # noqa: F401
 
 
 def watch_open_s(hardware_timeout_s: float) -> float:
