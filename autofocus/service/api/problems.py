@@ -187,9 +187,9 @@ def problem_response(
 async def handle_exception(request: Request, exc: Exception) -> ProblemResponse:
     """The one exception handler: typed errors, validation errors, HTTP errors, the rest."""
     if isinstance(exc, RequestValidationError):
-        from autofocus.service.api.security import token_refusal
-
-        refusal = token_refusal(request)
+        # security.token_refusal, set by create_app (security imports this module).
+        check = getattr(request.app.state, "token_refusal", None)
+        refusal = check(request) if check is not None else None
         if refusal is not None:  # the body was refused before the token was checked
             return await handle_exception(request, refusal)
         errors = [
