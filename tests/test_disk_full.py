@@ -111,7 +111,9 @@ def test_store_write_failure_mid_job_in_process_without_namespaces(tmp_path, mon
     full = threading.Event()
     for name in ("record_command", "add_measurement", "finish", "mark_running", "create",
                  "probe_write"):
-        real = getattr(JobStore, name)
+        real = getattr(JobStore, name, None)
+        if real is None:  # probe_write is new with the fix
+            continue
 
         def failing(self, *args, _real=real, **kwargs):
             if full.is_set():
