@@ -25,6 +25,7 @@ class FailureReason(str, Enum):
     TIMEOUT = "timeout"
     INTERNAL = "internal"
     CONTRAST_INVERSION = "contrast_inversion"
+    INTERRUPTED = "interrupted"
 
     @property
     def sentence(self) -> str:
@@ -53,6 +54,8 @@ _SENTENCES = {
     FailureReason.CONTRAST_INVERSION: "the contrast inverts through focus (brightfield phase "
     "objects): focus lies between a contrast maximum and minimum too far apart to place it "
     "within the tolerance",
+    FailureReason.INTERRUPTED: "the autofocus service stopped (crash, kill, power loss) while "
+    "the job was queued or running; the stage did not return",
 }
 
 __all__ = ["FailureReason"]

@@ -189,6 +189,7 @@ class StatusOut(BaseModel):
     queue_depth: int
     queue_max: int
     current_job: str | None
+    current_map: str | None = None
     uptime_s: float
 
 
