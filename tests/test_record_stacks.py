@@ -242,3 +242,23 @@ def test_record_on_micromanager_democamera_beads_then_calibrate(tmp_path):
     assert cal.returncode == 0, cal.stderr
     assert json.loads(cal.stdout)["stacks"] == ["stack001", "stack002"]
     assert "warning: only 2 labelled stacks" in cal.stderr
+
+
+def test_manifest_optics_columns_are_optional_and_checked(tmp_path):
+    from autofocus.errors import StackError
+
+    real = REPO.parent / "shared" / "data" / "real"
+    if (real / "manifest.csv").is_file():  # the shared corpus has no optics columns
+        assert all(lab.na is None and lab.dof_um is None
+                   for lab in read_manifest(real).values())
+    root = tmp_path / "m"
+    (root / "a").mkdir(parents=True)
+    head = "stack,path,z_um,best_z_um,tolerance_um,label,na,wavelength_nm,immersion_index\n"
+    (root / "manifest.csv").write_text(head + "a,a/a_z+0.tif,0,0,0.5,peak,1.4,500,1.515\n"
+                                       "a,a/a_z+1.tif,1,0,0.5,peak,1.4,500,1.515\n")
+    lab = read_manifest(root)["a"]
+    assert lab.dof_um == pytest.approx(0.5 * 1.515 / 1.4**2)  # no pixel: wave term only
+    assert lab.pixel_um is None
+    (root / "manifest.csv").write_text(head + "a,a/a_z+0.tif,0,0,0.5,peak,-1,500,1\n")
+    with pytest.raises(StackError, match="na must be positive"):
+        read_manifest(root)
