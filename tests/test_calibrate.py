@@ -27,12 +27,13 @@ _load_commands()
 
 
 def _write_corpus(root: Path, n_stacks: int, *, labelled: bool = True, seed0: int = 0,
-                  planes: int = 7) -> Path:
+                  planes: int = 7, names: list[str] | None = None,
+                  optics: dict[str, float] | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     rows = []
     for k in range(n_stacks):
         st = make_stack(3_600_000 + seed0 + k, "train", shape=(128, 128), n_planes=planes)
-        name = f"s{seed0 + k}"
+        name = names[k] if names else f"s{seed0 + k}"
         (root / name).mkdir()
         z = st.dz_um + 10.0
         for frame, zi in zip(st.frames, z, strict=True):
@@ -42,7 +43,7 @@ def _write_corpus(root: Path, n_stacks: int, *, labelled: bool = True, seed0: in
             rows.append({"stack": name, "path": rel, "z_um": f"{zi:.4f}",
                          "best_z_um": f"{nearest:.4f}" if labelled else "",
                          "tolerance_um": f"{max(st.dof_um / 2, abs(np.diff(z)).max()):.4f}",
-                         "label": "annotated" if labelled else "none"})
+                         "label": "annotated" if labelled else "none", **(optics or {})})
     with open(root / "manifest.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -93,9 +94,9 @@ def test_bad_input_is_one_clear_line(case, corpus, tmp_path):
         args, match = [corpus / "s0"], "'s0'.* is unlabelled"
     elif case == "unlabelled_corpus":
         args, match = [_write_corpus(tmp_path / "u", 3, labelled=False)], (
-            "at least 3 labelled stacks, found 0 .unlabelled, skipped: s0, s1, s2")
+            "at least 2 labelled stacks, found 0 .unlabelled, skipped: s0, s1, s2")
     elif case == "too_few":
-        args, match = [_write_corpus(tmp_path / "f", 2)], "at least 3 labelled stacks, found 2"
+        args, match = [_write_corpus(tmp_path / "f", 1)], "at least 2 labelled stacks, found 1"
     elif case == "mixed_sizes":
         root = _write_corpus(tmp_path / "m", 3)
         first = sorted((root / "s1").glob("*.tif"))[0]
@@ -124,3 +125,57 @@ def test_too_many_stacks_are_refused(monkeypatch, corpus):
     monkeypatch.setattr(cal, "MAX_STACKS", 2)
     with pytest.raises(CalibrationError, match="at most 2 labelled stacks"):
         collect_stacks([corpus])
+
+
+def test_two_stacks_calibrate_with_a_warning(tmp_path):
+    root = _write_corpus(tmp_path / "two", 2)
+    report = calibrate([root], tmp_path / "two.onnx")
+    assert report["stacks"] == ["s0", "s1"]
+    assert any("only 2 labelled stacks" in w for w in report["warnings"])
+    result = CliRunner().invoke(app, ["calibrate", str(root), "--out",
+                                      str(tmp_path / "two-cli.onnx")])
+    assert result.exit_code == 0, result.output
+    assert "warning: only 2 labelled stacks" in result.output
+
+
+def test_optics_columns_refit_distance_rows_and_side_head(tmp_path):
+    """With the optics recorded in the manifest (no --dof-um), the distance and
+    uncertainty rows and the pair head's output weights are refitted, and the report
+    carries distance error (DOF) and side accuracy for stock and refit."""
+    optics = {"na": "0.75", "magnification": "20", "immersion_index": "1.0",
+              "pixel_um": "0.325", "wavelength_nm": "520"}
+    root = _write_corpus(tmp_path / "o", 3, planes=11, optics=optics)
+    out = tmp_path / "o.onnx"
+    report = calibrate([root], out)
+    assert list(report["dof_um_per_stack"].values()) == [pytest.approx(0.52 / 0.75**2
+                                                                       + 0.325 / 0.75)] * 3
+    assert report["rows_refit"][:3] == ["score", "log_distance", "log_distance_var"]
+    d = report["defocus"]
+    assert d["summary"]["stacks"] == 3
+    for key in ("stock", "calibrated"):
+        assert d["summary"][key]["median_distance_error_dof"] >= 0
+    served = get_scorer(str(out), provider="cpu")
+    stock = get_scorer("focusnet-v3", provider="cpu")
+    new, old = read_output_layer(served), read_output_layer(stock)
+    assert not np.allclose(new.weight[1], old.weight[1])
+    np.testing.assert_allclose(new.weight[3], old.weight[3], atol=1e-6)  # specimen row
+    assert "pair_head.weights" in report["rows_refit"]
+    assert not np.allclose(served.pair_head.weights, stock.pair_head.weights)
+    assert served.card["pair_head"]["calibrated_on"] == report["stacks"]
+    assert d["summary"]["calibrated"]["pairs"] > 0
+
+
+def test_stock_row_says_it_was_trained_on_these_stacks(tmp_path):
+    """A corpus holding a stack the stock model was trained on: the table says so."""
+    root = _write_corpus(tmp_path / "t", 3, names=["sephace_set1", "mine_a", "mine_b"])
+    out = tmp_path / "t.onnx"
+    report = calibrate([root], out)
+    assert report["stock_trained_on"] == ["sephace_set1"]
+    result = CliRunner().invoke(app, ["calibrate", str(root), "--out",
+                                      str(tmp_path / "t2.onnx")], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert "stock (trained on 1/3)" in result.output
+    assert "not a held-out figure" in result.output
+    # ...and the calibrated file's card keeps the record for the next calibration from it.
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert "sephace_set1" in card["training"]["real_stacks"]

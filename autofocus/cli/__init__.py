@@ -16,6 +16,7 @@ from autofocus.cli.help import enable_command_logging
 
 _COMMAND_MODULES = (
     "offline", "focus", "serve", "bench", "bench_search", "bench_focus_map", "calibrate",
+    "record",
 )
 
 

@@ -79,6 +79,13 @@ def serve_command(
             rich_help_panel=PANEL_SIM,
         ),
     ] = None,
+    scorer: Annotated[
+        str | None,
+        typer.Option(help="Default focus measure or model for jobs that name none: a "
+                     "registered name (autofocus focus -h lists them) or a model file, e.g. "
+                     "site.onnx from `autofocus calibrate`; checked at start.  "
+                     "[default: {default:focus.scorer}]"),
+    ] = None,
     z_min_um: ZMinOpt = None,
     z_max_um: ZMaxOpt = None,
     mm_port: MmPortOpt = None,
@@ -94,7 +101,9 @@ def serve_command(
     a running job is cancelled and returns the stage; queued jobs wait for the next start)."""
     from autofocus_drivers.errors import ConfigurationError
 
+    from autofocus.errors import ModelError, UnknownNameError
     from autofocus.logging import configure_logging
+    from autofocus.scoring.registry import check_scorer
     from autofocus.service.api.security import InsecureBindError, check_bind_allowed
     from autofocus.service.microscopes import check_driver_settings
     from autofocus.service.preflight import check_service_settings
@@ -111,6 +120,7 @@ def serve_command(
             "z_min_um": z_min_um,
             "z_max_um": z_max_um,
             "sim": {"real_time": real_time},
+            "focus": {"scorer": scorer},
             **hardware_overrides(
                 mm_port, mm_headless, mm_config, mm_focus_device, mm_camera,
                 stack, pattern, z_step_um,
@@ -123,13 +133,18 @@ def serve_command(
         check_service_settings(settings)  # names, tolerance floor, the database: exit 2 now
     except (InsecureBindError, ConfigurationError) as exc:
         fail(str(exc))
+    try:
+        scorer_label = check_scorer(settings.focus.scorer)
+    except (UnknownNameError, ModelError) as exc:
+        fail(f"scorer: {str(exc).strip(chr(34) + chr(39))}")
     configure_logging(settings.log_format, settings.log_level)
-    print_banner(settings)
+    print_banner(settings, scorer_label)
     run_server(settings)
 
 
-def print_banner(settings: Settings) -> None:
-    """Say on stderr where the daemon listens, what it drives, its Z limits and its database."""
+def print_banner(settings: Settings, scorer: str | None = None) -> None:
+    """Say on stderr where the daemon listens, what it drives, its Z limits, its default
+    scorer (`scorer`: how reports name it; None = the configured name) and its database."""
     from rich.console import Console
     from rich.text import Text
 
@@ -157,6 +172,7 @@ def print_banner(settings: Settings) -> None:
         f"autofocus {autofocus.__version__} serving {url}  (API docs: {url}/docs)",
         f"  driver:   {driver}",
         f"  Z limits: {limits}",
+        f"  scorer:   {scorer or settings.focus.scorer}",
         f"  database: {Path(settings.database_path).expanduser().resolve()}",
         f"  auth:     {'bearer token required' if settings.api_token else 'none (loopback only)'}",
     ]

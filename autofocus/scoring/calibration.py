@@ -9,8 +9,13 @@ that layer frozen and refits rows of `head_out` on a user's labelled z-stacks:
   must score higher, pairs closer than half the tolerance left out) plus a
   softmax term that puts the labelled plane on top, plus an L2 pull towards the
   stock weights (strength `l2`, so a few stacks cannot drag the model far);
-* the distance rows, only when the depth of field is known (`dof_um`):
-  Gaussian NLL of log(|dz|/DOF + offset), as in training.
+* the distance rows, only when the depth of field is known (`dof_um`, or per
+  stack from the optics its manifest records): Gaussian NLL of
+  log(|dz|/DOF + offset), as in training;
+* the side-of-focus pair head's output weights (`fit_pair_head`), with a DOF:
+  logistic loss on frame pairs 0.3–`max_gap_dof` DOF apart on one side of the
+  label (which of the two is closer to focus), L2-pulled to the stock weights;
+  its inputs use the refitted distance rows' log-distance, as served.
 
 Pooling is the graph's (top-k patches by score logit), recomputed at every
 evaluation of the loss, so the fitted weights mean in the graph what they mean
@@ -49,6 +54,9 @@ class CalStack:
     z_um: np.ndarray
     best_z_um: float
     tolerance_um: float
+    dof_um: float | None = None
+    features: np.ndarray | None = None
+    spectra: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -90,7 +98,11 @@ def _pairs(dist: np.ndarray, gap: float) -> tuple[np.ndarray, np.ndarray]:
 def fit_output_layer(stacks: Sequence[CalStack], stock: OutputLayer, *,
                      dof_um: float | None = None, l2: float = 1.0,
                      dist_offset: float = 0.3, max_iter: int = 200) -> OutputLayer:
-    """Refit the score row (and, with `dof_um`, the distance rows) on `stacks`; see module doc.
+    """Refit the score row (and, with a DOF, the distance rows) on `stacks`; see module doc.
+
+    `dof_um` (µm) applies to every stack; None uses each stack's own `dof_um`
+    (stacks without one are left out of the distance fit; none with one: the
+    distance rows stay the stock ones).
 
     Returns a new `OutputLayer` (the specimen row is the stock one). Raises
     `ValueError` for no stacks.
@@ -146,19 +158,22 @@ def fit_output_layer(stacks: Sequence[CalStack], stock: OutputLayer, *,
     weight = stock.weight.astype(np.float64).copy()
     bias = stock.bias.astype(np.float64).copy()
     weight[0], bias[0] = res.x[:h_dim], res.x[h_dim]
-    if dof_um is not None:
-        weight[1:3], bias[1:3] = _fit_distance_rows(stacks, OutputLayer(weight, bias), dof_um,
+    with_dof = [(s, dof_um if dof_um is not None else s.dof_um) for s in stacks]
+    with_dof = [(s, d) for s, d in with_dof if d is not None]
+    if with_dof:
+        weight[1:3], bias[1:3] = _fit_distance_rows(with_dof, OutputLayer(weight, bias),
                                                     dist_offset, l2, max_iter)
     return OutputLayer(weight, bias)
 
 
-def _fit_distance_rows(stacks: Sequence[CalStack], layer: OutputLayer, dof_um: float,
+def _fit_distance_rows(stacks: Sequence[tuple[CalStack, float]], layer: OutputLayer,
                        dist_offset: float, l2: float, max_iter: int
                        ) -> tuple[np.ndarray, np.ndarray]:
-    """Refit rows m, lv by Gaussian NLL with the (already refitted) score row's pooling."""
+    """Refit rows m, lv by Gaussian NLL with the (already refitted) score row's pooling;
+    `stacks` pairs each stack with its DOF (µm)."""
     h_dim = layer.weight.shape[1]
     pooled, targets = [], []
-    for s in stacks:
+    for s, dof_um in stacks:
         for h, z in zip(s.hidden, s.z_um, strict=True):
             pooled.append(h[_top_patches(h @ layer.weight[0] + layer.bias[0])].mean(axis=0))
             targets.append(math.log(abs(z - s.best_z_um) / dof_um + dist_offset))
@@ -183,6 +198,108 @@ def _fit_distance_rows(stacks: Sequence[CalStack], layer: OutputLayer, dof_um: f
     th = res.x
     weight = np.stack([th[:h_dim], th[h_dim + 1:2 * h_dim + 1]])
     return weight, np.array([th[h_dim], th[2 * h_dim + 1]])
+
+
+def frame_log_distance(stack: CalStack, layer: OutputLayer) -> np.ndarray:
+    """Pooled log-distance m (n_planes,) of a stack under `layer` (the graph's `log_distance`)."""
+    return np.array([frame_outputs(h, layer)[1] for h in stack.hidden])
+
+
+def distance_error_dof(stack: CalStack, layer: OutputLayer, dof_um: float,
+                       dist_offset: float = 0.3) -> float:
+    """Median |predicted − true| distance to focus over a stack's planes, in DOF units."""
+    m = frame_log_distance(stack, layer)
+    predicted = np.maximum(np.exp(m) - dist_offset, 0.0)
+    true = np.abs(stack.z_um - stack.best_z_um) / dof_um
+    return float(np.median(np.abs(predicted - true)))
+
+
+def stack_pairs(stack: CalStack, layer: OutputLayer, head: object, dof_um: float
+                ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Pair-head inputs and truths of one labelled stack: (x (p, kx), c (p, kc) or None, y (p,)).
+
+    Pairs are planes a < b (z order) 0.3–`head.max_gap_dof` DOF apart, both on one
+    side of the label and farther than its tolerance from it (the head answers "is b
+    closer than a?" for frames on one side); y = 1 when b is closer. Needs the stack's
+    `features` and, for heads of version ≥ 2, `spectra`. Empty arrays when none.
+    """
+    from autofocus.scoring.defocus import FRAME_BANDS, FRAME_CONTRAST, pair_context_features
+
+    if stack.features is None or (head.needs_spectra and stack.spectra is None):  # type: ignore[attr-defined]
+        raise ValueError(f"stack {stack.name}: pair features need the graph features")
+    m = frame_log_distance(stack, layer)
+    f = stack.features
+    spec = stack.spectra
+    rel = stack.z_um - stack.best_z_um
+    xs, cs, ys = [], [], []
+    for i in range(rel.size):
+        for j in range(i + 1, rel.size):
+            gap = abs(rel[j] - rel[i]) / dof_um
+            same_side = rel[i] * rel[j] > 0
+            clear = min(abs(rel[i]), abs(rel[j])) > stack.tolerance_um
+            if not (0.3 <= gap <= head.max_gap_dof and same_side and clear):  # type: ignore[attr-defined]
+                continue
+            args = (f[i][FRAME_BANDS], float(f[i][FRAME_CONTRAST]), float(m[i]),
+                    f[j][FRAME_BANDS], float(f[j][FRAME_CONTRAST]), float(m[j]))
+
+            sa = spec[i] if spec is not None else None
+            sb = spec[j] if spec is not None else None
+            xs.append(head.pair_features(*args, sa, sb))  # type: ignore[attr-defined]
+            if head.version >= 3:  # type: ignore[attr-defined]
+                cs.append(pair_context_features(*args, sa, sb))  # type: ignore[arg-type]
+            ys.append(1.0 if abs(rel[j]) < abs(rel[i]) else 0.0)
+    if not xs:
+        return np.zeros((0, 0)), None, np.zeros(0)
+    return np.asarray(xs), (np.asarray(cs) if cs else None), np.asarray(ys)
+
+
+def _pair_design(head: object, x: np.ndarray, c: np.ndarray | None) -> np.ndarray:
+    """The matrix whose product with the head's output `weights` gives the log-odds."""
+    xs = np.atleast_2d(x) / head.scale  # type: ignore[attr-defined]
+    if head.version < 3:  # type: ignore[attr-defined]
+        return xs
+    cs = (np.atleast_2d(c) - head.context_mean) / head.context_scale  # type: ignore[attr-defined]
+    w, b = head.hidden_weights, head.hidden_bias  # type: ignore[attr-defined]
+    n_x = xs.shape[1]
+    ctx = cs @ w[:, n_x:].T + b
+    lin = xs @ w[:, :n_x].T
+    return np.tanh(ctx + lin) - np.tanh(ctx - lin)
+
+
+def side_accuracy(head: object, x: np.ndarray, c: np.ndarray | None, y: np.ndarray
+                  ) -> float | None:
+    """Share of pairs whose order the head gets right (None without pairs)."""
+    if y.size == 0:
+        return None
+    lo = _pair_design(head, x, c) @ head.weights  # type: ignore[attr-defined]
+    return float(np.mean((lo > 0) == (y > 0.5)))
+
+
+def fit_pair_head(head: object, x: np.ndarray, c: np.ndarray | None, y: np.ndarray, *,
+                  l2: float = 1.0, max_iter: int = 200) -> object:
+    """The pair head with its output `weights` refitted (logistic loss, L2 to the stock).
+
+    Everything before the output weights (scales, the version-3 hidden layer) stays
+    frozen, so the head stays antisymmetric. Returns `head` itself when there are no
+    pairs or all pairs agree in y (nothing to learn an order from).
+    """
+    import dataclasses
+
+    if y.size == 0 or np.all(y == y[0]):
+        return head
+    d = _pair_design(head, x, c)
+    w0 = np.asarray(head.weights, np.float64)  # type: ignore[attr-defined]
+    sign = 2.0 * y - 1.0
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        margin = sign * (d @ w)
+        val = float(np.mean(np.logaddexp(0.0, -margin)))
+        g = -(sign / (1.0 + np.exp(margin))) @ d / y.size
+        diff = w - w0
+        return val + l2 * float(diff @ diff) / w0.size, g + 2 * l2 * diff / w0.size
+
+    res = minimize(loss, w0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+    return dataclasses.replace(head, weights=res.x)  # type: ignore[type-var]
 
 
 def read_output_layer(scorer: object) -> OutputLayer:
@@ -293,5 +410,7 @@ def write_calibrated_model(stock_path: Path, layer: OutputLayer, out_path: Path)
     Path(out_path).write_bytes(bytes(buf))
 
 
-__all__ = ["CalStack", "OutputLayer", "fit_output_layer", "frame_outputs", "patch_hidden",
-           "read_output_layer", "stack_logits", "write_calibrated_model"]
+__all__ = ["CalStack", "OutputLayer", "distance_error_dof", "fit_output_layer",
+           "fit_pair_head", "frame_log_distance", "frame_outputs", "patch_hidden",
+           "read_output_layer", "side_accuracy", "stack_logits", "stack_pairs",
+           "write_calibrated_model"]

@@ -132,6 +132,25 @@ def _card_or_empty(card_path: Path) -> dict[str, Any]:
         return {}
 
 
+def model_id(card: dict[str, Any], model_path: str | Path) -> str:
+    """A model's id as its card gives it: `name version` (e.g. `focusnet v3-calibrated`),
+    else the file's stem."""
+    parts = [str(card[k]) for k in ("name", "version") if card.get(k)]
+    return " ".join(parts) or Path(model_path).stem
+
+
+def model_label(model_path: str | Path, card: dict[str, Any]) -> str:
+    """How reports name a model: `focusnet` for a shipped file, else the file name with
+    its card's id, e.g. `site.onnx (focusnet v3-calibrated)`, so a table or a job result
+    says which file scored (a calibrated model is not the stock one)."""
+    path = Path(model_path)
+    try:
+        shipped = path.resolve() in {p.resolve() for p in shipped_models().values()}
+    except OSError:
+        shipped = False
+    return OnnxFocusScorer.name if shipped else f"{path.name} ({model_id(card, path)})"
+
+
 def card_path_for(model_path: str | Path) -> Path:
     """The model card that belongs to `model_path`: same name with `.json`."""
     return Path(model_path).with_suffix(".json")
@@ -274,6 +293,7 @@ class OnnxFocusScorer:
             self.model_path
         )
         self.card = load_card(self.card_path)
+        self.name = model_label(self.model_path, self.card)
         self._check_card_against_file()
         self.input = self._input_spec()
         self._session, self.active_provider = self._open_session(provider, threads)
@@ -558,6 +578,8 @@ class OnnxFocusScorer:
         return {
             "scorer": self.name,
             "model_path": str(self.model_path),
+            "model_file": self.model_path.name,
+            "model_id": model_id(self.card, self.model_path),
             "sha256": self.card["sha256"],
             "model_version": self.card.get("version"),
             "preprocess_version": self.preprocess_version,
@@ -862,6 +884,8 @@ __all__ = [
     "default_model_path",
     "fit_to_patches",
     "load_card",
+    "model_id",
+    "model_label",
     "sha256_of",
     "shipped_models",
 ]

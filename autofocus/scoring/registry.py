@@ -96,6 +96,21 @@ def canonical_scorer_name(name: str) -> str:
     return key
 
 
+def check_scorer(name: str) -> str:
+    """Check at start-up that `name` can be served; return how reports will name it.
+
+    A registered name (or alias) must exist; a model file (`*.onnx`) must exist,
+    have a card that matches it, and load (`open_model`, on the CPU). Raises
+    `UnknownNameError` or `ModelError` with one sentence naming the problem.
+    """
+    key = canonical_scorer_name(name)
+    if not is_model_path(key):
+        return key
+    from autofocus.scoring.model import open_model
+
+    return str(open_model(key, provider="cpu").name)
+
+
 def get_scorer(name: str, **options: Any) -> Scorer:
     """Build the scorer registered as `name` (or an alias), passing `options` through.
 
@@ -126,6 +141,7 @@ __all__ = [
     "Scorer",
     "available_scorers",
     "canonical_scorer_name",
+    "check_scorer",
     "get_scorer",
     "is_model_path",
     "register_scorer",

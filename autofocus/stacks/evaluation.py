@@ -31,7 +31,7 @@ from scipy.stats import spearmanr
 
 from autofocus.errors import AutofocusError, StackError
 from autofocus.scoring.base import Scorer
-from autofocus.scoring.registry import canonical_scorer_name, get_scorer
+from autofocus.scoring.registry import canonical_scorer_name, get_scorer, is_model_path
 from autofocus.stacks.readers import StackLabel, ZStack, iter_corpus, read_stack
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -138,7 +138,7 @@ def score_stack(
     return {
         "stack": stack.name,
         "source": stack.source,
-        "scorer": canonical_scorer_name(scorer_name),
+        "scorer": _label(canonical_scorer_name(scorer_name), scorer),
         "best_z_um": best.z_um,
         "best_path": best.path,
         "best_page": best.page,
@@ -252,8 +252,23 @@ def evaluate_corpus(
         "corpus": str(directory),
         "stacks": total,
         "labeled": n_labelled,
-        "scorers": {n: _summarise(entries[n], timings[n]) for n in names},
+        "scorers": {_label(n, scorers[n]): {**_summarise(entries[n], timings[n]),
+                                            **_model_fields(n, scorers[n])} for n in names},
     }
+
+
+def _label(key: str, scorer: Scorer) -> str:
+    """A model file is reported by its file name and card id (`Scorer.name` of a model
+    opened by path), a registered scorer by its name."""
+    return str(getattr(scorer, "name", key)) if is_model_path(key) else key
+
+
+def _model_fields(key: str, scorer: Scorer) -> dict[str, Any]:
+    if not is_model_path(key):
+        return {}
+    describe = getattr(scorer, "describe", None)
+    info = describe() if callable(describe) else {}
+    return {"model_path": info.get("model_path", key), "model_id": info.get("model_id")}
 
 
 __all__ = ["ProgressCallback", "evaluate_corpus", "judge_curve", "score_stack"]

@@ -492,6 +492,22 @@ class StackLabel:
     license: str
     paths: tuple[str, ...]
     z_um: tuple[float, ...]
+    na: float | None = None
+    magnification: float | None = None
+    immersion_index: float | None = None
+    pixel_um: float | None = None
+    wavelength_nm: float | None = None
+
+    @property
+    def dof_um(self) -> float | None:
+        """Depth of field (µm) from the recorded optics, None when they are not recorded.
+
+        λ·n/NA² (wave optics; needs `na` and `wavelength_nm`, `immersion_index`
+        defaults to 1.0 = air) plus n·e/(M·NA) with the sample-plane pixel
+        `pixel_um` standing for e/M (the pixel-limited term; left out without it).
+        """
+        return depth_of_field_um(self.na, self.wavelength_nm, self.immersion_index,
+                                 self.pixel_um)
 
     @property
     def labelled(self) -> bool:
@@ -520,14 +536,39 @@ def _optional_float(text: str | None, where: str) -> float | None:
 
 MANIFEST_COLUMNS = ("stack", "path", "z_um", "best_z_um", "tolerance_um", "label")
 
+OPTICS_COLUMNS = ("na", "magnification", "immersion_index", "pixel_um", "wavelength_nm")
+"""Optional manifest columns recording the instrument: numerical aperture, total
+magnification, immersion refractive index, sample-plane pixel (µm), wavelength (nm)."""
+
+
+def depth_of_field_um(na: float | None, wavelength_nm: float | None,
+                      immersion_index: float | None = None,
+                      pixel_um: float | None = None) -> float | None:
+    """Depth of field in µm: λ·n/NA² + n·pixel/NA (pixel = sample-plane pixel, µm).
+
+    The same formula as the simulator's objective (`Optics.depth_of_field_um`,
+    where e/M is the sample-plane pixel). Returns None when `na` or
+    `wavelength_nm` is missing or not positive; `immersion_index` None means air.
+    """
+    if not na or not wavelength_nm or na <= 0 or wavelength_nm <= 0:
+        return None
+    n = immersion_index if immersion_index and immersion_index >= 1.0 else 1.0
+    dof = wavelength_nm / 1000.0 * n / na**2
+    if pixel_um is not None and pixel_um > 0:
+        dof += n * pixel_um / na
+    return float(dof)
+
 
 def read_manifest(directory: str | Path) -> dict[str, StackLabel]:
     """Per-stack labels and plane paths from `directory/manifest.csv`, in file order.
 
-    Columns: `stack, path, z_um, best_z_um, tolerance_um, label` (required) and
-    `modality, source, license` (optional); paths are relative to `directory`.
+    Columns: `stack, path, z_um, best_z_um, tolerance_um, label` (required),
+    `modality, source, license` and the optics `na, magnification,
+    immersion_index, pixel_um, wavelength_nm` (optional: absent or empty is
+    None; read from the stack's first row); paths are relative to `directory`.
     Raises `StackError` when the manifest is missing, lacks a column, has a
-    non-numeric z, or gives one stack two different labels.
+    non-numeric z or optics value (or one not positive), or gives one stack two
+    different labels.
     """
     root = Path(directory)
     manifest = root / "manifest.csv"
@@ -564,6 +605,12 @@ def read_manifest(directory: str | Path) -> dict[str, StackLabel]:
                 raise StackError(f"{where}: empty path")
             paths.append(str((root / rel).resolve()))
             zs.append(z)
+        optics: dict[str, float | None] = {}
+        for col in OPTICS_COLUMNS:
+            value = _optional_float(first.get(col), f"{manifest} line {line0} {col}")
+            if value is not None and value <= 0:
+                raise StackError(f"{manifest} line {line0}: {col} must be positive, got {value}")
+            optics[col] = value
         labels[name] = StackLabel(
             stack=name,
             best_z_um=best,
@@ -574,6 +621,7 @@ def read_manifest(directory: str | Path) -> dict[str, StackLabel]:
             license=(first.get("license") or "").strip(),
             paths=tuple(paths),
             z_um=tuple(zs),
+            **optics,
         )
     return labels
 
@@ -610,9 +658,12 @@ def iter_corpus(
 __all__ = [
     "DEFAULT_Z_PATTERN",
     "IMAGE_SUFFIXES",
+    "MANIFEST_COLUMNS",
+    "OPTICS_COLUMNS",
     "Plane",
     "StackLabel",
     "ZStack",
+    "depth_of_field_um",
     "iter_corpus",
     "read_image",
     "read_image_shape",

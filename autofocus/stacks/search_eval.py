@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 from autofocus_drivers.replay import ReplayMicroscope
 
-from autofocus.scoring.registry import canonical_scorer_name, get_scorer
+from autofocus.scoring.registry import canonical_scorer_name, get_scorer, is_model_path
 from autofocus.search.focus import FocusRequest, focus
 from autofocus.search.strategies.registry import DEFAULT_STRATEGY, canonical_strategy_name
 from autofocus.stacks.evaluation import judge_curve
@@ -230,7 +230,8 @@ def evaluate_search(
             progress(stack.name, done, total)
     return {
         "corpus": str(directory),
-        "scorer": scorer_name,
+        "scorer": (str(getattr(scorer_obj, "name", scorer_name)) if is_model_path(scorer_name)
+                   else scorer_name),
         "strategies": names,
         "starts": [s if isinstance(s, str) else float(s) for s in starts],
         "windows": list(windows),

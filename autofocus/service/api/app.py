@@ -24,6 +24,7 @@ from autofocus.service.api.middleware import RequestContextMiddleware
 from autofocus.service.api.problems import install_problem_handlers
 from autofocus.service.api.routes_jobs import router as jobs_router
 from autofocus.service.api.routes_maps import router as maps_router
+from autofocus.service.api.routes_record import router as record_router
 from autofocus.service.api.routes_score import router as score_router
 from autofocus.service.api.routes_system import protected as protected_router
 from autofocus.service.api.routes_system import router as system_router
@@ -98,6 +99,7 @@ def create_app(settings: Settings, *, open_microscope: MicroscopeFactory | None 
     install_problem_handlers(app)
     app.include_router(jobs_router)
     app.include_router(maps_router)
+    app.include_router(record_router)
     app.include_router(score_router)
     app.include_router(system_v1_router)
     app.include_router(system_router)
