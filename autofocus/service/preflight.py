@@ -36,7 +36,7 @@ def check_service_settings(settings: Settings) -> None:
         canonical_scorer_name(str(focus.scorer))
     except UnknownNameError as exc:
         raise ConfigurationError(f"[focus] scorer: {exc}") from None
-    if focus.tolerance_um < settings.z_resolution_um:
+    if focus.tolerance_um is not None and focus.tolerance_um < settings.z_resolution_um:
         raise ConfigurationError(
             f"[focus] tolerance_um {focus.tolerance_um:g} µm is below the stage resolution "
             f"z_resolution_um {settings.z_resolution_um:g} µm; no search can meet it"
