@@ -23,6 +23,7 @@ from autofocus.service.api.guards import BrowserGuardMiddleware, allowed_host_na
 from autofocus.service.api.middleware import RequestContextMiddleware
 from autofocus.service.api.problems import install_problem_handlers
 from autofocus.service.api.routes_jobs import router as jobs_router
+from autofocus.service.api.routes_map_grid import router as map_grid_router
 from autofocus.service.api.routes_maps import router as maps_router
 from autofocus.service.api.routes_score import router as score_router
 from autofocus.service.api.routes_system import protected as protected_router
@@ -33,6 +34,7 @@ from autofocus.service.jobs.events import EventBroker
 from autofocus.service.jobs.manager import JobManager, MicroscopeFactory
 from autofocus.service.jobs.store import JobStore
 from autofocus.service.metrics import Metrics
+from autofocus.service.web import install_web_page
 from autofocus.settings import Settings
 
 log = structlog.get_logger("autofocus.service")
@@ -90,6 +92,7 @@ def create_app(settings: Settings, *, open_microscope: MicroscopeFactory | None 
         redoc_url=None,
     )
     install_offline_docs(app)
+    install_web_page(app)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.broker = broker
@@ -97,6 +100,7 @@ def create_app(settings: Settings, *, open_microscope: MicroscopeFactory | None 
     install_problem_handlers(app)
     app.include_router(jobs_router)
     app.include_router(maps_router)
+    app.include_router(map_grid_router)
     app.include_router(score_router)
     app.include_router(system_v1_router)
     app.include_router(system_router)
