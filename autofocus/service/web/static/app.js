@@ -163,7 +163,7 @@ function drawCurve(canvas, points, opts) {
     if (label && !small) { ctx.fillStyle = colour; ctx.font = "11px system-ui"; ctx.fillText(label, X(z) + 4, row < 0 ? H - m.b - 6 : m.t + 12 + 13 * row); }
   };
   if (opts.startZ !== null && opts.startZ !== undefined && isFinite(opts.startZ)) vline(opts.startZ, "#999", [2, 3], "start " + fmt(opts.startZ), -1);
-  (opts.candidates || []).forEach((z, i) => vline(z, "#c62828", [6, 4], "candidate " + (i + 1) + ": " + fmt(z), i + 1));
+  (opts.candidates || []).forEach((z, i) => vline(z, "#c62828", [6, 4], (opts.candidateLabel || "candidate") + " " + (i + 1) + ": " + fmt(z), i + 1));
   if (opts.bestZ !== null && opts.bestZ !== undefined && isFinite(opts.bestZ)) vline(opts.bestZ, "#1a7f37", [], "chosen z " + fmt(opts.bestZ), 0);
   if (fit) {
     ctx.strokeStyle = "#e8710a"; ctx.lineWidth = small ? 1 : 2; ctx.beginPath();
@@ -212,8 +212,12 @@ function verdict(job) {
 }
 function curveOpts(job, extra) {
   const r = job.result || {};
-  return Object.assign({ fit: r.fit, bestZ: r.success ? r.best_z_um : null,
-    startZ: (job.progress || {}).start_z_um, candidates: r.success ? [] : candidatePlanes(r) }, extra || {});
+  const best = r.success ? r.best_z_um : null;
+  // A failure marks every candidate plane; a success the other planes it chose against.
+  const others = candidatePlanes(r).filter((z) => best === null || Math.abs(z - best) > 0.5);
+  return Object.assign({ fit: r.fit, bestZ: best, startZ: (job.progress || {}).start_z_um,
+    candidates: best === null ? others : (r.details && r.details.rivals ? others : []),
+    candidateLabel: best === null ? "candidate" : "other plane" }, extra || {});
 }
 function jobFacts(job) {
   const r = job.result || {}, q = job.request || {}, t = r.timing || {};
@@ -369,7 +373,7 @@ async function showMaps(openId) {
     $("maps-note").textContent = items.length ? "Pick a map." : "No focus maps yet (POST /v1/focus-maps builds one).";
   } catch (e) {
     if (e instanceof Unauthorized) return;
-    $("maps-note").textContent = e.status === 404
+    $("maps-note").textContent = e.status === 404 || e.status === 405
       ? "This daemon cannot list its focus maps; open one by its id: #map/<id>."
       : "Could not list focus maps: " + e.message;
   }
