@@ -36,7 +36,7 @@ DriverName = Literal["sim", "micromanager", "replay"]
 class SimSettings(BaseModel):
     """Options of the simulated microscope (driver `sim`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     seed: int = Field(0, description="Random seed: specimen, true focus and noise.")
     specimen: Literal["beads", "cells", "fibres"] = "beads"
@@ -72,7 +72,7 @@ class SimSettings(BaseModel):
 class MicroManagerSettings(BaseModel):
     """Options of the Micro-Manager driver (driver `micromanager`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     port: int | None = Field(None, description="ZMQ server port of a running Micro-Manager.")
     headless_adapter_dir: Path | None = Field(
@@ -93,7 +93,7 @@ class MicroManagerSettings(BaseModel):
 class ReplaySettings(BaseModel):
     """Options of the replay driver (driver `replay`): a recorded z-stack served as a stage."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     stack: Path | None = Field(None, description="Stack folder, multi-page TIFF or CSV.")
     pattern: str | None = Field(None, description="Regex with a named group `z` for file names.")
@@ -108,7 +108,7 @@ class ReplaySettings(BaseModel):
 class FocusDefaults(BaseModel):
     """Defaults of a focus job; every field can be overridden per request."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     strategy: str = "guided"
     scorer: str = "tenengrad"
@@ -144,7 +144,7 @@ class Settings(BaseSettings):
     """All settings of the autofocus service."""
 
     model_config = SettingsConfigDict(
-        env_prefix="AUTOFOCUS_", env_nested_delimiter="__", extra="forbid"
+        env_prefix="AUTOFOCUS_", env_nested_delimiter="__", extra="forbid", allow_inf_nan=False
     )
 
     host: str = "127.0.0.1"
@@ -154,7 +154,11 @@ class Settings(BaseSettings):
         None, description="Lower Z limit, µm (default: the driver's own, e.g. sim −100)."
     )
     z_max_um: float | None = Field(None, description="Upper Z limit, µm.")
-    api_token: str | None = Field(None, description="Bearer token; required off loopback.")
+    api_token: str | None = Field(
+        None,
+        min_length=16,
+        description="Bearer token (at least 16 characters); required off loopback.",
+    )
     database_path: Path = Field(
         default_factory=default_database_path,
         description="SQLite job database (default: autofocus.db in the user's data directory).",
@@ -173,6 +177,17 @@ class Settings(BaseSettings):
         ge=1024,
         le=1 << 31,
         description="Decoded pixels (all frames together) one /v1/score request may hold.",
+    )
+    score_memory_mb: float = Field(
+        1024.0,
+        ge=16,
+        description="Memory all /v1/score requests together may use to decode and score "
+        "frames, MiB (from the headers, before decoding); one needing more answers 413.",
+    )
+    score_wait_s: float = Field(
+        5.0, ge=0, le=60,
+        description="How long a /v1/score request waits for room in score_memory_mb before "
+        "answering 503, seconds.",
     )
     z_resolution_um: float = Field(
         0.01,
@@ -269,6 +284,11 @@ def load_settings(config_path: Path | str | None = None, **overrides: Any) -> Se
     if config_path is not None and not Path(config_path).is_file():
         raise FileNotFoundError(f"configuration file {config_path} does not exist")
     path = str(config_path) if config_path is not None else os.environ.get("AUTOFOCUS_CONFIG")
+    if config_path is None and path and not Path(path).is_file():
+        # Named but missing: running on the defaults (the simulator) would hide the mistake.
+        raise FileNotFoundError(
+            f"configuration file {path} (from AUTOFOCUS_CONFIG) does not exist"
+        )
     text, data = _read_toml(path)
     token = _PARSED_TOML.set(data)
     try:

@@ -3,7 +3,8 @@
 `Daemon(db, log, args=[...], env={...})` starts the daemon on a free loopback
 port with the repository on the path; `wait_ready()`, `http` (an httpx client),
 `vm_hwm_bytes()` (peak resident memory from /proc), `close()`. `prelude` is Python
-run in the child before the CLI (used to install a fake driver for a hang).
+run in the child before the CLI (used to install a fake driver for a hang); `wrap` is a
+command line the daemon's is appended to (e.g. to run it in its own mount namespace).
 `with Daemon(...) as d:` waits until it is ready and closes it on leaving.
 """
 
@@ -34,6 +35,7 @@ class Daemon:
         args: Sequence[str] = ("--real-time",),
         env: Mapping[str, str] | None = None,
         prelude: str = "",
+        wrap: Sequence[str] = (),
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -51,6 +53,7 @@ class Daemon:
         code = f"{prelude}\nfrom autofocus.cli import main; main()"
         self.proc = subprocess.Popen(
             [
+                *wrap,
                 sys.executable,
                 "-c",
                 code,

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sim_server import sim_server
 
-TOKEN = "docs-test-token"
+TOKEN = "docs-test-token-0123"
 
 
 @pytest.fixture(scope="module")

@@ -91,3 +91,71 @@ def test_hung_stage_fails_the_job_and_the_daemon_exits(tmp_path):
         failed = again.http.get(f"/v1/jobs/{job['id']}").json()
         assert failed["state"] == "failed" and failed["error_code"] == "hardware"
         assert again.http.get(f"/v1/jobs/{queued['id']}").json()["state"] == "interrupted"
+
+
+HANG_XY_PRELUDE = '''
+import threading
+import autofocus.service.microscopes as _m
+
+class HangingXY:
+    """FAKE (tests only): the simulated microscope, except that `move_xy` never returns from
+    its 2nd call on, like an XY stage controller that stopped answering."""
+
+    def __init__(self, inner):
+        self._inner, self._moves = inner, 0
+
+    def move_xy(self, x_um, y_um):
+        self._moves += 1
+        if self._moves >= 2:
+            threading.Event().wait()
+        self._inner.move_xy(x_um, y_um)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+_open_sim = _m.open_simulated
+_m._OPENERS["sim"] = lambda s: HangingXY(_open_sim(s))
+'''
+
+
+def test_hung_xy_stage_during_a_focus_map_trips_the_watchdog(tmp_path):
+    """Issue 23 item 1: `move_xy` went straight to the driver; a hung XY stage stalled the
+    daemon for good (/readyz 200, the map `building` forever, jobs queued behind it)."""
+    db = tmp_path / "jobs.db"
+    with Daemon(
+        db,
+        tmp_path / "d.log",
+        args=("--real-time",),
+        env={"AUTOFOCUS_HARDWARE_TIMEOUT_S": "1.5"},
+        prelude=HANG_XY_PRELUDE,
+    ) as daemon:
+        positions = [{"x_um": 1000.0 * i, "y_um": 500.0 * (i % 2)} for i in range(4)]
+        answer: dict = {}
+
+        def post_map() -> None:
+            with httpx.Client(base_url=daemon.url, timeout=40) as c:
+                answer["map"] = c.post("/v1/focus-maps", params={"wait": 30},
+                                       json={"positions": positions, "range_um": 20}).json()
+
+        poster = threading.Thread(target=post_map)
+        poster.start()
+        t0 = time.monotonic()
+        ready = None
+        while daemon.proc.poll() is None and time.monotonic() - t0 < 30:
+            try:
+                r = daemon.http.get("/readyz", timeout=2)
+                if r.status_code == 503:
+                    ready = r.json()
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        code = daemon.proc.wait(15)
+        poster.join(30)
+        assert code not in (0, None) and code > 0, code
+        assert ready is not None and "the XY stage did not answer within 1.5 s" in (
+            ready["detail"])
+        got = answer["map"]
+        assert got["state"] == "failed" and "the XY stage did not answer" in got["error"], got
+    with Daemon(db, tmp_path / "d.log", args=("--real-time",)) as again:
+        stored = again.http.get(f"/v1/focus-maps/{got['id']}").json()
+        assert stored["state"] == "failed" and "XY stage" in stored["error"], stored

@@ -97,6 +97,7 @@ def serve_command(
     from autofocus.logging import configure_logging
     from autofocus.service.api.security import InsecureBindError, check_bind_allowed
     from autofocus.service.microscopes import check_driver_settings
+    from autofocus.service.preflight import check_service_settings
 
     settings = build_settings(
         config,
@@ -119,6 +120,7 @@ def serve_command(
     try:
         check_bind_allowed(settings)
         check_driver_settings(settings)  # e.g. Micro-Manager without Z limits: exit 2 now
+        check_service_settings(settings)  # names, tolerance floor, the database: exit 2 now
     except (InsecureBindError, ConfigurationError) as exc:
         fail(str(exc))
     configure_logging(settings.log_format, settings.log_level)

@@ -24,6 +24,7 @@ class FailureReason(str, Enum):
     CANCELLED = "cancelled"
     TIMEOUT = "timeout"
     INTERNAL = "internal"
+    INTERRUPTED = "interrupted"
 
     @property
     def sentence(self) -> str:
@@ -49,6 +50,8 @@ _SENTENCES = {
     FailureReason.TIMEOUT: "the search ran out of time",
     FailureReason.INTERNAL: "the autofocus software itself failed (a bug: the log has the "
     "traceback)",
+    FailureReason.INTERRUPTED: "the autofocus service stopped (crash, kill, power loss) while "
+    "the job was queued or running; the stage did not return",
 }
 
 __all__ = ["FailureReason"]

@@ -32,7 +32,8 @@ MAX_POSITIONS = 1000
 
 @dataclass
 class MapRecord:
-    """One map: `state` "building" → "ready" | "failed", the `FocusMap` once built."""
+    """One map: `state` "building" → "ready" | "failed" | "cancelled", the `FocusMap`
+    (its points so far while building). `task` is its queued hardware task while building."""
 
     id: str
     state: str
@@ -41,6 +42,15 @@ class MapRecord:
     focus_map: FocusMap | None = None
     error: str | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    task: Any = None
+    cancelled: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        """`to_dict` without the per-point list (what `GET /v1/focus-maps` lists)."""
+        out = self.to_dict()
+        out.pop("points", None)
+        out.setdefault("n_points", 0)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -80,6 +90,25 @@ class FocusMapRegistry:
     def get(self, map_id: str) -> MapRecord | None:
         with self._lock:
             return self._maps.get(map_id)
+
+    def list(self, limit: int | None = None) -> list[MapRecord]:
+        """The maps held, newest first (at most `limit`)."""
+        with self._lock:
+            records = list(self._maps.values())
+        records.sort(key=lambda r: r.created_s, reverse=True)
+        return records[:limit] if limit is not None else records
+
+    def cancel(self, manager: Any, map_id: str) -> MapRecord | None:
+        """Cancel a map being built: a queued one ends at once (state `cancelled`, nothing
+        moved), a running one stops at its next stage move (the Z stage returns to where that
+        point's search started) and ends `cancelled` with the points measured so far. A
+        finished map is left as it is. None for an unknown id."""
+        record = self.get(map_id)
+        if record is None:
+            return None
+        if record.state == "building" and record.task is not None:
+            manager.cancel_task(record.task)
+        return record
 
     def close(self) -> None:
         if self._db is not None:
@@ -165,15 +194,32 @@ class FocusMapRegistry:
         record.focus_map = FocusMap(kind=kind)
 
         def task(microscope: Any, cancel: threading.Event) -> FocusMap:
-            return build_focus_map(
-                microscope, positions, request, kind=kind, cancel=cancel,
-                focus_map=record.focus_map, range_after_map_um=range_after_map_um,
-                scorer=scorer,
-            )
+            try:
+                return build_focus_map(
+                    microscope, positions, request, kind=kind, cancel=cancel,
+                    focus_map=record.focus_map, range_after_map_um=range_after_map_um,
+                    scorer=scorer,
+                )
+            finally:
+                if cancel.is_set():
+                    record.cancelled = True
 
-        future = manager.run_on_worker(task)
-        future.add_done_callback(lambda f: _finish(record, f, self))
+        def abandon(sentence: str) -> None:  # the watchdog gave up on the hardware
+            record.state, record.task = "failed", None
+            record.error = (
+                f"{sentence}; the stage position is unknown. The autofocus service restarts "
+                "itself (watchdog); check the hardware before building the map again"
+            )
+            try:
+                self.save(record)
+            finally:
+                record.done.set()
+
+        record.task = manager.run_on_worker(  # QueueFull: nothing kept
+            task, label=record.id, on_abandon=abandon
+        )
         self._add(record)
+        record.task.future.add_done_callback(lambda f: _finish(record, f, self))
         return record
 
 
@@ -186,8 +232,22 @@ def _finish(record: MapRecord, future: Future[Any], registry: FocusMapRegistry) 
 
 
 def _settle(record: MapRecord, future: Future[Any]) -> None:
+    record.task = None
+    if future.cancelled():
+        record.state = "cancelled"
+        record.error = "the focus map was cancelled before it started; the stage was not moved"
+        return
     exc = future.exception()
-    if exc is not None:
+    if record.cancelled:
+        n = len(record.focus_map.points) if record.focus_map else 0
+        record.state = "cancelled"
+        record.error = (
+            f"the focus map was cancelled after {n} of its sample positions; the Z stage "
+            "returned to where the interrupted search started"
+        )
+        if exc is not None:
+            record.error += f" ({exc})"
+    elif exc is not None:
         record.state, record.error = "failed", str(exc) or type(exc).__name__
     elif record.focus_map is None or not record.focus_map.ready:
         record.state = "failed"

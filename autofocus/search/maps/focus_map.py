@@ -159,7 +159,9 @@ class FocusMap:
             raise SurfaceFitError(f"the focus map cannot predict yet: {self.fit_error}")
         if not (math.isfinite(x_um) and math.isfinite(y_um)):
             raise ValueError(f"x_um and y_um must be finite numbers, got {x_um}, {y_um}")
-        return float(self.surface.predict_um(float(x_um), float(y_um)))
+        # A degenerate fit may overflow to inf: callers check the number, no warning needed.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return float(self.surface.predict_um(float(x_um), float(y_um)))
 
     def predict_many_um(self, x_um: Sequence[float], y_um: Sequence[float]) -> np.ndarray:
         """Vectorised `predict_z_um` (µm)."""

@@ -29,7 +29,7 @@ from autofocus.service.api.routes_score import router as score_router
 from autofocus.service.api.routes_system import protected as protected_router
 from autofocus.service.api.routes_system import router as system_router
 from autofocus.service.api.routes_system import v1 as system_v1_router
-from autofocus.service.api.security import AuthThrottle
+from autofocus.service.api.security import AuthThrottle, token_refusal
 from autofocus.service.jobs.events import EventBroker
 from autofocus.service.jobs.manager import JobManager, MicroscopeFactory
 from autofocus.service.jobs.store import JobStore
@@ -97,6 +97,7 @@ def create_app(settings: Settings, *, open_microscope: MicroscopeFactory | None 
     app.state.metrics = metrics
     app.state.broker = broker
     app.state.auth_throttle = AuthThrottle()
+    app.state.token_refusal = token_refusal  # 401 before 422 (problems.handle_exception)
     install_problem_handlers(app)
     app.include_router(jobs_router)
     app.include_router(maps_router)

@@ -13,7 +13,8 @@ before any route runs:
 - a state-changing request (POST, PUT, PATCH) whose body is not
   `application/json` — except the upload `POST /v1/score`, which must be
   `multipart/form-data` and, like everything else, same-origin or from a
-  non-browser client (with `api_token` set it also needs the token): 415.
+  non-browser client (with `api_token` set it also needs the token): 415 — when a
+  route takes that method at that path (otherwise the router answers 405 or 404).
 
 A page can send JSON cross-origin only after a CORS preflight, which the daemon
 answers only for `cors_origins`.
@@ -21,6 +22,7 @@ answers only for `cors_origins`.
 
 from __future__ import annotations
 
+from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from autofocus.service.api.problems import send_problem
@@ -118,7 +120,7 @@ class BrowserGuardMiddleware:
                 "from its own origin or an origin listed in cors_origins",
             )
             return
-        if method in _BODY_METHODS:
+        if method in _BODY_METHODS and _route_takes(scope):
             media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
             path = scope.get("path", "")
             if path in UPLOAD_PATHS:
@@ -150,3 +152,13 @@ class BrowserGuardMiddleware:
             own = _origin_key(f"{scope.get('scheme', 'http')}://{host}")
             return key != own
         return headers.get("sec-fetch-site", "").lower() in ("cross-site", "same-site")
+
+
+def _route_takes(scope: Scope) -> bool:
+    """True when a route answers this method at this path: a method the path does not take
+    is the router's 405 (and an unknown path its 404), not a media-type problem."""
+    router = getattr(scope.get("app"), "router", None)
+    routes = getattr(router, "routes", None)
+    if routes is None:
+        return True
+    return any(route.matches(scope)[0] is Match.FULL for route in routes)

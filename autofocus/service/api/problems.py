@@ -28,7 +28,12 @@ from autofocus.errors import (
     ModelError,
     UnknownNameError,
 )
-from autofocus.service.api.images import DecodeOutOfMemory, PixelBudgetExceeded
+from autofocus.service.api.images import (
+    ByteBudgetExceeded,
+    DecodeOutOfMemory,
+    PixelBudgetExceeded,
+    ScoreMemoryBusy,
+)
 from autofocus.service.jobs.manager import (
     IdempotencyConflict,
     InvalidRequest,
@@ -77,7 +82,9 @@ ERROR_MAP: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (QueueFull, 429, "queue-full", "Job queue full"),
     (IdempotencyConflict, 422, "idempotency-key-reused", "Idempotency key reused"),
     (NotReady, 503, "not-ready", "Microscope not ready"),
+    (ByteBudgetExceeded, 413, "too-much-memory", "Uploads too large to decode"),
     (PixelBudgetExceeded, 413, "too-many-pixels", "Too many pixels"),
+    (ScoreMemoryBusy, 503, "score-memory-busy", "Scoring memory busy"),
     (DecodeOutOfMemory, 503, "out-of-memory", "Out of memory"),
     (LimitError, 422, "outside-z-limits", "Outside the Z limits"),
     (UnknownNameError, 422, "unknown-name", "Unknown name"),
@@ -180,6 +187,11 @@ def problem_response(
 async def handle_exception(request: Request, exc: Exception) -> ProblemResponse:
     """The one exception handler: typed errors, validation errors, HTTP errors, the rest."""
     if isinstance(exc, RequestValidationError):
+        # security.token_refusal, set by create_app (security imports this module).
+        check = getattr(request.app.state, "token_refusal", None)
+        refusal = check(request) if check is not None else None
+        if refusal is not None:  # the body was refused before the token was checked
+            return await handle_exception(request, refusal)
         errors = [
             {
                 "loc": list(e.get("loc", ())),

@@ -90,7 +90,11 @@ async def post_focus(
     is queued: the stage does not move."""
     manager = _manager(request)
     fields = body.model_dump(exclude_none=True) if body is not None else {}
-    job, _created = manager.submit(fields, idempotency_key=idempotency_key)
+    # In the thread pool: the first submission imports the search code (about a second),
+    # which must not stall every other request on the event loop.
+    job, _created = await run_in_threadpool(
+        manager.submit, fields, idempotency_key=idempotency_key
+    )
     if wait:
         job = await manager.wait(job.id, wait)
     return _job_response(job, location=True)
@@ -138,9 +142,13 @@ async def list_jobs(
         if not _SEQ_NUMBER.fullmatch(cursor):
             raise InvalidRequest(f"cursor {cursor!r} is not one this service handed out")
         before = int(cursor)
-    jobs = _manager(request).store.list(
-        states=[JobState(s) for s in state or ()], limit=limit, before_seq=before
-    )
+    manager = _manager(request)
+    jobs = [
+        manager.with_unwritten(j)
+        for j in manager.store.list(
+            states=[JobState(s) for s in state or ()], limit=limit, before_seq=before
+        )
+    ]
     next_cursor = str(jobs[-1].seq) if len(jobs) == limit else None
     return JSONResponse(
         {"items": [j.to_dict(include_curve=False) for j in jobs], "next_cursor": next_cursor}
@@ -216,6 +224,18 @@ async def _event_stream(manager: JobManager, job_id: str, after: int) -> AsyncIt
             last = event.seq
             if _is_end(event):
                 return
+        if manager.get(job_id).state.terminal:
+            # Resumed after the final event (what a browser's EventSource sends when it
+            # reconnects): nothing is left to send, so the stream ends now. Events stored
+            # between the replay and this read come first; a final state not yet written
+            # (database full) comes from memory.
+            for event in manager.store.events(job_id, after_seq=last):
+                yield _sse(event)
+                last = event.seq
+            pending = manager.unwritten_event(job_id)
+            if pending is not None and pending.seq > last:
+                yield _sse(pending)
+            return
         while True:
             try:
                 event = await asyncio.wait_for(sub.get(), SSE_KEEPALIVE_S)

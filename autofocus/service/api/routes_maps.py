@@ -120,15 +120,16 @@ def _record_response(record: MapRecord, *, created: bool = False) -> JSONRespons
     status_code=202,
     summary="Build a focus map",
     responses={201: {"description": "Fitted at once from `points`."},
-               **problem(400, 401, 403, 413, 415, 421, 422, 503)},
+               **problem(400, 401, 403, 413, 415, 421, 422, 429, 503)},
 )
 async def post_focus_map(
     request: Request,
     body: FocusMapBody,
     wait: Annotated[float | None, Query(ge=0, le=3600, description="Wait ≤ s.")] = None,
 ) -> Response:
-    """From `points`: fitted at once (201). From `positions`/`grid`: the daemon autofocuses
-    at each between focus jobs (202, state `building`; `?wait=SECONDS` answers when done)."""
+    """From `points`: fitted at once (201). From `positions`/`grid`: queued with the focus
+    jobs (FIFO, the same `queue_max`: 429 past it), the daemon autofocuses at each in turn
+    (202, state `building`; `?wait=SECONDS` answers when done; `DELETE` cancels)."""
     registry = _registry(request)
     if body.points is not None:
         try:
@@ -163,6 +164,40 @@ async def post_focus_map(
     return _record_response(record, created=True)
 
 
+@router.get("/focus-maps", summary="List focus maps", responses=problem(401, 422))
+async def list_focus_maps(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=500, description="At most this many.")] = 100,
+) -> Response:
+    """`{"items": [...]}`: the maps held (at most 64), newest first; each as `GET
+    /v1/focus-maps/{id}` answers it but without `points` (`n_points` counts them)."""
+    items = [r.summary() for r in _registry(request).list(limit)]
+    return JSONResponse({"items": items})
+
+
+@router.delete(
+    "/focus-maps/{map_id}",
+    summary="Cancel a focus map",
+    responses={202: {"description": "Cancel pending."}, **problem(401, 403, 404, 421, 422)},
+)
+async def cancel_focus_map(
+    request: Request,
+    map_id: MapId,
+    wait: Annotated[float | None, Query(ge=0, le=3600, description="Wait ≤ s.")] = None,
+) -> Response:
+    """Cancel a map being built, as `DELETE /v1/jobs/{id}` cancels a job: a queued one ends at
+    once (200, `cancelled`, nothing moved); one being built stops at its next stage move, the
+    Z stage returns to where that point's search started (202 until it has; `?wait=SECONDS`
+    waits). A finished map is left as it is (200)."""
+    registry = _registry(request)
+    record = registry.cancel(request.app.state.manager, map_id)
+    if record is None:
+        return _not_found(request, map_id)
+    if wait and record.state == "building":
+        await asyncio.get_running_loop().run_in_executor(None, record.done.wait, wait)
+    return _record_response(record)
+
+
 @router.get("/focus-maps/{map_id}", summary="A focus map", responses=problem(401, 404, 422))
 async def get_focus_map(request: Request, map_id: MapId) -> Response:
     """The map: state, surface model and residuals, every sample point (outliers flagged)."""
@@ -184,7 +219,8 @@ async def get_focus_map_z(
     y_um: Annotated[float, Query(ge=-1e7, le=1e7, description="Stage y, µm.")],
 ) -> Response:
     """`{"x_um", "y_um", "z_um", "kind", "loo_rms_um"}`: the surface's focus z there, with the
-    map's leave-one-out RMS as an honest error estimate. 409 while the map is not ready."""
+    map's leave-one-out RMS as an honest error estimate. 409 while the map is not ready; 422
+    when the prediction is not a finite number or lies outside the Z limits."""
     record = _registry(request).get(map_id)
     if record is None:
         return _not_found(request, map_id)
@@ -197,12 +233,28 @@ async def get_focus_map_z(
     if not (math.isfinite(x_um) and math.isfinite(y_um)):
         return problem_response(request, 422, "validation-error", "Invalid request",
                                 "x_um and y_um must be finite")
+    z_um = fmap.predict_z_um(x_um, y_um)
+    if not math.isfinite(z_um):
+        return problem_response(
+            request, 422, "focus-map-no-prediction", "No usable prediction",
+            f"focus map {map_id} predicts no finite z at x={x_um:g} µm, y={y_um:g} µm: its "
+            "points are degenerate (nearly coincident or collinear); build it again from "
+            "points spread over the area",
+        )
+    limits = request.app.state.manager.snapshot.z_limits_um
+    if limits is not None and not (limits.min_um <= z_um <= limits.max_um):
+        return problem_response(
+            request, 422, "prediction-outside-z-limits", "Prediction outside the Z limits",
+            f"focus map {map_id} predicts z={z_um:.3f} µm at x={x_um:g} µm, y={y_um:g} µm, "
+            f"outside the Z limits [{limits.min_um:g}, {limits.max_um:g}] µm; the map does "
+            "not hold there (extrapolated far beyond its points, or fitted from wrong ones)",
+        )
     return JSONResponse(
         {
             "map_id": map_id,
             "x_um": x_um,
             "y_um": y_um,
-            "z_um": fmap.predict_z_um(x_um, y_um),
+            "z_um": z_um,
             "kind": fmap.surface.kind,
             "loo_rms_um": None if math.isnan(fmap.surface.loo_rms_um)
             else fmap.surface.loo_rms_um,

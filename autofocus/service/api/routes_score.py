@@ -11,7 +11,12 @@ from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from autofocus.errors import ImageError
-from autofocus.service.api.images import MAX_FRAME_PIXELS, check_budget, decode_frames
+from autofocus.service.api.images import (
+    MAX_FRAME_PIXELS,
+    ByteBudget,
+    check_budget,
+    decode_frames,
+)
 from autofocus.service.api.schemas import ScoreOut, problem
 from autofocus.service.api.security import require_token
 from autofocus.service.jobs.manager import InvalidRequest, JobManager
@@ -39,8 +44,10 @@ async def score_frames(
     ] = None,
 ) -> ScoreOut:
     """Score every frame in the uploaded files (higher is sharper). Corrupt or unsupported
-    files answer 422 naming the file; bodies over `max_upload_mb` answer 413. The microscope
-    is not involved."""
+    files answer 422 naming the file; bodies over `max_upload_mb`, uploads decoding to more
+    than `score_max_pixels` or needing more than `score_memory_mb` answer 413 (from the
+    headers, before decoding); while other uploads hold the shared memory budget a request
+    waits up to `score_wait_s`, then answers 503. The microscope is not involved."""
     manager: JobManager = request.app.state.manager
     if len(files) > MAX_FILES:
         raise InvalidRequest(f"at most {MAX_FILES} files per request, got {len(files)}")
@@ -50,14 +57,40 @@ async def score_frames(
         await run_in_threadpool(manager.scorer, name), manager.metrics, source="upload"
     )
     uploads = [(f.filename or f"file{i}", await f.read()) for i, f in enumerate(files)]
-    budget = manager.settings.score_max_pixels
-    return await run_in_threadpool(_score, scorer_obj, uploads, budget)
+    settings = manager.settings
+    memory = _memory_budget(request)
+    return await run_in_threadpool(
+        _score, scorer_obj, uploads, settings.score_max_pixels, memory, settings.score_wait_s
+    )
 
 
-def _score(scorer: JobScorer, uploads: list[tuple[str, bytes]], budget: int) -> ScoreOut:
+def _memory_budget(request: Request) -> ByteBudget:
+    budget = getattr(request.app.state, "score_memory", None)
+    if budget is None:  # first upload (one event loop: no race between check and set)
+        mib = request.app.state.manager.settings.score_memory_mb
+        budget = request.app.state.score_memory = ByteBudget(int(mib * 2**20))
+    return budget
+
+
+def _score(
+    scorer: JobScorer,
+    uploads: list[tuple[str, bytes]],
+    budget: int,
+    memory: ByteBudget,
+    wait_s: float,
+) -> ScoreOut:
+    # Headers first: a request over its pixel budget, or needing more memory than all
+    # uploads may share, is refused before anything is decoded; one that fits waits (up to
+    # `wait_s`) for room in the shared budget, then decodes and scores.
+    nbytes = check_budget(uploads, budget)
+    with memory.reserve(nbytes, wait_s):
+        return _decode_and_score(scorer, uploads, budget)
+
+
+def _decode_and_score(
+    scorer: JobScorer, uploads: list[tuple[str, bytes]], budget: int
+) -> ScoreOut:
     t0 = time.perf_counter()
-    # Headers first: a request over its pixel budget is refused before anything is decoded.
-    check_budget(uploads, budget)
     labels: list[tuple[str, int]] = []
     frames: list[np.ndarray] = []
     for filename, data in uploads:

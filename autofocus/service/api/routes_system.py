@@ -29,7 +29,7 @@ async def get_microscope(request: Request) -> Response:
     manager = _manager(request)
     body = manager.snapshot.to_dict()
     body["ready"] = manager.ready
-    body["busy"] = manager.current_job_id is not None
+    body["busy"] = manager.current_job_id is not None or manager.current_task_label is not None
     return JSONResponse(body)
 
 
@@ -53,6 +53,7 @@ async def get_status(request: Request) -> Response:
             "queue_depth": manager.queue_depth,
             "queue_max": settings.queue_max,
             "current_job": manager.current_job_id,
+            "current_map": manager.current_task_label,
             "uptime_s": round(time.time() - manager.started_s, 3),
         }
     )

@@ -181,6 +181,7 @@ class StatusOut(BaseModel):
     queue_depth: int
     queue_max: int
     current_job: str | None
+    current_map: str | None = None
     uptime_s: float
 
 

@@ -102,6 +102,31 @@ class AuthThrottle:
             self._clients.pop(client, None)
 
 
+def token_refusal(request: Request) -> Exception | None:
+    """The error `require_token` would raise for `request` (read from its Authorization
+    header), or None. Used where FastAPI refused the body before the dependency ran: an
+    unauthenticated client learns nothing about the body's validation (401 before 422)."""
+    expected: str | None = request.app.state.settings.api_token
+    if not expected or not request.url.path.startswith("/v1/"):
+        return None
+    throttle: AuthThrottle = request.app.state.auth_throttle
+    client = request.client.host if request.client else "unknown"
+    wait_s = throttle.locked_for_s(client)
+    if wait_s > 0:
+        return TooManyAuthFailures(
+            f"too many failed authentication attempts from {client}; try again in "
+            f"{math.ceil(wait_s)} s",
+            retry_after_s=wait_s,
+        )
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return Unauthorized("this endpoint needs an `Authorization: Bearer <token>` header")
+    if not token_matches(expected, token.strip()):
+        throttle.failure(client)
+        return Unauthorized("the bearer token is not valid")
+    return None
+
+
 async def require_token(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Security(_bearer),

@@ -4,8 +4,8 @@
 it hands the target to `on_command` (the job store writes it to SQLite), so
 after a crash the interrupted job reports the position the stage was last
 commanded to, exactly; and every call that talks to the hardware (move, snap,
-position and exposure reads) is registered with a `HardwareWatch`, so the
-watchdog can tell a stage that stopped answering from a slow search.
+position and exposure reads, the XY stage's moves and reads) is registered with
+a `HardwareWatch`, so the watchdog can tell a stage that stopped answering from a slow search.
 
 Nothing here can interrupt a hung driver call (Python cannot); the watchdog
 (`autofocus.service.jobs.watchdog`) decides what happens then.
@@ -115,6 +115,20 @@ class GuardedMicroscope:
             self.on_command(float(z_um))
         with self.watch.call("move_z", "the Z stage", f"moving to z={z_um:.3f} µm"):
             self.inner.move_z(z_um)
+
+    # -- the XY stage (focus maps) -------------------------------------------------------
+    # Defined here, not passed through `__getattr__`: a hung XY stage must trip the watchdog
+    # like a hung Z stage. `xy_stage_of` still refuses a driver without `has_xy_stage`.
+    @property
+    def xy_um(self) -> tuple[float, float]:
+        with self.watch.call("xy_um", "the XY stage", "reading its position"):
+            return self.inner.xy_um  # type: ignore[attr-defined,no-any-return]
+
+    def move_xy(self, x_um: float, y_um: float) -> None:
+        with self.watch.call(
+            "move_xy", "the XY stage", f"moving to x={x_um:.1f} µm, y={y_um:.1f} µm"
+        ):
+            self.inner.move_xy(x_um, y_um)  # type: ignore[attr-defined]
 
     # -- the camera -------------------------------------------------------------------
     def snap(self) -> np.ndarray:

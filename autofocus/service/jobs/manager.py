@@ -13,16 +13,19 @@ the job starts, because the stage may have moved in between.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import math
 import os
+import sqlite3
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -115,10 +118,12 @@ class JobManager:
         self.metrics = metrics
         self._open_microscope = open_microscope
         self._queue: deque[str] = deque()
-        # Hardware tasks other than focus jobs (focus maps), run by the worker between jobs.
-        self._tasks: deque[tuple[Callable[[Microscope, threading.Event], Any], Future[Any]]] = (
-            deque()
-        )
+        # Hardware tasks other than focus jobs (focus maps). They share the job queue's
+        # rules: one FIFO order (by `_seq`), one `queue_max`, cancellable.
+        self._tasks: deque[HardwareTask] = deque()
+        self._seq: dict[str, int] = {}  # job id -> its place in the FIFO order
+        self._next_seq = 0
+        self._current_task: HardwareTask | None = None
         self._cancels: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -137,6 +142,11 @@ class JobManager:
         # new is accepted, and the process exits so systemd starts a fresh one.
         self.watchdog_reason: str | None = None
         self._last_purge_s = float("-inf")  # monotonic time of the last retention purge
+        # Set while the job database cannot be written (disk full, read-only): /readyz 503,
+        # submissions 503. Final states that could not be written wait in `_unwritten`
+        # (served from memory) until the worker can write them.
+        self.store_error: str | None = None
+        self._unwritten: dict[str, tuple[dict[str, Any], StoredEvent]] = {}
 
     # -------------------------------------------------------------- lifecycle
 
@@ -160,6 +170,7 @@ class JobManager:
         with self._lock:
             for job_id in self.store.queued_ids():
                 self._queue.append(job_id)
+                self._seq[job_id] = self._take_seq()
                 self._cancels[job_id] = threading.Event()
         if self._queue:
             log.info("jobs.requeued", count=len(self._queue))
@@ -205,6 +216,8 @@ class JobManager:
         with self._lock:
             if self._current is not None:
                 self._current.cancel.set()
+            if self._current_task is not None:
+                self._current_task.cancel.set()
             self._wake.notify_all()
 
     def stop(self, timeout_s: float = 30.0) -> None:
@@ -228,6 +241,7 @@ class JobManager:
             and self._thread.is_alive()
             and not self._stopping.is_set()
             and self.watchdog_reason is None
+            and self.store_error is None
         )
 
     @property
@@ -246,9 +260,27 @@ class JobManager:
 
     @property
     def queue_depth(self) -> int:
-        """Jobs waiting (not counting the running one)."""
+        """Jobs and focus maps waiting (not counting the running one)."""
         with self._lock:
-            return len(self._queue)
+            return len(self._queue) + len(self._tasks)
+
+    @property
+    def current_task_label(self) -> str | None:
+        """The label of the hardware task (focus map) the worker runs now, or None."""
+        task = self._current_task
+        return task.label if task is not None else None
+
+    def _take_seq(self) -> int:
+        self._next_seq += 1
+        return self._next_seq
+
+    def _check_queue_room(self) -> None:
+        waiting = len(self._queue) + len(self._tasks)
+        if waiting >= self.settings.queue_max:
+            raise QueueFull(
+                f"{waiting} jobs and focus maps are already waiting (queue_max "
+                f"{self.settings.queue_max}); try again when one has finished"
+            )
 
     @property
     def current_job_id(self) -> str | None:
@@ -287,11 +319,7 @@ class JobManager:
             request = self.resolve(fields)
             if interrupted_id is not None:  # only once valid: a bad request keeps the key
                 self.store.release_idempotency_key(interrupted_id)
-            if len(self._queue) >= self.settings.queue_max:
-                raise QueueFull(
-                    f"{len(self._queue)} jobs are already waiting (queue_max "
-                    f"{self.settings.queue_max}); try again when one has finished"
-                )
+            self._check_queue_room()
             job_id = uuid.uuid4().hex
             progress = {
                 "frames": 0,
@@ -300,15 +328,20 @@ class JobManager:
                 "last_score": None,
                 "start_z_um": None,
             }
-            job, event = self.store.create(
-                job_id,
-                request,
-                progress=progress,
-                idempotency_key=idempotency_key,
-                fingerprint=fingerprint,
-            )
+            try:
+                job, event = self.store.create(
+                    job_id,
+                    request,
+                    progress=progress,
+                    idempotency_key=idempotency_key,
+                    fingerprint=fingerprint,
+                )
+            except sqlite3.Error as exc:
+                self.store_failed(exc)
+                raise NotReady(self.not_ready_reason()) from None
             self._cancels[job_id] = threading.Event()
             self._queue.append(job_id)
+            self._seq[job_id] = self._take_seq()
             self._wake.notify_all()
         log.info("job.queued", job_id=job_id, **{k: request[k] for k in ("strategy", "scorer")})
         self.broker.publish(event)
@@ -373,6 +406,7 @@ class JobManager:
                 raise JobNotFound(f"no job with id {job_id!r}")
             if job.state is JobState.QUEUED and job_id in self._queue:
                 self._queue.remove(job_id)
+                self._seq.pop(job_id, None)
                 self._cancels.pop(job_id, None)
                 event = self.store.finish(
                     job_id,
@@ -394,11 +428,78 @@ class JobManager:
         return job
 
     def get(self, job_id: str) -> Job:
-        """The job with `job_id`; raises `JobNotFound`."""
+        """The job with `job_id` (with a final state not yet written, if any); raises
+        `JobNotFound`."""
         job = self.store.get(job_id)
         if job is None:
             raise JobNotFound(f"no job with id {job_id!r}")
-        return job
+        return self.with_unwritten(job)
+
+    def with_unwritten(self, job: Job) -> Job:
+        """`job` as it ended when its final state is still waiting to be written."""
+        pending = self._unwritten.get(job.id)
+        if pending is None or job.state.terminal:
+            return job
+        fields, _event = pending
+        return dataclasses.replace(job, **fields)
+
+    # ------------------------------------------------------- the store failing (disk full)
+
+    def unwritten_event(self, job_id: str) -> StoredEvent | None:
+        """The final `state` event of `job_id` while it waits to be written, or None."""
+        pending = self._unwritten.get(job_id)
+        return pending[1] if pending is not None else None
+
+    def store_failed(self, exc: BaseException) -> None:
+        """The job database could not be written: refuse new work (503) until it can."""
+        if self.store_error is None:
+            log.error("store.write_failed", error=str(exc), path=str(self.store.path))
+        self.store_error = (
+            f"the job database {self.store.path} cannot be written ({exc}); new jobs are "
+            "refused until it can (free disk space)"
+        )
+
+    def finish_job(self, job_id: str, state: JobState, **fields: Any) -> StoredEvent | None:
+        """`store.finish(job_id, state, **fields)`; when the database cannot be written the
+        final state is kept in memory (served by `get`, announced to watchers) and written
+        by `check_store` once the database works again."""
+        try:
+            return self.store.finish(job_id, state, **fields)
+        except sqlite3.Error as exc:
+            self.store_failed(exc)
+        events = self.store.events(job_id)
+        at_s = time.time()
+        data: dict[str, Any] = {"state": state.value, "at_s": at_s, "error": fields.get("error")}
+        if fields.get("error_code") is not None:
+            data["error_code"] = fields["error_code"]
+        event = StoredEvent(job_id, (events[-1].seq if events else 0) + 1, "state", data)
+        job_fields: dict[str, Any] = {
+            "state": state, "error": fields.get("error"), "result": fields.get("result"),
+            "error_code": fields.get("error_code"), "finished_s": at_s,
+        }
+        if fields.get("progress") is not None:
+            job_fields["progress"] = fields["progress"]
+        self._unwritten[job_id] = (job_fields, event)
+        return event
+
+    def check_store(self) -> None:
+        """While the database failed: write what waits and try a write; when both work,
+        the service is ready again. Called by the idle worker."""
+        if self.store_error is None:
+            return
+        try:
+            for job_id, (fields, _event) in list(self._unwritten.items()):
+                self.store.finish(
+                    job_id, fields["state"], result=fields["result"], error=fields["error"],
+                    progress=fields.get("progress"), finished_s=fields["finished_s"],
+                    error_code=fields["error_code"],
+                )
+                self._unwritten.pop(job_id, None)
+            self.store.probe_write()
+        except sqlite3.Error:
+            return
+        log.info("store.writable_again", path=str(self.store.path))
+        self.store_error = None
 
     async def wait(self, job_id: str, timeout_s: float) -> Job:
         """Wait (without blocking the event loop) until the job ends or `timeout_s` passes."""
@@ -422,6 +523,8 @@ class JobManager:
     def not_ready_reason(self) -> str:
         if self.watchdog_reason:
             return self.watchdog_reason
+        if self.store_error:
+            return self.store_error
         if self.snapshot.error:
             return self.snapshot.error
         if self._stopping.is_set():
@@ -465,17 +568,39 @@ class JobManager:
 
     # ----------------------------------------------------------------- queue
 
-    def run_on_worker(self, fn: Callable[[Microscope, threading.Event], Any]) -> Future[Any]:
-        """Run `fn(microscope, cancel)` on the worker thread (the hardware's owner) between
-        jobs; the returned future holds its result or exception. `cancel` is set when the
-        service stops. Raises `NotReady` when the microscope is not open."""
+    def run_on_worker(
+        self,
+        fn: Callable[[Microscope, threading.Event], Any],
+        *,
+        label: str = "task",
+        on_abandon: Callable[[str], None] | None = None,
+    ) -> HardwareTask:
+        """Queue `fn(microscope, cancel)` to run on the worker thread (the hardware's owner),
+        in FIFO order with focus jobs and under the same `queue_max`; the task's `future`
+        holds its result or exception. `cancel` is set by `cancel_task` or when the service
+        stops. Raises `NotReady` when the microscope is not open, `QueueFull` past
+        `queue_max`."""
         if not self.ready:
             raise NotReady(self.not_ready_reason())
-        future: Future[Any] = Future()
         with self._lock:
-            self._tasks.append((fn, future))
+            self._check_queue_room()
+            task = HardwareTask(
+                fn, Future(), threading.Event(), self._take_seq(), label, on_abandon
+            )
+            self._tasks.append(task)
             self._wake.notify_all()
-        return future
+        return task
+
+    def cancel_task(self, task: HardwareTask) -> bool:
+        """Cancel a hardware task: a queued one is dropped at once (its future cancelled; True),
+        a running one sees its `cancel` flag at its next step (False)."""
+        with self._lock:
+            if task in self._tasks:
+                self._tasks.remove(task)
+                task.future.cancel()
+                return True
+        task.cancel.set()
+        return False
 
     # ------------------------------------------- the worker's side (worker.Worker, watchdog)
 
@@ -498,20 +623,48 @@ class JobManager:
         """The worker opened the microscope: `ready` may turn true."""
         self._ready.set()
 
-    def next_task(self) -> tuple[Callable[[Microscope, threading.Event], Any], Future[Any]] | None:
-        """The oldest hardware task queued with `run_on_worker` (removed), or None at once."""
+    def _task_is_next(self) -> bool:
+        # Caller holds the lock. FIFO across jobs and tasks: the older head goes first.
+        if not self._tasks:
+            return False
+        return not self._queue or self._tasks[0].seq < self._seq.get(self._queue[0], 0)
+
+    def next_task(self) -> HardwareTask | None:
+        """The hardware task queued with `run_on_worker` when it is the oldest waiting entry
+        (removed; now the current task), or None at once."""
         with self._lock:
-            return self._tasks.popleft() if self._tasks else None
+            if self._stopping.is_set() or not self._task_is_next():
+                return None
+            self._current_task = self._tasks.popleft()
+            if self._current_task.cancel.is_set() or self._stopping.is_set():
+                self._current_task.cancel.set()
+            return self._current_task
+
+    def abandon_task(self, sentence: str) -> None:
+        """The watchdog gave up on the hardware: the current task is cancelled and its
+        `on_abandon(sentence)` tells its owner (the map fails with the reason)."""
+        task = self._current_task
+        if task is None:
+            return
+        task.cancel.set()
+        if task.on_abandon is not None:
+            task.on_abandon(sentence)
+
+    def task_done(self) -> None:
+        """The worker is through with the current hardware task."""
+        with self._lock:
+            self._current_task = None
 
     def next_job(self, timeout_s: float) -> str | None:
         """The id of the next queued job, now the `running_job`; None after `timeout_s`
-        seconds with nothing queued, when a hardware task arrives, or while stopping."""
+        seconds with nothing queued, when a hardware task is older, or while stopping."""
         with self._lock:
             if not self._queue and not self._tasks:
                 self._wake.wait(timeout_s)
-            if not self._queue or self._stopping.is_set():
+            if not self._queue or self._stopping.is_set() or self._task_is_next():
                 return None
             job_id = self._queue.popleft()
+            self._seq.pop(job_id, None)
             cancel = self._cancels.setdefault(job_id, threading.Event())
             self._current = RunningJob(job_id, cancel)
             return job_id
@@ -521,6 +674,19 @@ class JobManager:
         with self._lock:
             self._current = None
             self._cancels.pop(job_id, None)
+
+
+@dataclass(eq=False)
+class HardwareTask:
+    """A queued hardware task (a focus map): `fn(microscope, cancel)`, the `future` holding
+    its outcome, its own `cancel` flag, its place `seq` in the FIFO order, a `label`."""
+
+    fn: Callable[[Microscope, threading.Event], Any]
+    future: Future[Any]
+    cancel: threading.Event
+    seq: int
+    label: str
+    on_abandon: Callable[[str], None] | None = None
 
 
 def _fingerprint(fields: Mapping[str, Any]) -> str:

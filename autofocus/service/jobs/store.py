@@ -27,6 +27,7 @@ from typing import Any
 
 from autofocus.service.jobs.models import Job, JobState, to_jsonable
 
+INTERRUPTED_CODE = "interrupted"  # FailureReason.INTERRUPTED: the job's error_code
 SCHEMA_VERSION = 2  # 2: jobs.error_code, the stage and service tables, jobs_finished index
 
 _SCHEMA = """
@@ -240,6 +241,12 @@ class JobStore:
             )
             return int(self._db.execute("SELECT moves FROM stage WHERE id=1").fetchone()[0])
 
+    def probe_write(self) -> None:
+        """Write (and commit) one row: raises `sqlite3.Error` while the file cannot be
+        written (disk full, read-only), returns once it can again."""
+        with self._lock, self._tx():
+            self._db.execute("UPDATE service SET pid=pid WHERE id=1")
+
     def last_command(self) -> tuple[float | None, str | None, int]:
         """(z_um, job_id, moves of that job) of the last commanded Z position."""
         with self._lock:
@@ -348,12 +355,14 @@ class JobStore:
         """Mark `job_id` interrupted with `error` (and `progress` when given) inside the
         caller's transaction; return the job and its state event (`event_data` added)."""
         self._db.execute(
-            "UPDATE jobs SET state=?, error=?, finished_s=?, progress=COALESCE(?, progress)"
-            " WHERE id=?",
-            (JobState.INTERRUPTED.value, error, now, _opt_dumps(progress), job_id),
+            "UPDATE jobs SET state=?, error=?, finished_s=?, progress=COALESCE(?, progress),"
+            " error_code=? WHERE id=?",
+            (JobState.INTERRUPTED.value, error, now, _opt_dumps(progress), INTERRUPTED_CODE,
+             job_id),
         )
         event = self._append_event(
-            job_id, "state", {"state": "interrupted", "at_s": now, "error": error, **event_data}
+            job_id, "state", {"state": "interrupted", "at_s": now, "error": error,
+                              "error_code": INTERRUPTED_CODE, **event_data}
         )
         job = self._get(job_id)
         assert job is not None
@@ -489,7 +498,23 @@ class _Transaction:
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        if exc_type is None:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                self._rollback()
+                raise
+        else:
+            self._rollback()
+
+    def _rollback(self) -> None:
+        # After SQLITE_FULL SQLite may have rolled back already; a second ROLLBACK would
+        # raise "no transaction is active" and hide the real error.
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
 
 def _opt_dumps(value: dict[str, Any] | None) -> str | None:

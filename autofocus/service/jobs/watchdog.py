@@ -6,7 +6,7 @@ the only thread allowed to touch the hardware. So when a hardware call has
 been running longer than `hardware_timeout_s`, or a job longer than its own
 `timeout_s` plus `hardware_timeout_s`, the watchdog
 
-1. fails the running job with reason code `hardware` and a sentence naming the
+1. fails the running job (or focus map) with reason code `hardware` and a sentence naming the
    device ("the Z stage did not answer within 30 s (moving to z=12.000 µm)")
    and the position last commanded, and tells every watcher;
 2. turns `/readyz` into 503 with that reason and refuses new work;
@@ -110,6 +110,10 @@ class Watchdog:
             self._fail_running_job(sentence)
         except Exception:  # noqa: BLE001 - the exit below matters more
             log.exception("watchdog.fail_job_failed")
+        try:
+            self.m.abandon_task(sentence)  # a focus map being built fails with the reason
+        except Exception:  # noqa: BLE001 - the exit below matters more
+            log.exception("watchdog.fail_task_failed")
         time.sleep(EXIT_DELAY_S)
         self.exit_process(EXIT_CODE)
 
@@ -130,7 +134,7 @@ class Watchdog:
             "itself (watchdog); check the hardware before focusing again"
         )
         progress["interrupted_z_um"] = z_um
-        event = self.m.store.finish(
+        event = self.m.finish_job(
             running.job_id,
             JobState.FAILED,
             result=None,

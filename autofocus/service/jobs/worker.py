@@ -10,6 +10,7 @@ throws: the job ends `failed` with the reason and the next job runs.
 from __future__ import annotations
 
 import math
+import sqlite3
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -149,6 +150,7 @@ class RunningJob:
     progress: dict[str, Any] = field(default_factory=dict)
     started_s: float = field(default_factory=time.monotonic)
     timeout_s: float | None = None
+    store_error: str | None = None  # set when this job's record could not be written
 
 
 def focus_request(req: Mapping[str, Any], defaults: FocusDefaults) -> FocusRequest:
@@ -201,6 +203,7 @@ class Worker:
             self.m.microscope = GuardedMicroscope(raw, watch, on_command=self._record_command)
             self._refresh_snapshot(full=True)
             self.m.mark_ready()
+            _warm_imports()
             log.info("microscope.open", driver=self.m.settings.driver, **self._snapshot_log())
         except Exception as exc:  # noqa: BLE001 - reported by /readyz and 503s
             self.m.snapshot.error = f"the microscope could not be opened: {exc}"
@@ -216,7 +219,9 @@ class Worker:
                 job_id = self.m.next_job(timeout_s=1.0)
                 if job_id is None:
                     self._refresh_snapshot()
-                    self.m.maybe_purge()
+                    self.m.check_store()
+                    if self.m.store_error is None:
+                        self.m.maybe_purge()
                     continue
                 structlog.contextvars.bind_contextvars(job_id=job_id)
                 try:
@@ -237,24 +242,41 @@ class Worker:
     def _run_tasks(self) -> None:
         """Run the hardware tasks queued with `JobManager.run_on_worker` (focus maps)."""
         while (task := self.m.next_task()) is not None:
-            fn, future = task
-            if not future.set_running_or_notify_cancel():
-                continue
+            future = task.future
             try:
-                future.set_result(fn(self.m.microscope, self.m.stop_event))
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
-                future.set_exception(exc)
+                if not future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    future.set_result(task.fn(self.m.microscope, task.cancel))
+                except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
+                    future.set_exception(exc)
             finally:
+                self.m.task_done()
                 self._refresh_snapshot()
 
     def _record_command(self, z_um: float) -> None:
         # Durable before the move is sent: a crash right after still reports this z.
         running = self.m.running_job
         job_id = running.job_id if running is not None else None
-        moves = self.m.store.record_command(job_id, z_um)
+        try:
+            moves = self.m.store.record_command(job_id, z_um)
+        except sqlite3.Error as exc:
+            # The database cannot be written (disk full): the move still goes out, because
+            # refusing it could strand the stage (this may be the return move); the job is
+            # stopped at its next step, returns the stage and fails `internal`.
+            self._store_failed(exc)
+            log.error("stage.command_not_recorded", z_um=z_um, error=str(exc))
+            return
         if running is not None:
             running.progress["commanded_z_um"] = z_um
             running.progress["commanded_moves"] = moves
+
+    def _store_failed(self, exc: BaseException) -> None:
+        self.m.store_failed(exc)
+        running = self.m.running_job
+        if running is not None:
+            running.store_error = str(exc)
+            running.cancel.set()
 
     def _run(self, job_id: str) -> None:
         from autofocus.search.focus import focus
@@ -281,7 +303,13 @@ class Worker:
             frames=0, max_frames=req["max_frames"], start_z_um=start_z, last_z_um=start_z
         )
         running.progress = progress
-        self.m.broker.publish(self.m.store.mark_running(job_id, progress))
+        try:
+            self.m.broker.publish(self.m.store.mark_running(job_id, progress))
+        except sqlite3.Error as exc:
+            self._store_failed(exc)
+            self._finish(job_id, JobState.FAILED, None, _store_sentence(exc, None),
+                         progress, error_code=INTERNAL)
+            return
         log.info("job.running", start_z_um=start_z)
         t0 = time.perf_counter()
 
@@ -291,7 +319,10 @@ class Worker:
             progress["last_score"] = m.score if math.isfinite(m.score) else None
             self.m.snapshot.z_um = m.z_um
             data = {"index": m.index, "z_um": m.z_um, "score": m.score, "t_s": m.t_s}
-            self.m.broker.publish(self.m.store.add_measurement(job_id, data, progress))
+            try:
+                self.m.broker.publish(self.m.store.add_measurement(job_id, data, progress))
+            except sqlite3.Error as exc:
+                self._store_failed(exc)
 
         roi = req.get("roi")
         try:
@@ -326,6 +357,10 @@ class Worker:
             state, error = JobState.FAILED, result.reason or "the focus search failed"
         progress["final_z_um"] = result.final_z_um
         code = None if state is JobState.SUCCEEDED else result.reason_code
+        store_error = getattr(running, "store_error", None)
+        if store_error is not None:  # stopped because its record could not be written
+            state, code = JobState.FAILED, INTERNAL
+            error = _store_sentence(store_error, result.final_z_um, result.start_z_um)
         self._finish(job_id, state, result_dict, error, progress, t0, error_code=code)
 
     def _finish(
@@ -339,7 +374,7 @@ class Worker:
         *,
         error_code: str | None = None,
     ) -> None:
-        event = self.m.store.finish(
+        event = self.m.finish_job(
             job_id, state, result=result, error=error, progress=progress, error_code=error_code
         )
         if event is None:  # already ended (the watchdog failed it while the call hung)
@@ -406,10 +441,35 @@ class Worker:
 
 
 
+def _warm_imports() -> None:
+    """Import what validating a submission needs, on the worker thread, so the first
+    `POST /v1/focus` does not pay for it (about a second on a slow machine)."""
+    import autofocus.search.focus  # noqa: F401
+    import autofocus.search.strategies.registry  # noqa: F401
+
+
 def watch_open_s(hardware_timeout_s: float) -> float:
     """How long opening the microscope may take before the watchdog trips: loading a
     Micro-Manager configuration legitimately takes longer than one call (seconds)."""
     return max(60.0, 2.0 * float(hardware_timeout_s))
+
+
+INTERNAL = "internal"  # the reason code of a job stopped because the store failed
+
+
+def _store_sentence(
+    exc: object, final_z_um: float | None, start_z_um: float | None = None
+) -> str:
+    where = (
+        f"; the stage was returned to z={final_z_um:.3f} µm"
+        + (f" (it started at z={start_z_um:.3f} µm)" if start_z_um is not None else "")
+        if final_z_um is not None
+        else "; the stage was not moved"
+    )
+    return (
+        f"the job database could not be written ({exc}), so the job was stopped{where}. "
+        "Free disk space; the service accepts jobs again once it can write"
+    )
 
 
 def _sentence(exc: BaseException) -> str:
