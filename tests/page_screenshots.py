@@ -48,7 +48,7 @@ def take(browser: Browser, url: str, out_dir: Path, ids: dict[str, str]) -> list
     paths = []
     browser.goto(url + "/#now")
     browser.wait_for(f"document.getElementById('now-curve').dataset.job === '{ids['succeeded']}'"
-                     " && +document.getElementById('now-curve').dataset.points > 0")
+                     " && document.getElementById('now-curve').dataset.final === '1'")
     paths.append(out_dir / "page-now.png")
     browser.screenshot(paths[-1])
     browser.goto(url + "/#history")

@@ -90,15 +90,16 @@ def test_page_draws_the_live_curve_of_a_job_started_through_the_api(daemon, brow
     assert daemon.http.get(f"/v1/jobs/{job['id']}").json()["state"] == "running"
     done = wait_state(daemon.http, job["id"], {"succeeded", "failed"}, timeout_s=120)
     assert done["state"] == "succeeded", done
-    browser.wait_for("document.getElementById('now-curve').dataset.state === 'succeeded'")
+    browser.wait_for("document.getElementById('now-curve').dataset.state === 'succeeded' && "
+                     "document.getElementById('now-curve').dataset.final === '1'")
     drawn = int(browser.eval("document.getElementById('now-curve').dataset.points"))
     assert drawn == len(done["result"]["curve"])
     # The picture holds the blue points and the green chosen-z line, not only axes.
     colours = browser.eval(
         "(() => { const c = document.getElementById('now-curve'); const d = c.getContext('2d')"
         ".getImageData(0, 0, c.width, c.height).data; let blue = 0, green = 0; "
-        "for (let i = 0; i < d.length; i += 4) { if (d[i] < 60 && d[i+1] > 90 && d[i+1] < 130 "
-        "&& d[i+2] > 220) blue++; if (d[i] < 40 && d[i+1] > 110 && d[i+2] < 70) green++; } "
+        "for (let i = 0; i < d.length; i += 4) { if (d[i+2] - d[i] > 100 && d[i+2] > 200) "
+        "blue++; if (d[i+1] - d[i] > 50 && d[i+1] - d[i+2] > 40) green++; } "
         "return [blue, green]; })()"
     )
     assert colours[0] > 50 and colours[1] > 50, colours
@@ -146,8 +147,11 @@ def test_history_job_page_and_focus_map_views(daemon, browser):
     frames = browser.eval("document.querySelectorAll('#jv-frames tbody tr').length")
     assert frames == len(job["result"]["curve"])
     assert "rival_peak" in browser.eval("document.getElementById('jv-verdict').textContent")
-    browser.goto(daemon.url + f"/#map/{ids['map']}")
-    browser.wait_for("+document.getElementById('map-canvas').dataset.points > 0")
+    browser.goto(daemon.url + "/#maps")  # the list (GET /v1/focus-maps), newest first
+    browser.wait_for(f"!!document.querySelector('#maps-list li[data-map=\"{ids['map']}\"]')")
+    browser.click(f"#maps-list li[data-map=\"{ids['map']}\"]")
+    browser.wait_for(f"location.hash === '#map/{ids['map']}' && "
+                     "+document.getElementById('map-canvas').dataset.points > 0")
     assert int(browser.eval("document.getElementById('map-canvas').dataset.points")) == len(
         map_points()
     )

@@ -21,6 +21,7 @@ import autofocus
 from autofocus.service.api.docs import install_offline_docs
 from autofocus.service.api.guards import BrowserGuardMiddleware, allowed_host_names
 from autofocus.service.api.middleware import RequestContextMiddleware
+from autofocus.service.api.page import install_web_page
 from autofocus.service.api.problems import install_problem_handlers
 from autofocus.service.api.routes_jobs import router as jobs_router
 from autofocus.service.api.routes_map_grid import router as map_grid_router
@@ -34,7 +35,6 @@ from autofocus.service.jobs.events import EventBroker
 from autofocus.service.jobs.manager import JobManager, MicroscopeFactory
 from autofocus.service.jobs.store import JobStore
 from autofocus.service.metrics import Metrics
-from autofocus.service.web import install_web_page
 from autofocus.settings import Settings
 
 log = structlog.get_logger("autofocus.service")

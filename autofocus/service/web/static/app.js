@@ -116,19 +116,23 @@ function candidatePlanes(result) {
   return [];
 }
 
-// Draw measured (z, score) points; opts: fit {z_um[], score[]}, bestZ, startZ, candidates, small.
+// Draw measured (z, score) points; opts: fit {curve: {z_um[], score[]}}, bestZ, startZ,
+// candidates (z list), small (a sparkline), live (the newest point highlighted). A full-size
+// curve gets a zoom panel on the right around the chosen plane (or the sharpest point), where
+// the refinement points sit, numbered in the order they were measured.
 function drawCurve(canvas, points, opts) {
   opts = opts || {};
   const ctx = canvas.getContext("2d");
   const W = canvas.width, H = canvas.height;
   const small = !!opts.small;
-  const m = small ? { l: 4, r: 4, t: 4, b: 4 } : { l: 72, r: 16, t: 16, b: 40 };
   ctx.clearRect(0, 0, W, H);
   ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, W, H);
-  const good = points.filter((p) => isFinite(p.z_um) && p.score !== null && isFinite(p.score));
+  const good = points.map((p, i) => Object.assign({ order: i + 1 }, p))
+    .filter((p) => isFinite(p.z_um) && p.score !== null && isFinite(p.score));
   canvas.dataset.points = String(good.length);
   const fit = opts.fit && opts.fit.curve && Array.isArray(opts.fit.curve.z_um) ? opts.fit.curve : null;
-  const marks = [opts.bestZ, opts.startZ, ...(opts.candidates || [])].filter((z) => z !== null && z !== undefined && isFinite(z));
+  const isNum = (z) => z !== null && z !== undefined && isFinite(z);
+  const marks = [opts.bestZ, opts.startZ, ...(opts.candidates || [])].filter(isNum);
   if (!good.length) {
     if (!small) { ctx.fillStyle = "#6b7785"; ctx.font = "14px system-ui"; ctx.fillText(opts.empty || "no measurements yet", W / 2 - 70, H / 2); }
     return;
@@ -137,34 +141,65 @@ function drawCurve(canvas, points, opts) {
   let zlo = Math.min(...zs), zhi = Math.max(...zs);
   if (zhi - zlo < 1e-9) { zlo -= 1; zhi += 1; }
   const pad = 0.03 * (zhi - zlo); zlo -= pad; zhi += pad;
-  let slo = Math.min(...good.map((p) => p.score)), shi = Math.max(...good.map((p) => p.score));
+  let slo = Math.min(0, ...good.map((p) => p.score)), shi = Math.max(...good.map((p) => p.score));
   if (fit) for (const s of fit.score) if (isFinite(s)) shi = Math.max(shi, s);
-  slo = Math.min(0, slo);
   if (shi - slo < 1e-12) shi = slo + 1;
   shi += 0.06 * (shi - slo);
-  const X = (z) => m.l + (z - zlo) / (zhi - zlo) * (W - m.l - m.r);
-  const Y = (s) => H - m.b - (s - slo) / (shi - slo) * (H - m.t - m.b);
+  if (small) { drawPanel(ctx, { x: 4, y: 4, w: W - 8, h: H - 8 }, zlo, zhi, slo, shi, good, fit, opts, false); return; }
+  // The zoom: centred on the chosen z, else the fitted peak, else the sharpest point.
+  const best = good.reduce((a, b) => (b.score > a.score ? b : a));
+  const centre = isNum(opts.bestZ) ? opts.bestZ : (opts.fit && isNum(opts.fit.z_um) ? opts.fit.z_um : best.z_um);
+  const w = opts.fit && opts.fit.params && isNum(opts.fit.params.w_um) && opts.fit.params.w_um !== 0 ? Math.abs(opts.fit.params.w_um) : 0;
+  let half = w ? 4 * w : 2;
+  const dist = good.map((p) => Math.abs(p.z_um - centre)).sort((a, b) => a - b);
+  if (dist.length >= 3) half = Math.max(half, 1.15 * dist[2]);
+  half = Math.max(half, 0.05);
+  const zoom = !opts.live && good.length >= 4 && 2 * half < 0.4 * (zhi - zlo);
+  const mainW = zoom ? Math.round(W * 0.64) : W;
+  drawPanel(ctx, { x: 72, y: 16, w: mainW - 72 - 16, h: H - 16 - 40 }, zlo, zhi, slo, shi, good, fit, opts, false);
+  if (zoom) {
+    ctx.fillStyle = "rgba(31,111,235,0.07)";
+    const X = (z) => 72 + (z - zlo) / (zhi - zlo) * (mainW - 88);
+    ctx.fillRect(X(centre - half), 16, X(centre + half) - X(centre - half), H - 56);
+    const near = good.filter((p) => Math.abs(p.z_um - centre) <= half);
+    let zshi = Math.max(...near.map((p) => p.score));
+    if (fit) fit.z_um.forEach((z, i) => { if (Math.abs(z - centre) <= half && isFinite(fit.score[i])) zshi = Math.max(zshi, fit.score[i]); });
+    zshi += 0.08 * (zshi - slo);
+    drawPanel(ctx, { x: mainW + 40, y: 16, w: W - mainW - 40 - 12, h: H - 16 - 40 }, centre - half, centre + half, slo, zshi, good, fit, opts, true);
+    ctx.fillStyle = "#6b7785"; ctx.font = "11px system-ui";
+    ctx.fillText(`zoom ±${niceNum(half)} µm · numbers: order measured`, mainW + 40, 12);
+  }
+}
+
+function drawPanel(ctx, box, zlo, zhi, slo, shi, good, fit, opts, isZoom) {
+  const small = !!opts.small;
+  const X = (z) => box.x + (z - zlo) / (zhi - zlo) * box.w;
+  const Y = (s) => box.y + box.h - (s - slo) / (shi - slo) * box.h;
+  const isNum = (z) => z !== null && z !== undefined && isFinite(z);
+  ctx.save();
   if (!small) {
     ctx.strokeStyle = "#e4e8ee"; ctx.fillStyle = "#6b7785"; ctx.font = "11px system-ui"; ctx.lineWidth = 1;
-    for (const z of ticks(zlo, zhi, 8)) {
-      ctx.beginPath(); ctx.moveTo(X(z), m.t); ctx.lineTo(X(z), H - m.b); ctx.stroke();
-      ctx.fillText(niceNum(z), X(z) - 10, H - m.b + 14);
+    for (const z of ticks(zlo, zhi, isZoom ? 4 : 8)) {
+      ctx.beginPath(); ctx.moveTo(X(z), box.y); ctx.lineTo(X(z), box.y + box.h); ctx.stroke();
+      ctx.fillText(niceNum(z), X(z) - 10, box.y + box.h + 14);
     }
     for (const s of ticks(slo, shi, 5)) {
-      ctx.beginPath(); ctx.moveTo(m.l, Y(s)); ctx.lineTo(W - m.r, Y(s)); ctx.stroke();
-      ctx.fillText(niceNum(s), 24, Y(s) + 4);
+      ctx.beginPath(); ctx.moveTo(box.x, Y(s)); ctx.lineTo(box.x + box.w, Y(s)); ctx.stroke();
+      if (!isZoom) ctx.fillText(niceNum(s), 24, Y(s) + 4);
     }
-    ctx.fillText("z (µm)", W / 2, H - 6);
-    ctx.save(); ctx.translate(12, H / 2 + 10); ctx.rotate(-Math.PI / 2); ctx.fillText("score", 0, 0); ctx.restore();
+    ctx.fillText("z (µm)", box.x + box.w / 2 - 14, box.y + box.h + 30);
+    if (!isZoom) { ctx.save(); ctx.translate(12, box.y + box.h / 2 + 10); ctx.rotate(-Math.PI / 2); ctx.fillText("score", 0, 0); ctx.restore(); }
   }
+  ctx.beginPath(); ctx.rect(box.x, box.y - 2, box.w, box.h + 4); ctx.clip();
   const vline = (z, colour, dash, label, row) => {
+    if (!isNum(z) || z < zlo || z > zhi) return;
     ctx.save(); ctx.strokeStyle = colour; ctx.setLineDash(dash); ctx.lineWidth = small ? 1 : 1.5;
-    ctx.beginPath(); ctx.moveTo(X(z), m.t); ctx.lineTo(X(z), H - m.b); ctx.stroke(); ctx.restore();
-    if (label && !small) { ctx.fillStyle = colour; ctx.font = "11px system-ui"; ctx.fillText(label, X(z) + 4, row < 0 ? H - m.b - 6 : m.t + 12 + 13 * row); }
+    ctx.beginPath(); ctx.moveTo(X(z), box.y); ctx.lineTo(X(z), box.y + box.h); ctx.stroke(); ctx.restore();
+    if (label && !small && !isZoom) { ctx.fillStyle = colour; ctx.font = "11px system-ui"; ctx.fillText(label, X(z) + 4, row < 0 ? box.y + box.h - 6 : box.y + 12 + 13 * row); }
   };
-  if (opts.startZ !== null && opts.startZ !== undefined && isFinite(opts.startZ)) vline(opts.startZ, "#999", [2, 3], "start " + fmt(opts.startZ), -1);
+  if (isNum(opts.startZ)) vline(opts.startZ, "#999", [2, 3], "start " + fmt(opts.startZ), -1);
   (opts.candidates || []).forEach((z, i) => vline(z, "#c62828", [6, 4], (opts.candidateLabel || "candidate") + " " + (i + 1) + ": " + fmt(z), i + 1));
-  if (opts.bestZ !== null && opts.bestZ !== undefined && isFinite(opts.bestZ)) vline(opts.bestZ, "#1a7f37", [], "chosen z " + fmt(opts.bestZ), 0);
+  if (isNum(opts.bestZ)) vline(opts.bestZ, "#1a7f37", [], "chosen z " + fmt(opts.bestZ), 0);
   if (fit) {
     ctx.strokeStyle = "#e8710a"; ctx.lineWidth = small ? 1 : 2; ctx.beginPath();
     let first = true;
@@ -177,9 +212,12 @@ function drawCurve(canvas, points, opts) {
   }
   const r = small ? 1.6 : 3.5;
   good.forEach((p, i) => {
+    if (p.z_um < zlo || p.z_um > zhi) return;
     ctx.fillStyle = i === good.length - 1 && opts.live ? "#e8710a" : "#1f6feb";
     ctx.beginPath(); ctx.arc(X(p.z_um), Y(p.score), r, 0, 2 * Math.PI); ctx.fill();
+    if (isZoom) { ctx.fillStyle = "#6b7785"; ctx.font = "10px system-ui"; ctx.fillText(String(p.order), X(p.z_um) + 4, Y(p.score) - 4); }
   });
+  ctx.restore();
 }
 
 function ticks(lo, hi, n) {
@@ -266,6 +304,7 @@ function renderNowJob(job) {
   $("job-verdict").textContent = text; $("job-verdict").className = cls;
   const c = $("now-curve");
   c.dataset.job = job.id; c.dataset.state = job.state;
+  c.dataset.final = TERMINAL.has(job.state) ? "1" : "";  // the result is drawn
   drawCurve(c, jobPoints(job), curveOpts(job));
   facts($("job-facts"), jobFacts(job));
   $("now-cancel").hidden = TERMINAL.has(job.state);
@@ -282,7 +321,7 @@ async function watch(jobId) {
   const ctrl = new AbortController();
   state.watchAbort = ctrl; state.watching = jobId; state.shownJob = jobId; state.points = [];
   const c = $("now-curve");
-  c.dataset.job = jobId; c.dataset.state = "running";
+  c.dataset.job = jobId; c.dataset.state = "running"; c.dataset.final = "";
   $("job-title").textContent = `Job ${jobId.slice(0, 8)} · running`;
   $("job-verdict").textContent = "measuring…"; $("job-verdict").className = "";
   $("now-cancel").hidden = false;
@@ -395,6 +434,12 @@ async function showMap(id) {
   $("map-facts").textContent = s
     ? `${s.kind} surface through ${map.n_used} of ${map.n_points} points · fit RMS ${fmt(s.rms_um, 3)} µm · leave-one-out RMS ${fmt(s.loo_rms_um, 3)} µm · ${map.n_outliers} outliers, ${map.n_failed} failed`
     : `${map.error || map.fit_error || "not fitted yet"}`;
+  const cancel = $("map-cancel");
+  cancel.hidden = map.state !== "building";
+  cancel.onclick = async () => {
+    try { await api("/v1/focus-maps/" + encodeURIComponent(id), { method: "DELETE" }); await showMap(id); }
+    catch (e) { if (!(e instanceof Unauthorized)) $("map-facts").textContent = "Cancel failed: " + e.message; }
+  };
   state.mapGrid = null;
   if (map.state === "ready") state.mapGrid = await api(`/v1/focus-maps/${encodeURIComponent(id)}/z-grid?nx=48&ny=40`);
   drawMap();
