@@ -4,8 +4,9 @@ No driver library: Chromium's `--remote-debugging-pipe` speaks the DevTools
 protocol as NUL-terminated JSON messages on file descriptors 3 (commands in)
 and 4 (answers and events out), so a pipe pair and `json` are the whole
 client. `Browser()` starts Chromium, opens one page, records every URL the page
-requests (`requested_urls`) and offers `goto`, `eval`, `wait_for`, `click_at`
-and `screenshot`. `find_chromium()` says where the browser is, or None.
+requests (`requested_urls`, with `requested_methods`) and offers `goto`, `eval`,
+`wait_for`, `click`, `click_at` and `screenshot`. `find_chromium()` says where
+the browser is, or None.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class Browser:
         self._answers: dict[int, dict[str, Any]] = {}
         self._cond = threading.Condition()
         self.requested_urls: list[str] = []
+        self.requested_methods: list[str] = []
         self.console: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -116,7 +118,9 @@ class Browser:
                         self._answers[msg["id"]] = msg
                         self._cond.notify_all()
                 elif msg.get("method") == "Network.requestWillBeSent":
-                    self.requested_urls.append(msg["params"]["request"]["url"])
+                    request = msg["params"]["request"]
+                    self.requested_urls.append(request["url"])
+                    self.requested_methods.append(request["method"])
                 elif msg.get("method") == "Runtime.consoleAPICalled":
                     args = msg["params"].get("args", [])
                     self.console.append(" ".join(str(a.get("value", a.get("description")))

@@ -136,6 +136,7 @@ def test_page_cancels_a_running_job_and_starts_one(daemon, browser):
 def test_history_job_page_and_focus_map_views(daemon, browser):
     ids = seed_jobs_and_map(daemon.http)
     browser.requested_urls.clear()
+    browser.requested_methods.clear()
     browser.goto(daemon.url + "/#history")
     browser.wait_for(f"!!document.querySelector('#history-table tr[data-job=\"{ids['failed']}\"]')")
     row = browser.eval(f"document.querySelector('#history-table tr[data-job=\"{ids['failed']}\"]')"
@@ -166,6 +167,8 @@ def test_history_job_page_and_focus_map_views(daemon, browser):
     want = daemon.http.get(f"/v1/focus-maps/{ids['map']}/z", params={"x_um": x, "y_um": y}).json()
     assert abs(want["z_um"] - z) < 0.01
     assert _outside(browser.requested_urls, daemon.url) == []
+    # Looking changes nothing: every request of these views was a GET.
+    assert set(browser.requested_methods) == {"GET"}, browser.requested_methods
 
 
 def test_z_grid_of_a_focus_map(daemon):

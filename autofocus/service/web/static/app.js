@@ -46,11 +46,13 @@ async function api(path, opts) {
 }
 
 function askToken(message) {
+  const asking = state.needToken;
+  state.needToken = true;
   sessionStorage.removeItem(TOKEN_KEY);
   stopWatching();
   for (const s of document.querySelectorAll("main > section")) s.hidden = s.id !== "token-view";
   $("token-error").textContent = message || "";
-  $("token-input").focus();
+  if (!asking) $("token-input").focus();
 }
 
 // Server-sent events over fetch: yields {id, event, data} objects until the stream ends.
@@ -587,7 +589,7 @@ function start() {
   $("now-cancel").addEventListener("click", () => cancelJob(state.watching || (state.job && state.job.id)));
   window.addEventListener("hashchange", route);
   route();
-  state.pollTimer = setInterval(() => { if (state.view === "now" || state.view === "act") pollNow(); }, 1000);
+  state.pollTimer = setInterval(() => { if (!state.needToken && (state.view === "now" || state.view === "act")) pollNow(); }, 1000);
 }
 
 document.addEventListener("DOMContentLoaded", start);
