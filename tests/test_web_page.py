@@ -216,3 +216,20 @@ def test_with_a_token_the_page_asks_once_and_keeps_it_out_of_urls(tmp_path):
         assert not [u for u in b.requested_urls if token in u]
         assert _outside(b.requested_urls, d.url) == []
         httpx.delete(d.url + f"/v1/jobs/{job['id']}", params={"wait": 60}, headers=auth)
+
+
+def test_every_page_file_is_installed_and_served():
+    """The static files are package data (pyproject globs), and each is in `ASSETS`."""
+    import fnmatch
+
+    import tomllib
+
+    from autofocus.service.web import ASSETS
+
+    data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    globs = data["package-data"]["autofocus.service.web"]
+    static = REPO / "autofocus" / "service" / "web" / "static"
+    files = sorted(p.name for p in static.iterdir())
+    assert files == sorted(ASSETS)
+    for name in files:
+        assert any(fnmatch.fnmatch(f"static/{name}", g) for g in globs), name
