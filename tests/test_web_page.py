@@ -179,6 +179,14 @@ def test_z_grid_of_a_focus_map(daemon):
     one = daemon.http.get(f"/v1/focus-maps/{fmap['id']}/z",
                           params={"x_um": g["x_um"][2], "y_um": g["y_um"][1]}).json()
     assert g["z_um"][1][2] == pytest.approx(one["z_um"], abs=1e-9)
+    # Beyond the Z limits (±100 µm on the simulator) the grid holds no focus z, as /z refuses.
+    steep = [{"x_um": x, "y_um": y, "z_um": 0.011 * x} for x in (0, 9000) for y in (0, 9000)]
+    steep_id = daemon.http.post("/v1/focus-maps", json={"points": steep}).json()["id"]
+    g = daemon.http.get(f"/v1/focus-maps/{steep_id}/z-grid", params={"nx": 5, "ny": 3}).json()
+    assert g["x_um"][-1] * 0.011 > 100 and all(row[-1] is None for row in g["z_um"])
+    assert all(row[0] is not None for row in g["z_um"])
+    assert daemon.http.get(f"/v1/focus-maps/{steep_id}/z",
+                           params={"x_um": g["x_um"][-1], "y_um": 0}).status_code == 422
     assert daemon.http.get("/v1/focus-maps/nope/z-grid").status_code == 404
     assert daemon.http.get(f"/v1/focus-maps/{fmap['id']}/z-grid", params={"nx": 1}).status_code \
         == 422

@@ -33,7 +33,8 @@ async def get_focus_map_grid(
 ) -> Response:
     """`{"x_um": [nx], "y_um": [ny], "z_um": [ny][nx], "kind", "loo_rms_um"}`: the surface's
     predicted focus z (µm) over the sample points' bounding box (plus a small margin), for a
-    heat map. 404 for an unknown map, 409 while it is not ready."""
+    heat map; null where the prediction is not finite or lies outside the Z limits (where
+    `GET .../z` answers 422). 404 for an unknown map, 409 while it is not ready."""
     record = routes_maps._registry(request).get(map_id)
     if record is None:
         return problem_response(request, 404, "focus-map-not-found", "Focus map not found",
@@ -52,12 +53,17 @@ async def get_focus_map_grid(
     gx, gy = np.meshgrid(xs, ys)
     z = fmap.predict_many_um(gx.ravel(), gy.ravel()).reshape(ny, nx)
     loo = fmap.surface.loo_rms_um
+    # As GET .../z refuses them: a prediction that is not finite or lies outside the Z limits
+    # is no focus z (null), so the heat map shows a hole rather than an impossible height.
+    limits = request.app.state.manager.snapshot.z_limits_um
+    lo, hi = (limits.min_um, limits.max_um) if limits is not None else (-math.inf, math.inf)
     return JSONResponse(
         {
             "map_id": map_id,
             "x_um": xs.tolist(),
             "y_um": ys.tolist(),
-            "z_um": [[v if math.isfinite(v) else None for v in row] for row in z.tolist()],
+            "z_um": [[v if math.isfinite(v) and lo <= v <= hi else None for v in row]
+                     for row in z.tolist()],
             "kind": fmap.surface.kind,
             "loo_rms_um": None if not math.isfinite(loo) else loo,
         }
