@@ -467,6 +467,7 @@ function drawMap() {
   const X = (x) => m.l + (x - x0) / (x1 - x0) * (W - m.l - m.r);
   const Y = (y) => H - m.b - (y - y0) / (y1 - y0) * (H - m.t - m.b);
   const flat = g.z_um.flat().filter((v) => v !== null);
+  if (!flat.length) { ctx.fillStyle = "#6b7785"; ctx.fillText("the surface predicts no z inside the Z limits here", 90, H / 2); return; }
   let zlo = Math.min(...flat), zhi = Math.max(...flat);
   if (zhi - zlo < 1e-9) { zlo -= 0.5; zhi += 0.5; }
   const cw = (W - m.l - m.r) / (xs.length - 1), ch = (H - m.t - m.b) / (ys.length - 1);
