@@ -120,8 +120,8 @@ function candidatePlanes(result) {
 
 // Draw measured (z, score) points; opts: fit {curve: {z_um[], score[]}}, bestZ, startZ,
 // candidates (z list), small (a sparkline), live (the newest point highlighted). A full-size
-// curve gets a zoom panel on the right around the chosen plane (or the sharpest point), where
-// the refinement points sit, numbered in the order they were measured.
+// curve with a chosen plane gets a zoom panel on the right around it, where the refinement
+// points sit, numbered in the order they were measured.
 function drawCurve(canvas, points, opts) {
   opts = opts || {};
   const ctx = canvas.getContext("2d");
@@ -156,7 +156,8 @@ function drawCurve(canvas, points, opts) {
   const dist = good.map((p) => Math.abs(p.z_um - centre)).sort((a, b) => a - b);
   if (dist.length >= 3) half = Math.max(half, 1.15 * dist[2]);
   half = Math.max(half, 0.05);
-  const zoom = !opts.live && good.length >= 4 && 2 * half < 0.4 * (zhi - zlo);
+  // Only around a chosen plane: a failure's candidates are compared in the main panel.
+  const zoom = !opts.live && isNum(opts.bestZ) && good.length >= 4 && 2 * half < 0.4 * (zhi - zlo);
   const mainW = zoom ? Math.round(W * 0.64) : W;
   drawPanel(ctx, { x: 72, y: 16, w: mainW - 72 - 16, h: H - 16 - 40 }, zlo, zhi, slo, shi, good, fit, opts, false);
   if (zoom) {
