@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench screenshots clean
 
 $(BIN)/python:
 	@echo "==> creating the virtual environment $(VENV) (Python: $(PYTHON))"
@@ -34,6 +34,10 @@ test: $(BIN)/.installed-test
 
 lint: $(BIN)/.installed-test
 	$(BIN)/ruff check autofocus drivers models tests benchmarks
+
+# The web page's screenshots in docs/ (page-now/-history/-job/-maps.png), from its browser test.
+screenshots: $(BIN)/.installed-test
+	AUTOFOCUS_PAGE_SCREENSHOTS=docs $(BIN)/python -m pytest -q tests/test_web_page.py -k screenshots
 
 bench: $(BIN)/.installed-run
 	$(BIN)/autofocus bench search

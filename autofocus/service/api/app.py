@@ -21,8 +21,10 @@ import autofocus
 from autofocus.service.api.docs import install_offline_docs
 from autofocus.service.api.guards import BrowserGuardMiddleware, allowed_host_names
 from autofocus.service.api.middleware import RequestContextMiddleware
+from autofocus.service.api.page import install_web_page
 from autofocus.service.api.problems import install_problem_handlers
 from autofocus.service.api.routes_jobs import router as jobs_router
+from autofocus.service.api.routes_map_grid import router as map_grid_router
 from autofocus.service.api.routes_maps import router as maps_router
 from autofocus.service.api.routes_record import router as record_router
 from autofocus.service.api.routes_score import router as score_router
@@ -91,6 +93,7 @@ def create_app(settings: Settings, *, open_microscope: MicroscopeFactory | None 
         redoc_url=None,
     )
     install_offline_docs(app)
+    install_web_page(app)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.broker = broker
@@ -100,6 +103,7 @@ def create_app(settings: Settings, *, open_microscope: MicroscopeFactory | None 
     app.include_router(jobs_router)
     app.include_router(maps_router)
     app.include_router(record_router)
+    app.include_router(map_grid_router)
     app.include_router(score_router)
     app.include_router(system_v1_router)
     app.include_router(system_router)
