@@ -94,6 +94,29 @@ def _device_classes() -> tuple[type, type, type, type]:
         def set_origin(self) -> None:
             raise NotImplementedError("the simulated stage has a fixed origin")
 
+        # A sequenceable stage (the simulator's `piezo` profile) really sequences: the
+        # loaded positions are stepped through, one per camera trigger (each frame the
+        # camera takes while the sequence runs), with no software move in between.
+        def get_sequence_max_length(self) -> int:
+            return 1024 if self._mic.config.stage.sequenceable else 0
+
+        def send_sequence(self, sequence: tuple[float, ...]) -> None:
+            for z in sequence:
+                self._mic.z_limits_um.check(float(z))
+            self._loaded = [float(z) for z in sequence]
+
+        def start_sequence(self) -> None:
+            self._armed = list(getattr(self, "_loaded", []))
+
+        def stop_sequence(self) -> None:
+            self._armed = []
+
+        def trigger(self) -> None:
+            """The camera's trigger: step to the next loaded position, if a sequence runs."""
+            armed = getattr(self, "_armed", None)
+            if armed:
+                self._mic.move_z(armed.pop(0))
+
     class SimCamera(unicore.SimpleCameraDevice):
         """Camera of a `SimulatedMicroscope`: full-frame exposures of the simulated specimen.
 
@@ -110,6 +133,7 @@ def _device_classes() -> tuple[type, type, type, type]:
             self._dtype = np.dtype(np.uint8 if info.bit_depth <= 8 else np.uint16)
             self._core_ref: Any = None  # weakref to the core, set by load_simulated_devices
             self.shutter_label: str | None = None
+            self.stage: Any = None  # the SimZStage its trigger steps, set on loading
 
         def get_exposure(self) -> float:
             return float(self._mic.exposure_ms)
@@ -135,6 +159,8 @@ def _device_classes() -> tuple[type, type, type, type]:
             )
             if auto:
                 self._mic.set_light(True)
+            if self.stage is not None:
+                self.stage.trigger()  # a running stage sequence steps on each exposure
             try:
                 frame = self._mic.snap()
             finally:
@@ -217,11 +243,15 @@ def load_simulated_devices(
     for label, _ in devices:
         if label in loaded:
             raise ConfigurationError(f'device label "{label}" is already loaded in this core')
+    stage_device = None
     for label, cls in devices:
         device = cls(microscope)
+        if cls is stage_cls:
+            stage_device = device
         if cls is camera_cls:
             device._core_ref = weakref.ref(core)
             device.shutter_label = shutter_label
+            device.stage = stage_device  # its trigger steps a running stage sequence
         core.loadPyDevice(label, device)
         core.initializeDevice(label)
     if make_current:

@@ -80,3 +80,22 @@ def test_wrong_device_name_at_start_stops_the_core_again():
         open_micromanager(
             headless_adapter_dir=DEMO_ADAPTERS, focus_device="Zeta", z_limits_um=LIMITS
         )
+
+
+def test_democamera_dstage_that_ignores_its_sequence_is_caught():
+    """DStage with UseSequences=Yes reports sequencing but does not follow the sequence
+    (issue 22): the sweep notices the stage never reached its last position, redoes the
+    sweep stop-and-go and never trusts the stage with a sequence again."""
+    from autofocus_drivers.micromanager import DEMO_ADAPTERS, open_micromanager
+
+    mic = open_micromanager(headless_adapter_dir=DEMO_ADAPTERS, z_limits_um=LIMITS)
+    try:
+        mic.core.setProperty(mic.focus_device, "UseSequences", "Yes")
+        assert mic.sweep_sequenced
+        mic.move_z(-3.0)
+        frames = mic.sweep_z([-2.0, -1.0, 0.0, 1.0])
+        assert [z for z, _ in frames] == [-2.0, -1.0, 0.0, 1.0]
+        assert mic.z_um == pytest.approx(1.0)  # the stop-and-go redo went everywhere
+        assert not mic.sweep_sequenced
+    finally:
+        mic.close()

@@ -161,3 +161,36 @@ def test_stock_pymmcore_plus_mda_runs_on_the_simulated_core():
     core.setAutoShutter(False)
     core.snapImage()  # shutter closed, auto-shutter off: camera noise only
     assert core.getImage().astype(float).mean() < lit
+
+
+def test_a_sequenceable_stage_sweeps_hardware_sequenced_and_the_search_uses_it():
+    # Issue 22: the piezo profile's stage really sequences (a step per camera trigger).
+    from autofocus.search.focus import focus
+
+    mic, sim = _scope(_config(focus_z_um=3.0, hardware_profile="piezo"), seed=4)
+    assert mic.sweep_sequenced
+    mic.move_z(-2.0)
+    moves_before = len(sim.commanded_z_um)
+    frames = mic.sweep_z([-1.0, 0.0, 1.0, 2.0])
+    assert [z for z, _ in frames] == [-1.0, 0.0, 1.0, 2.0]
+    # The stage stepped through the sequence: one settled move to the start, then a step
+    # per frame, none sent by the driver in between.
+    assert sim.commanded_z_um[moves_before:] == [-1.0, -1.0, 0.0, 1.0, 2.0]
+    assert sim.snap_count == 4 and len({f.tobytes() for _, f in frames}) == 4
+    dof = sim.optics.depth_of_field_um
+    result = focus(mic, range_um=30, tolerance_um=dof / 4, timeout_s=None)
+    assert result.success, result.reason
+    assert result.details["sweeps"] >= 1
+    assert abs(sim.physical_z_um - sim.true_focus_z_um()) <= dof / 4
+
+
+def test_a_stage_that_cannot_sequence_sweeps_stop_and_go():
+    mic, sim = _scope(_config(focus_z_um=3.0), seed=4)  # the default profile: no sequencing
+    assert not mic.sweep_sequenced
+    mic.move_z(-2.0)
+    moves_before = len(sim.commanded_z_um)
+    frames = mic.sweep_z([-1.0, 0.0, 1.0])
+    assert [z for z, _ in frames] == [-1.0, 0.0, 1.0]
+    assert sim.commanded_z_um[moves_before:] == [-1.0, 0.0, 1.0]
+    with pytest.raises(Exception, match="limit"):
+        mic.sweep_z([0.0, 500.0])

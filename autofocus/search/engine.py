@@ -408,11 +408,11 @@ class _Run:
     def _sweep_positions(self, batch: Sequence[float], order: Sequence[int]) -> list[float] | None:
         """The clamped ascending positions of a batch worth streaming, or None."""
         engine = self.engine
-        if (engine.stream == "off" or engine.dof_um is None or len(batch) < STREAM_MIN_FRAMES
-                or sweep_of(self.mic) is None):
+        if engine.stream == "off" or len(batch) < STREAM_MIN_FRAMES or sweep_of(self.mic) is None:
             return None
-        if engine.stream == "sequenced" and getattr(self.mic, "sweep_sequenced", False) is not True:
-            return None
+        sequenced = getattr(self.mic, "sweep_sequenced", False) is True
+        if not sequenced and (engine.stream == "sequenced" or engine.dof_um is None):
+            return None  # a moving exposure needs the DOF to bound its smear
         if not all(math.isfinite(batch[i]) for i in order):
             return None
         zs = [self.limits.clamp(batch[i]) for i in order]
@@ -428,8 +428,9 @@ class _Run:
         per exposure is at most `STREAM_SMEAR_DOF` DOF, so a dim plane stays visible.
         """
         sweeper = sweep_of(self.mic)
-        assert sweeper is not None and self.engine.dof_um is not None
-        smear_um = STREAM_SMEAR_DOF * self.engine.dof_um
+        assert sweeper is not None
+        dof = self.engine.dof_um
+        smear_um = STREAM_SMEAR_DOF * dof if dof is not None else None
         for i, z in zip(order, zs, strict=True):
             asked = self._asked[i]
             if abs(asked - z) > 1e-9:

@@ -416,6 +416,35 @@ class MicroManagerMicroscope:
             raise self._stage_error(f"failed to move to {target:g} µm", exc) from exc
         self.wait_for_stage()
 
+    # -- streamed sweeps (autofocus_drivers.base.ZSweep) --------------------------------
+    @property
+    def sweep_sequenced(self) -> bool:
+        """True when the focus stage is sequenceable: `sweep_z` is hardware-sequenced
+        (a stage sequence stepped by the camera's sequence acquisition)."""
+        from autofocus_drivers.micromanager.sweep import is_sequenced
+
+        return is_sequenced(self)
+
+    def sweep_start_um(self, z_um: Sequence[float], *,
+                       max_smear_um: float | None = None) -> float:
+        """Where a sweep over `z_um` starts: its first position (the stage steps, it does
+        not move during an exposure, so there is no run-up)."""
+        return float(z_um[0])
+
+    def sweep_z(self, z_um: Sequence[float], *,
+                max_smear_um: float | None = None) -> list[tuple[float, np.ndarray]]:
+        """One frame per ascending position of `z_um` (µm) as [(z_um, frame)]:
+        hardware-sequenced when the focus stage is sequenceable, else stop-and-go (a
+        settled move and a snap each). `max_smear_um` is moot: the stage never moves
+        during an exposure. Raises `LimitError` before moving for a position outside the
+        limits, `StageError`/`CameraError`/`DeviceTimeout` as `move_z` and `snap` do.
+        """
+        from autofocus_drivers.micromanager.sweep import sweep
+
+        self._check_open()
+        self._refuse_if_hardware_autofocus_engaged()
+        return sweep(self, z_um)
+
     def wait_for_stage(self) -> None:
         """Block until the focus device is idle; `DeviceTimeout` when MMCore's wait times out."""
         try:
