@@ -42,13 +42,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-import structlog
 from autofocus_drivers.base import ZLimits
 from autofocus_drivers.micromanager import MicroManagerMicroscope
 from pymmcore_plus.mda import MDAEngine
 from useq import HardwareAutofocus, MDAEvent
 
 from autofocus.errors import AutofocusError, ConfigurationError, LimitError, MicroscopeError
+from autofocus.logging import get_logger
 from autofocus.scoring.base import Scorer
 from autofocus.scoring.registry import get_scorer
 from autofocus.search.focus import FocusRequest, focus
@@ -66,7 +66,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AcquisitionStopped", "AutofocusEngine", "FailurePolicy", "PositionFocus"]
 
-log = structlog.get_logger("autofocus.acquire.mda")
+log = get_logger("autofocus.acquire.mda")
 
 FailurePolicy = Literal["keep", "skip", "stop"]
 FAILURE_POLICIES: tuple[str, ...] = ("keep", "skip", "stop")

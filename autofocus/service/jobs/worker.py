@@ -21,6 +21,7 @@ import structlog
 from autofocus_drivers.base import CameraInfo, ZLimits
 
 from autofocus.errors import AutofocusError, MicroscopeError
+from autofocus.logging import get_logger
 from autofocus.scoring.base import Scorer, offers_estimate
 from autofocus.scoring.preprocess import crop_roi
 from autofocus.search.result import Measurement
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from autofocus.search.focus import FocusRequest
     from autofocus.settings import FocusDefaults
 
-log = structlog.get_logger("autofocus.jobs")
+log = get_logger("autofocus.jobs")
 
 
 @dataclass
