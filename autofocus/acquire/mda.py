@@ -152,7 +152,7 @@ class AutofocusEngine(MDAEngine):
     (group, preset) and `focus_exposure_ms` are applied for the search only.
     `focus_map`, `map_refresh_positions`, `map_refresh_s`: place positions without
     an autofocus event from the map and refresh it. `approach_from_below` makes every
-    acquisition Z move come from `request.backlash_um` below, like the autofocus's own
+    acquisition Z move come from `request.overshoot_um` below, like the autofocus's own
     moves, so the stage's play lands the same way. Remaining keyword arguments go
     to `MDAEngine` (e.g. `use_hardware_sequencing`). `device_autofocus` "software"
     (default: ours, also where the event names a hardware autofocus device) or
@@ -389,7 +389,7 @@ class AutofocusEngine(MDAEngine):
             raise LimitError(message)
         # Approach from below, as the autofocus does, so backlash lands the same way and the
         # z found is the z imaged (a focus drive's play can be a DOF or more).
-        below = self.z_limits_um.clamp(target - self.request.backlash_um)
+        below = self.z_limits_um.clamp(target - self.request.overshoot_um)
         if self.approach_from_below and core.getZPosition() > below:
             core.setZPosition(below)
             core.waitForDevice(core.getFocusDevice())

@@ -170,7 +170,7 @@ def focus_request(req: Mapping[str, Any], defaults: FocusDefaults) -> FocusReque
         exposure_ms=req["exposure_ms"],
         timeout_s=req["timeout_s"],
         on_failure=req["on_failure"],
-        backlash_um=defaults.backlash_um,
+        overshoot_um=defaults.overshoot_um,
         settle_s=defaults.settle_s,
         verify=defaults.verify,
         mode=str(req.get("mode", "search")),
