@@ -320,3 +320,27 @@ def test_device_autofocus_option_delegates_to_the_devices_full_focus():
     assert [r.source for r in engine.focus_log] == ["device"] * 2
     assert len(snaps) == 2  # the two images only: no software search ran
     assert all(meta["autofocus"]["source"] == "device" for *_, meta in frames)
+
+
+# ------------------------------------------------------------- issue 19, item 3
+def test_registered_engine_runs_under_core_run_mda():
+    """What GUIs do: the engine registered on the core; the widget calls core.run_mda."""
+    useq, core, sim, engine, runner, truth, frames = _setup()
+    registered: list[object] = []
+    core.events.mdaEngineRegistered.connect(lambda new, old: registered.append(new))
+    core.register_mda_engine(engine)
+    assert registered == [engine] and core.mda.engine is engine
+    got: list[dict] = []
+    core.mda.events.frameReady.connect(lambda img, ev, meta: got.append(meta["autofocus"]))
+    seq = useq.MDASequence(
+        stage_positions=[useq.Position(x=x, y=y, z=z + 12.0) for x, y, z in truth],
+        autofocus_plan=useq.AxesBasedAF(axes=("p",)),
+    )
+    core.run_mda(seq).join(timeout=120)  # a thread, as the MDA widget's Run button starts
+    assert [g["source"] for g in got] == ["autofocus"] * 3
+    assert all(g["success"] for g in got)
+
+
+def test_example_uses_the_cores_own_runner():
+    text = EXAMPLE.read_text()
+    assert "MDARunner" not in text and "core.register_mda_engine(engine)" in text
