@@ -349,14 +349,20 @@ def write_plot(path: Path, report: dict[str, Any]) -> None:
     """
     from autofocus.service.api.plot import curve_png
 
+    png = curve_png(**plot_arguments(report))
+    path.write_bytes(png)
+
+
+def plot_arguments(report: dict[str, Any]) -> dict[str, Any]:
+    """The `curve_png` / `curve_figure` arguments for a `focus` report."""
     if report["success"]:
         state = "succeeded"
     elif report.get("error_type") == "Cancelled":
         state = "cancelled"
     else:
         state = "failed"
-    png = curve_png(
-        [(p["z_um"], p["score"]) for p in report["curve"]],
+    return dict(
+        points=[(p["z_um"], p["score"]) for p in report["curve"]],
         fit=report.get("fit"),
         best_z_um=report["best_z_um"] if report["success"] else None,
         start_z_um=report.get("start_z_um"),
@@ -365,8 +371,14 @@ def write_plot(path: Path, report: dict[str, Any]) -> None:
         reason=report.get("reason"),
         reason_code=report.get("reason_code"),
         final_z_um=report.get("final_z_um"),
+        planes_um=None if report["success"] else candidate_planes_um(report),
     )
-    path.write_bytes(png)
+
+
+def candidate_planes_um(result: dict[str, Any]) -> list[float]:
+    """The candidate focal planes a result names (`details.rivals`), µm."""
+    rivals = (result.get("details") or {}).get("rivals") or []
+    return [float(p["z_um"]) for p in rivals if isinstance(p, dict) and "z_um" in p]
 
 
 def _replay_defaults(
