@@ -67,7 +67,7 @@ def build_settings(config: Path | None, overrides: dict[str, Any]) -> Settings:
 
 @app.command(
     "focus",
-    cls=listing("scorers", "strategies"),
+    cls=listing("scorers", "strategies", "reasons"),
     short_help="Run one autofocus: where focus is, how sure, what it cost.",
 )
 def focus_command(
@@ -179,7 +179,7 @@ def focus_command(
     plot: Annotated[
         Path | None,
         typer.Option(help="Also draw the focus curve to this PNG file (as the daemon's "
-                     "curve.png).", rich_help_panel=PANEL_OUTPUT),
+                     "curve.png); the name must end in .png.", rich_help_panel=PANEL_OUTPUT),
     ] = None,
     # simulated microscope
     seed: Annotated[
@@ -246,6 +246,10 @@ def focus_command(
     from autofocus.search.focus import FocusRequest
     from autofocus.service.microscopes import open_microscope
 
+    if plot is not None and plot.suffix.lower() != ".png":
+        # Refused before anything moves: PNG bytes under another name mislead viewers.
+        fail(f"--plot writes a PNG image; {plot.name!r} does not end in .png",
+             hint=f"use --plot {plot.with_suffix('.png').name}")
     if backlash_um is not None:  # deprecated alias: "backlash" is the stage's play
         if overshoot_um is not None and overshoot_um != backlash_um:
             raise typer.BadParameter("give --overshoot-um or its old name --backlash-um, "
