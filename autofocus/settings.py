@@ -140,6 +140,29 @@ class FocusDefaults(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_backlash_um(cls, data: Any) -> Any:
+        """`backlash_um` (the old name of `overshoot_um`) is accepted with a warning."""
+        if isinstance(data, dict) and "backlash_um" in data:
+            import warnings
+
+            data = dict(data)
+            value = data.pop("backlash_um")
+            if "overshoot_um" in data and data["overshoot_um"] != value:
+                raise ValueError("give focus.overshoot_um or its old name backlash_um, not both")
+            warnings.warn(
+                "the setting focus.backlash_um is deprecated: it is the approach overshoot; "
+                "use focus.overshoot_um", DeprecationWarning, stacklevel=2,
+            )
+            data["overshoot_um"] = value
+        return data
+
+    @property
+    def backlash_um(self) -> float:
+        """Deprecated alias of `overshoot_um`."""
+        return self.overshoot_um
+
     strategy: str = "guided"
     scorer: str = "tenengrad"
     range_um: float = Field(50.0, gt=0, description="Full width of the searched Z range, µm.")
@@ -151,7 +174,11 @@ class FocusDefaults(BaseModel):
     max_frames: int = Field(60, ge=3, le=10_000)
     timeout_s: float = Field(120.0, gt=0)
     on_failure: Literal["return", "stay"] = "return"
-    backlash_um: float = Field(5.0, ge=0, description="Overshoot used to approach from below.")
+    overshoot_um: float = Field(
+        5.0, ge=0, description="Approach overshoot, µm: every position is approached from this "
+        "far below, so the stage's play lands the same way (formerly `backlash_um`, still "
+        "accepted as a deprecated alias).",
+    )
     settle_s: float = Field(0.0, ge=0, description="Extra wait after every move, seconds.")
     verify: bool = Field(True, description="Re-snap at the chosen z and check the score.")
     rival_check: Literal["capture", "full"] = Field(

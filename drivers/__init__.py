@@ -4,6 +4,8 @@ This package depends on numpy only; vendor packages (pycromanager, pymmcore-plus
 are imported lazily by the drivers that need them.
 """
 
+import logging as _logging
+
 from autofocus_drivers.base import CameraInfo, Microscope, XYStage, ZLimits, xy_stage_of
 from autofocus_drivers.clock import Clock, RealClock, VirtualClock
 from autofocus_drivers.errors import (
@@ -14,6 +16,9 @@ from autofocus_drivers.errors import (
     MicroscopeError,
     StageError,
 )
+
+# A library stays silent unless the application configures logging.
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __all__ = [
     "XYStage",

@@ -58,7 +58,7 @@ def run(seed: int = 0, kind: str = "auto", nx: int = 4, ny: int = 3) -> dict[str
         mic.move_xy(float(x), float(y))
         predicted = fmap.predict_z_um(float(x), float(y))
         target = mic.z_limits_um.clamp(predicted)
-        mic.move_z(mic.z_limits_um.clamp(target - request.backlash_um))
+        mic.move_z(mic.z_limits_um.clamp(target - request.overshoot_um))
         mic.move_z(target)
         error = mic.physical_z_um - mic.true_focus_z_um()
         checks.append({"x_um": float(x), "y_um": float(y), "predicted_z_um": predicted,

@@ -5,8 +5,10 @@
     python examples/mda_autofocus.py --democamera --json   # real MMCore, DemoCamera beads
 
 The acquisition is a plain useq `MDASequence` with `AxesBasedAF(axes=("p",))`: the
-stock engine would log "No autofocus device found" and image out of focus. Here a
-dedicated `MDARunner` runs our `AutofocusEngine` (no global engine is replaced). Each
+stock engine would log "No autofocus device found" and image out of focus. Here our
+`AutofocusEngine` is registered on the core (`core.register_mda_engine(engine)`, the
+same as `core.mda.set_engine(engine)`), so `core.mda.run` and `core.run_mda` (what
+napari-micromanager and the pymmcore-widgets MDA widget call) use it. Each
 position's z in the sequence is deliberately 20 µm off its true focus (alternately above
 and below); the engine corrects it per position before the images are taken.
 
@@ -33,7 +35,6 @@ if __package__ in (None, ""):  # run as a script from a checkout
 
 import useq
 from autofocus_drivers.base import ZLimits
-from pymmcore_plus.mda import MDARunner
 
 from autofocus.acquire.mda import AutofocusEngine
 from autofocus.search.focus import FocusRequest
@@ -92,8 +93,7 @@ def run(democamera: bool = False, seed: int = 1) -> dict[str, Any]:
         request=FocusRequest(range_um=60.0, tolerance_um=0.25),
         on_failure="keep",
     )
-    runner = MDARunner()
-    runner.set_engine(engine)
+    core.register_mda_engine(engine)  # = core.mda.set_engine(engine), plus a signal
     acquired: dict[int, dict[str, Any]] = {}
 
     def on_frame(image: Any, event: useq.MDAEvent, meta: dict[str, Any]) -> None:
@@ -104,8 +104,8 @@ def run(democamera: bool = False, seed: int = 1) -> dict[str, Any]:
             entry["physical_z_um"] = float(sim.physical_z_um)
         acquired[p] = entry
 
-    runner.events.frameReady.connect(on_frame)
-    runner.run(sequence)
+    core.mda.events.frameReady.connect(on_frame)
+    core.mda.run(sequence)
     report = []
     for p, (x, y, true_z) in enumerate(truth):
         entry = acquired.get(p, {"z_um": None, "focus": None})
@@ -132,22 +132,6 @@ def run(democamera: bool = False, seed: int = 1) -> dict[str, Any]:
     }
 
 
-def quiet_logs() -> None:
-    """Warnings and errors only, on stderr (stdout is the report).
-
-    structlog only: routing the standard `logging` root to a stream as well makes
-    MMCore's C++ log callback abort the interpreter at exit.
-    """
-    import logging
-
-    import structlog
-
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -155,7 +139,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="real MMCore with DemoCamera/DStage instead of the simulator")
     parser.add_argument("--seed", type=int, default=1, help="simulator seed")
     args = parser.parse_args(argv)
-    quiet_logs()
     report = run(democamera=args.democamera, seed=args.seed)
     # Collect the core (in reference cycles) now, in this thread: collected later by a
     # worker thread during interpreter shutdown, MMCore's destructor aborts the process.

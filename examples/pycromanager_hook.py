@@ -58,10 +58,17 @@ def run(workdir: Path) -> dict[str, Any]:
 
         core = Core()  # the daemon's headless core: the same MMCore
         core.set_position("Z", START_Z_UM)
-        hook = autofocus_hook(af, range_um=60.0, tolerance_um=0.25)
+        # Focus at every position and every time point (like AxesBasedAF(axes=("p", "t"))).
+        # The Python backend cannot take event tags: the result goes into each image's
+        # metadata through hook.annotate instead (with the Java backend, tags work too).
+        hook = autofocus_hook(af, axes=("position", "time"), on_failure="skip",
+                              write_tags=False, range_um=60.0, tolerance_um=0.25)
 
-        def on_image(image: Any, metadata: dict[str, Any]) -> None:
-            images.append({"axes": dict(metadata["Axes"]), "z_um": core.get_position("Z")})
+        def on_image(image: Any, metadata: dict[str, Any]) -> Any:
+            image, metadata = hook.annotate(image, metadata)
+            images.append({"axes": dict(metadata["Axes"]), "z_um": core.get_position("Z"),
+                           "autofocus": metadata["autofocus"]})
+            return image, metadata
 
         events = multi_d_acquisition_events(
             xy_positions=[[0.0, 0.0], [500.0, 0.0], [500.0, 500.0]], num_time_points=2

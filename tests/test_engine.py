@@ -50,7 +50,7 @@ def test_every_commanded_z_inside_limits_near_the_edge():
     # Focus close to the lower limit, a big backlash overshoot: the overshoot must be clamped.
     mic = make_sim(2, focus_z_um=-93.0, backlash_um=0.5)
     mic.move_z(-85.0)
-    result = focus(mic, center_z_um=-85.0, range_um=30, tolerance_um=0.3, backlash_um=20)
+    result = focus(mic, center_z_um=-85.0, range_um=30, tolerance_um=0.3, overshoot_um=20)
     lim = mic.z_limits_um
     assert mic.commanded_z_um, "the simulator recorded no moves"
     assert all(lim.min_um <= z <= lim.max_um for z in mic.commanded_z_um)
@@ -213,7 +213,7 @@ def test_search_space_rejects_nan():
 def test_final_approach_is_from_below():
     mic = make_sim(11, focus_z_um=-3.0)
     mic.move_z(10.0)
-    result = focus(mic, range_um=40, tolerance_um=0.4, backlash_um=5.0)
+    result = focus(mic, range_um=40, tolerance_um=0.4, overshoot_um=5.0)
     assert result.success
     # Parking: the last move ends on best z and the one before it lies below it.
     last, before = result.commanded_z_um[-1], result.commanded_z_um[-2]

@@ -3,7 +3,8 @@
 - no import cycle between modules of `autofocus/` and `drivers/`;
 - `drivers` never imports `autofocus`;
 - each room of `autofocus/` imports only the rooms above it (DESIGN.md):
-  scoring → (errors); search → scoring, autofocus_drivers.base; stacks → scoring, search, drivers;
+  scoring → (errors, logging: both leaves); search → scoring, autofocus_drivers.base;
+  stacks → scoring, search, drivers;
   acquire (acquisition integrations) → search, scoring, the HTTP client, drivers;
   service → everything below it; nothing below `service` imports FastAPI.
 """
@@ -22,17 +23,21 @@ IMPORT_NAMES = {"autofocus": "autofocus", "drivers": "autofocus_drivers"}
 
 # What each room of autofocus/ may import from the project (prefix match on module names).
 ALLOWED = {
-    "autofocus.scoring": ("autofocus.scoring", "autofocus.errors"),
+    # autofocus.logging is a leaf like autofocus.errors (it imports nothing of ours):
+    # every room logs through its get_logger, silent unless the application configures
+    # logging (issue 19).
+    "autofocus.scoring": ("autofocus.scoring", "autofocus.errors", "autofocus.logging"),
     "autofocus.search": (
-        "autofocus.search", "autofocus.scoring", "autofocus.errors", "autofocus_drivers",
+        "autofocus.search", "autofocus.scoring", "autofocus.errors", "autofocus.logging",
+        "autofocus_drivers",
     ),
     "autofocus.stacks": (
         "autofocus.stacks", "autofocus.search", "autofocus.scoring", "autofocus.errors",
-        "autofocus_drivers",
+        "autofocus.logging", "autofocus_drivers",
     ),
     "autofocus.acquire": (
         "autofocus.acquire", "autofocus.search", "autofocus.scoring", "autofocus.errors",
-        "autofocus.client", "autofocus_drivers",
+        "autofocus.logging", "autofocus.client", "autofocus_drivers",
     ),
     "autofocus.service": (
         "autofocus.service", "autofocus.stacks", "autofocus.search", "autofocus.scoring",

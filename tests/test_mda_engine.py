@@ -144,23 +144,15 @@ def test_keep_policy_retries_then_keeps_the_last_good_correction():
         assert abs(frames[i][3] - frames[i][4]) <= sim.optics.depth_of_field_um / 4
 
 
-def test_skip_policy_drops_the_position_and_stop_policy_raises():
-    from autofocus.acquire.mda import AcquisitionStopped
+def test_skip_policy_drops_the_position():
     from autofocus.search.focus import FocusRequest
 
     request = FocusRequest(range_um=30.0, tolerance_um=0.25)
-    for policy in ("skip", "stop"):
-        useq, core, sim, engine, runner, truth, frames = _setup(request=request, on_failure=policy,
-                                                                retry_widen=1.01)
-        seq = _second_position_out_of_reach(useq, truth)
-        if policy == "skip":
-            runner.run(seq)
-            assert [f[0] for f in frames] == [0, 2]
-            assert engine.focus_log[1].source == "skipped"
-        else:
-            with pytest.raises(AcquisitionStopped, match="position 1"):
-                runner.run(seq)
-            assert [f[0] for f in frames] == [0]
+    useq, core, sim, engine, runner, truth, frames = _setup(request=request, on_failure="skip",
+                                                            retry_widen=1.01)
+    runner.run(_second_position_out_of_reach(useq, truth))
+    assert [f[0] for f in frames] == [0, 2]
+    assert engine.focus_log[1].source == "skipped"
 
 
 def test_focus_channel_and_exposure_are_applied_for_the_search_and_restored():
@@ -297,3 +289,108 @@ def test_a_retry_widens_the_range_instead_of_repeating_the_search():
     assert second.success and second.attempts == 2
     assert asked == [30.0, 30.0, 60.0, 30.0]  # p0, p1 (failed), p1 widened, p2
     assert abs(frames[1][3] - frames[1][4]) <= sim.optics.depth_of_field_um / 4
+
+
+# ------------------------------------------------------------- issue 19, item 4
+@pytest.mark.parametrize("where", ["core.mda", "dedicated runner"])
+def test_stop_policy_cancels_the_runner_like_pymmcore_plus(where):
+    """on_failure="stop": no exception, no further event; sequenceCanceled, then Finished."""
+    from autofocus.search.focus import FocusRequest
+
+    request = FocusRequest(range_um=30.0, tolerance_um=0.25)
+    useq, core, sim, engine, runner, truth, frames = _setup(request=request, on_failure="stop",
+                                                            retry_widen=1.01)
+    if where == "core.mda":
+        runner = core.mda
+        core.mda.set_engine(engine)
+        runner.events.frameReady.connect(lambda img, ev, meta: frames.append(
+            (ev.index.get("p"), None, None, None, None, meta)))
+    signals: list[str] = []
+    runner.events.sequenceCanceled.connect(lambda seq: signals.append("canceled"))
+    runner.events.sequenceFinished.connect(lambda seq: signals.append("finished"))
+    runner.run(_second_position_out_of_reach(useq, truth))
+    assert [f[0] for f in frames] == [0]
+    assert signals == ["canceled", "finished"]
+    assert engine.focus_log[-1].source == "stopped"
+    assert "position 1" in engine.stop_reason
+
+
+def test_motor_offset_images_at_the_found_focus_plus_the_offset():
+    useq, core, sim, engine, runner, truth, frames = _setup()
+    seq = useq.MDASequence(
+        stage_positions=[useq.Position(x=x, y=y, z=z + 10.0) for x, y, z in truth[:2]],
+        autofocus_plan=useq.AxesBasedAF(axes=("p",), autofocus_motor_offset=3.0),
+    )
+    runner.run(seq)
+    assert len(frames) == 2
+    for _p, _z, z_cmd, phys, true_z, meta in frames:
+        focus = meta["autofocus"]
+        assert focus["success"] and focus["offset_um"] == 3.0
+        assert z_cmd - focus["z_um"] == pytest.approx(3.0, abs=1e-6)
+        assert phys - true_z == pytest.approx(3.0, abs=sim.optics.depth_of_field_um / 4)
+
+
+def _with_demo_autofocus_device(core):
+    from autofocus_drivers.micromanager import demo_adapter_dir
+
+    core.setDeviceAdapterSearchPaths([str(demo_adapter_dir())])
+    core.loadDevice("AF", "DemoCamera", "DAutoFocus")
+    core.initializeDevice("AF")
+
+
+def test_named_hardware_autofocus_device_is_said_once_then_software_runs():
+    useq, core, sim, engine, runner, truth, frames = _setup()
+    _with_demo_autofocus_device(core)
+    seq = useq.MDASequence(
+        stage_positions=[useq.Position(x=x, y=y, z=z + 10.0) for x, y, z in truth],
+        autofocus_plan=useq.AxesBasedAF(axes=("p",), autofocus_device_name="AF"),
+    )
+    with pytest.warns(UserWarning, match="software") as caught:
+        runner.run(seq)
+    assert len([w for w in caught if "hardware autofocus device" in str(w.message)]) == 1
+    assert [r.source for r in engine.focus_log] == ["autofocus"] * 3
+
+
+def test_device_autofocus_option_delegates_to_the_devices_full_focus():
+    useq, core, sim, engine, runner, truth, frames = _setup(device_autofocus="device")
+    _with_demo_autofocus_device(core)
+    snaps: list[float] = []
+    real_snap = sim.snap
+
+    def recording_snap():  # instrumentation around the real simulator, not a fake
+        snaps.append(sim.physical_z_um)
+        return real_snap()
+
+    sim.snap = recording_snap  # type: ignore[method-assign]
+    seq = useq.MDASequence(
+        stage_positions=[useq.Position(x=x, y=y, z=z + 10.0) for x, y, z in truth[:2]],
+        autofocus_plan=useq.AxesBasedAF(axes=("p",), autofocus_device_name="AF"),
+    )
+    runner.run(seq)
+    assert [r.source for r in engine.focus_log] == ["device"] * 2
+    assert len(snaps) == 2  # the two images only: no software search ran
+    assert all(meta["autofocus"]["source"] == "device" for *_, meta in frames)
+
+
+# ------------------------------------------------------------- issue 19, item 3
+def test_registered_engine_runs_under_core_run_mda():
+    """What GUIs do: the engine registered on the core; the widget calls core.run_mda."""
+    useq, core, sim, engine, runner, truth, frames = _setup()
+    registered: list[object] = []
+    core.events.mdaEngineRegistered.connect(lambda new, old: registered.append(new))
+    core.register_mda_engine(engine)
+    assert registered == [engine] and core.mda.engine is engine
+    got: list[dict] = []
+    core.mda.events.frameReady.connect(lambda img, ev, meta: got.append(meta["autofocus"]))
+    seq = useq.MDASequence(
+        stage_positions=[useq.Position(x=x, y=y, z=z + 12.0) for x, y, z in truth],
+        autofocus_plan=useq.AxesBasedAF(axes=("p",)),
+    )
+    core.run_mda(seq).join(timeout=120)  # a thread, as the MDA widget's Run button starts
+    assert [g["source"] for g in got] == ["autofocus"] * 3
+    assert all(g["success"] for g in got)
+
+
+def test_example_uses_the_cores_own_runner():
+    text = EXAMPLE.read_text()
+    assert "MDARunner" not in text and "core.register_mda_engine(engine)" in text

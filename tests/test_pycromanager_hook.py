@@ -61,6 +61,38 @@ def test_failure_callback_and_bad_input(client):
         hook(42)
 
 
+def test_axes_like_axes_based_af_focus_every_time_point_of_one_position(client):
+    """A single-position time-lapse: axes=("position", "time") focuses at every time point."""
+    timelapse = [{"axes": {"time": t}, "tags": {"user": "kept"}} for t in range(5)]
+    per_position = autofocus_hook(client, range_um=40)
+    for event in timelapse:
+        per_position(dict(event))
+    assert len(per_position.results) == 1
+    per_time = autofocus_hook(client, axes=("position", "time"), range_um=40)
+    out = [per_time(dict(event, tags=dict(event["tags"]))) for event in timelapse]
+    assert [r["key"] for r in per_time.results] == [{"position": None, "time": t}
+                                                    for t in range(5)]
+    for event, result in zip(out, per_time.results, strict=True):
+        tags = event["tags"]  # the result rides along into pycromanager's image metadata
+        assert tags["user"] == "kept"
+        assert tags["autofocus_state"] == "succeeded"
+        assert tags["autofocus_z_um"] == result["z_um"]
+        assert tags["autofocus_job_id"] == result["job_id"]
+
+
+def test_skip_policy_returns_none_until_the_next_autofocus_succeeds(client):
+    failing = autofocus_hook(client, center_z_um=70.0, range_um=20, on_failure="skip")
+    event = _event(5)
+    assert failing(event) is None  # pycromanager acquires nothing for it
+    assert event["tags"]["autofocus_state"] == "failed"
+    assert event["tags"]["autofocus_error"] and "autofocus_z_um" not in event["tags"]
+    assert failing(_event(5, 1)) is None  # same position, no new autofocus: still skipped
+    assert failing([_event(5, 2), _event(5, 3)]) is None
+    assert len(failing.results) == 1
+    with pytest.raises(ValueError, match="on_failure"):
+        autofocus_hook(client, on_failure="stop")
+
+
 def test_event_position_reads_position_or_grid():
     assert event_position({"axes": {"position": 3}}) == 3
     assert event_position({"axes": {"row": 1, "column": 2}}) == (1, 2)
@@ -90,3 +122,6 @@ def test_example_real_pycromanager_acquisition_with_the_hook():
     assert all(r["state"] == "succeeded" for r in report["autofocus"])
     assert len(report["images"]) == 6
     assert all(abs(i["z_um"]) <= report["dof_um"] / 4 for i in report["images"])
+    for image in report["images"]:  # each image's metadata names the autofocus that placed it
+        assert image["autofocus"]["autofocus_state"] == "succeeded"
+        assert image["autofocus"]["autofocus_z_um"] == pytest.approx(image["z_um"], abs=0.5)

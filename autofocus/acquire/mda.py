@@ -11,8 +11,19 @@ its place, on the same core as the acquisition:
   z-stacks included, is shifted by it;
 - it retries up to the event's `max_retries` and then applies `on_failure`:
   `"keep"` the last good correction of the position (or the focus map's), `"skip"`
-  the position's images until its next autofocus succeeds, or `"stop"` the run
-  (raises `AcquisitionStopped`);
+  the position's images until its next autofocus succeeds, or `"stop"` the run: the
+  runner is cancelled the way pymmcore-plus cancels (`runner.cancel()`: no further
+  event, `sequenceCanceled` then `sequenceFinished`); only when no runner can be found
+  is `AcquisitionStopped` raised instead;
+- `AxesBasedAF.autofocus_motor_offset` is honoured as a Z offset (µm) from the found
+  focus at which the position is imaged (the metadata's `z_um` stays the focus found,
+  `offset_um` says the offset);
+- `AxesBasedAF.autofocus_device_name`: by default our software autofocus runs even
+  when it names a hardware autofocus device the core has (said once, as a
+  `UserWarning` and a log warning); `device_autofocus="device"` delegates those
+  events to the device's `fullFocus` (pymmcore-plus' stock behaviour, offset set on
+  the device) while everything else stays ours (Z limits, approach from below,
+  per-frame `"autofocus"` metadata with `source="device"`);
 - every frame's metadata carries `"autofocus"`: the focus result that placed it
   (z, confidence, frames, reason, where the z came from);
 - around the search it applies an optional focus channel preset and exposure and
@@ -24,11 +35,11 @@ its place, on the same core as the acquisition:
   `z_limits_um` (an event outside them is skipped, never sent), and approached from
   below like the autofocus's own moves, so mechanical backlash lands the same way.
 
-Use it with a dedicated runner or set it explicitly; importing this module changes
-nothing globally::
+Set it on the core's own runner, which is what napari-micromanager and the
+pymmcore-widgets MDA widget run; importing this module changes nothing globally::
 
     engine = AutofocusEngine(core, z_limits_um=ZLimits(-100, 100))
-    core.mda.set_engine(engine)          # or: MDARunner(); runner.set_engine(engine)
+    core.mda.set_engine(engine)          # or: core.register_mda_engine(engine)
     core.mda.run(sequence)
 
 Needs the `mm` extra (pymmcore-plus, useq-schema).
@@ -37,18 +48,20 @@ Needs the `mm` extra (pymmcore-plus, useq-schema).
 from __future__ import annotations
 
 import math
+import sys
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-import structlog
 from autofocus_drivers.base import ZLimits
 from autofocus_drivers.micromanager import MicroManagerMicroscope
 from pymmcore_plus.mda import MDAEngine
 from useq import HardwareAutofocus, MDAEvent
 
 from autofocus.errors import AutofocusError, ConfigurationError, LimitError, MicroscopeError
+from autofocus.logging import get_logger
 from autofocus.scoring.base import Scorer
 from autofocus.scoring.registry import get_scorer
 from autofocus.search.focus import FocusRequest, focus
@@ -66,14 +79,21 @@ if TYPE_CHECKING:
 
 __all__ = ["AcquisitionStopped", "AutofocusEngine", "FailurePolicy", "PositionFocus"]
 
-log = structlog.get_logger("autofocus.acquire.mda")
+log = get_logger("autofocus.acquire.mda")
 
 FailurePolicy = Literal["keep", "skip", "stop"]
 FAILURE_POLICIES: tuple[str, ...] = ("keep", "skip", "stop")
+DeviceAutofocus = Literal["software", "device"]
+DEVICE_AUTOFOCUS_MODES: tuple[str, ...] = ("software", "device")
 
 
 class AcquisitionStopped(AutofocusError):
-    """The autofocus failed at a position and the failure policy is `"stop"`."""
+    """The autofocus failed at a position, the policy is `"stop"` and no runner was found.
+
+    With a runner (the core's `core.mda`, one passed as `runner=`, or the runner
+    that called `setup_sequence`) the run is cancelled instead, as pymmcore-plus
+    cancels: `sequenceCanceled` then `sequenceFinished`, nothing raised.
+    """
 
 
 @dataclass(frozen=True)
@@ -100,6 +120,7 @@ class PositionFocus:
     hardware_s: float = 0.0
     x_um: float | None = None
     y_um: float | None = None
+    offset_um: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,6 +137,7 @@ class PositionFocus:
             "hardware_s": round(self.hardware_s, 6),
             "x_um": self.x_um,
             "y_um": self.y_um,
+            "offset_um": self.offset_um,
         }
 
 
@@ -130,7 +152,7 @@ class AutofocusEngine(MDAEngine):
     (group, preset) and `focus_exposure_ms` are applied for the search only.
     `focus_map`, `map_refresh_positions`, `map_refresh_s`: place positions without
     an autofocus event from the map and refresh it. `approach_from_below` makes every
-    acquisition Z move come from `request.backlash_um` below, like the autofocus's own
+    acquisition Z move come from `request.overshoot_um` below, like the autofocus's own
     moves, so the stage's play lands the same way. A revisit (a position that was
     autofocused before, or placed from the focus map) searches with a prior:
     `expected_z_um` where the position's last focus (or the map's prediction) put the
@@ -138,8 +160,12 @@ class AutofocusEngine(MDAEngine):
     the request's `dof_um` or 4 × its tolerance; 0 turns priors off). A retry never
     repeats the same search: it drops the prior and widens the range by
     `retry_widen` per attempt (inside the Z limits). Remaining keyword arguments go
-    to `MDAEngine` (e.g. `use_hardware_sequencing`). Raises `ConfigurationError`
-    for an unknown policy or focus channel.
+    to `MDAEngine` (e.g. `use_hardware_sequencing`). `device_autofocus` "software"
+    (default: ours, also where the event names a hardware autofocus device) or
+    "device" (such events run the device's `fullFocus`). `runner` the `MDARunner`
+    to cancel under `on_failure="stop"` (default: `mmc.mda` when this engine is set
+    there, else the runner that starts the sequence). Raises `ConfigurationError`
+    for an unknown policy, mode or focus channel.
     """
 
     def __init__(
@@ -158,6 +184,8 @@ class AutofocusEngine(MDAEngine):
         approach_from_below: bool = True,
         revisit_sigma_um: float | None = None,
         retry_widen: float = 1.5,
+        device_autofocus: DeviceAutofocus = "software",
+        runner: Any = None,
         **engine_kwargs: Any,
     ) -> None:
         super().__init__(mmc, **engine_kwargs)
@@ -166,6 +194,11 @@ class AutofocusEngine(MDAEngine):
         if on_failure not in FAILURE_POLICIES:
             raise ConfigurationError(
                 f"on_failure must be one of {', '.join(FAILURE_POLICIES)}, got {on_failure!r}"
+            )
+        if device_autofocus not in DEVICE_AUTOFOCUS_MODES:
+            raise ConfigurationError(
+                f"device_autofocus must be one of {', '.join(DEVICE_AUTOFOCUS_MODES)}, "
+                f"got {device_autofocus!r}"
             )
         if focus_channel is not None:
             group, preset = focus_channel
@@ -191,6 +224,10 @@ class AutofocusEngine(MDAEngine):
         self.revisit_sigma_um = revisit_sigma_um
         self.retry_widen = float(retry_widen)
         self.z_limits_um = z_limits_um
+        self.device_autofocus: DeviceAutofocus = device_autofocus
+        self.runner = runner
+        self._sequence_runner: Any = None
+        self._said_software_instead = False
         self.approach_from_below = approach_from_below
         self.request = request or FocusRequest(range_um=60.0)
         self.on_failure: FailurePolicy = on_failure
@@ -203,6 +240,8 @@ class AutofocusEngine(MDAEngine):
             get_scorer(scorer or self.request.scorer) if not hasattr(scorer, "score")
             else scorer  # type: ignore[assignment]
         )
+        self.stop_reason: str | None = None
+        """Why the last run was stopped (on_failure="stop"), else None."""
         self.focus_log: list[PositionFocus] = []
         """Every autofocus, map placement and failure of the last run, in order."""
         self._position_focus: dict[int | None, PositionFocus] = {}
@@ -219,12 +258,31 @@ class AutofocusEngine(MDAEngine):
         self._autofocused.clear()
         self._skipped.clear()
         self.focus_log = []
+        self.stop_reason = None
         self._since_refresh = 0
+        self._sequence_runner = self._find_runner()
         summary = super().setup_sequence(sequence)
         self._microscope = MicroManagerMicroscope(
             self.mmcore, z_limits_um=self.z_limits_um, continuous_focus="pause"
         )
         return summary
+
+    def _find_runner(self) -> Any:
+        """The `MDARunner` running this engine: given, the core's, or the caller's."""
+        if self.runner is not None:
+            return self.runner
+        core_runner = getattr(self.mmcore, "mda", None)
+        if core_runner is not None and getattr(core_runner, "engine", None) is self:
+            return core_runner
+        frame = sys._getframe(1)
+        while frame is not None:  # a dedicated MDARunner called setup_sequence
+            caller = frame.f_locals.get("self")
+            if caller is not None and getattr(caller, "_engine", None) is self and callable(
+                getattr(caller, "cancel", None)
+            ):
+                return caller
+            frame = frame.f_back
+        return None
 
     def teardown_sequence(self, sequence: Any) -> None:
         if self._microscope is not None:
@@ -249,17 +307,78 @@ class AutofocusEngine(MDAEngine):
         super().setup_event(event)
         if not is_af and self._refresh_due(event, p_idx):
             self._autofocus_here(event, max_retries=1, refresh=True)
+            if self.stop_reason is not None and SkipEvent is not None:
+                raise SkipEvent(reason=self.stop_reason)  # cancelled: image nothing more
             super().setup_event(event)  # back to the event's z with the new correction
 
     def exec_event(self, event: MDAEvent) -> Iterable[Any]:
         """Run our autofocus for `HardwareAutofocus` events; acquire images otherwise."""
         action = getattr(event, "action", None)
         if isinstance(action, HardwareAutofocus):
-            self._autofocus_here(event, max_retries=max(1, int(action.max_retries)))
+            if self._hardware_device(action) is not None and self.device_autofocus == "device":
+                return self._device_autofocus(event, action)
+            self._autofocus_here(event, max_retries=max(1, int(action.max_retries)),
+                                 offset_um=float(action.autofocus_motor_offset or 0.0))
             return ()
         if event.index.get("p") in self._skipped:
             return ()  # older pymmcore-plus without SkipEvent: drop the images
         return super().exec_event(event)
+
+    def _hardware_device(self, action: HardwareAutofocus) -> str | None:
+        """The hardware autofocus device the event names and the core has, else None."""
+        name = getattr(action, "autofocus_device_name", None)
+        if not name:
+            return None
+        try:
+            from pymmcore_plus import DeviceType
+
+            devices = set(self.mmcore.getLoadedDevicesOfType(DeviceType.AutoFocus))
+        except Exception:  # noqa: BLE001 - a core that cannot list devices has none
+            return None
+        if name not in devices:
+            return None
+        if self.device_autofocus == "software" and not self._said_software_instead:
+            self._said_software_instead = True
+            message = (
+                f"the acquisition names the hardware autofocus device {name!r}; this engine "
+                "runs its software (image-based) autofocus instead. Pass "
+                "AutofocusEngine(..., device_autofocus='device') to use the device's fullFocus."
+            )
+            log.warning("mda.software_autofocus_instead_of_device", device=name)
+            warnings.warn(message, UserWarning, stacklevel=2)
+        return name
+
+    def _device_autofocus(self, event: MDAEvent, action: HardwareAutofocus) -> Iterable[Any]:
+        """The stock engine's `fullFocus` path; the result is recorded like ours."""
+        p_idx = event.index.get("p")
+        before = self._z_correction.get(p_idx, 0.0)
+        self._af_succeeded = False
+        core = self.mmcore
+        previous_device = core.getAutoFocusDevice()
+        core.setAutoFocusDevice(str(action.autofocus_device_name))  # the one the event names
+        try:
+            for _ in super().exec_event(event) or ():  # its autofocus branch yields nothing
+                pass
+        finally:
+            if previous_device != action.autofocus_device_name:
+                core.setAutoFocusDevice(previous_device)
+        ok = bool(self._af_succeeded)
+        z_now = float(self.mmcore.getZPosition()) if self.mmcore.getFocusDevice() else None
+        record = PositionFocus(
+            p_idx, "device", ok, z_now if ok else None, self._z_correction.get(p_idx, before),
+            attempts=1, reason=None if ok else "device fullFocus failed",
+            x_um=event.x_pos, y_um=event.y_pos,
+        )
+        if ok:
+            self._autofocused.add(p_idx)
+            self._skipped.discard(p_idx)
+        else:
+            failed = self._apply_failure_policy(record)
+            if failed is None:
+                return ()
+            record = failed
+        self._record(record)
+        return ()
 
     def get_frame_metadata(self, event: MDAEvent, *args: Any, **kwargs: Any) -> FrameMetaV1:
         """The stock frame metadata plus `"autofocus"`: how this position's Z was chosen."""
@@ -286,7 +405,7 @@ class AutofocusEngine(MDAEngine):
             raise LimitError(message)
         # Approach from below, as the autofocus does, so backlash lands the same way and the
         # z found is the z imaged (a focus drive's play can be a DOF or more).
-        below = self.z_limits_um.clamp(target - self.request.backlash_um)
+        below = self.z_limits_um.clamp(target - self.request.overshoot_um)
         if self.approach_from_below and core.getZPosition() > below:
             core.setZPosition(below)
             core.waitForDevice(core.getFocusDevice())
@@ -305,7 +424,9 @@ class AutofocusEngine(MDAEngine):
                 z -= list(seq.z_plan)[event.index["z"]]
         return z
 
-    def _autofocus_here(self, event: MDAEvent, *, max_retries: int, refresh: bool = False) -> None:
+    def _autofocus_here(
+        self, event: MDAEvent, *, max_retries: int, refresh: bool = False, offset_um: float = 0.0
+    ) -> None:
         mic = self._microscope
         assert mic is not None, "setup_sequence was not called"
         p_idx = event.index.get("p")
@@ -333,7 +454,8 @@ class AutofocusEngine(MDAEngine):
             reason, error_type = result.reason, result.error_type
         if result is not None and result.success and result.best_z_um is not None:
             found = float(result.best_z_um)
-            correction = found - before_z + self._z_correction.get(p_idx, 0.0)
+            # Image at the focus found plus the acquisition's motor offset (µm).
+            correction = found + offset_um - before_z + self._z_correction.get(p_idx, 0.0)
             self._z_correction[p_idx] = correction
             self._autofocused.add(p_idx)
             self._skipped.discard(p_idx)
@@ -342,31 +464,21 @@ class AutofocusEngine(MDAEngine):
                 p_idx, "autofocus", True, found, correction,
                 confidence=round(float(result.confidence), 4), frames=result.frames,
                 attempts=attempts, hardware_s=hardware_s, x_um=event.x_pos, y_um=event.y_pos,
+                offset_um=offset_um,
             )
             self._add_map_point(event, found, result)
         else:
             self._af_succeeded = False
             frames = result.frames if result is not None else 0
-            policy = self.on_failure
-            if policy == "stop":
-                self._record(PositionFocus(
-                    p_idx, "stopped", False, None, self._z_correction.get(p_idx, 0.0),
-                    frames=frames, attempts=attempts, reason=reason, error_type=error_type,
-                    hardware_s=hardware_s, x_um=event.x_pos, y_um=event.y_pos,
-                ))
-                raise AcquisitionStopped(
-                    f"autofocus failed at position {p_idx} after {attempts} attempt(s): "
-                    f"{reason}; acquisition stopped (on_failure='stop')"
-                )
-            source = "skipped" if policy == "skip" else "kept"
-            if policy == "skip":
-                self._skipped.add(p_idx)
             record = PositionFocus(
-                p_idx, source, False, None, self._z_correction.get(p_idx, 0.0),
+                p_idx, "kept", False, None, self._z_correction.get(p_idx, 0.0),
                 frames=frames, attempts=attempts, reason=reason, error_type=error_type,
                 hardware_s=hardware_s, x_um=event.x_pos, y_um=event.y_pos,
             )
-            log.warning("mda.autofocus_failed", p_index=p_idx, policy=policy, reason=reason)
+            failed = self._apply_failure_policy(record)
+            if failed is None:
+                return
+            record = failed
         self._record(record)
         if refresh:
             self._since_refresh = 0
@@ -389,7 +501,7 @@ class AutofocusEngine(MDAEngine):
         elif req.expected_sigma_um is None and self._is_revisit(p_idx):
             sigma = self.revisit_sigma_um
             if sigma is None:
-                sigma = req.dof_um if req.dof_um is not None else 4.0 * req.tolerance_um
+                sigma = req.dof_um if req.dof_um is not None else 4.0 * (req.tolerance_um or 0.5)
             if sigma > 0:
                 req = replace(req, expected_z_um=z_um, expected_sigma_um=float(sigma))
         return replace(req, center_z_um=self._search_center(z_um, req.range_um))
@@ -398,6 +510,33 @@ class AutofocusEngine(MDAEngine):
         """True when the position's z comes from an earlier focus or the focus map."""
         last = self._position_focus.get(p_idx)
         return last is not None and last.success and last.source in ("autofocus", "map")
+
+    def _apply_failure_policy(self, record: PositionFocus) -> PositionFocus | None:
+        """The failed autofocus's record under `on_failure` (to record); None once stopped.
+
+        "stop" cancels the runner as pymmcore-plus does (`runner.cancel()`: the runner
+        stops at this event's boundary and emits `sequenceCanceled`); without a runner it
+        raises `AcquisitionStopped`.
+        """
+        p_idx, policy = record.p_index, self.on_failure
+        if policy == "stop":
+            self._record(replace(record, source="stopped"))
+            message = (
+                f"autofocus failed at position {p_idx} after {record.attempts} attempt(s): "
+                f"{record.reason}; acquisition stopped (on_failure='stop')"
+            )
+            log.warning("mda.autofocus_failed", p_index=p_idx, policy=policy,
+                        reason=record.reason)
+            runner = self._sequence_runner
+            if runner is None:
+                raise AcquisitionStopped(message)
+            self.stop_reason = message
+            runner.cancel()
+            return None
+        if policy == "skip":
+            self._skipped.add(p_idx)
+        log.warning("mda.autofocus_failed", p_index=p_idx, policy=policy, reason=record.reason)
+        return replace(record, source="skipped" if policy == "skip" else "kept")
 
     def _record(self, record: PositionFocus) -> None:
         self._position_focus[record.p_index] = record

@@ -120,7 +120,7 @@ def run_focus_map_bench(
     for i, (x, y) in enumerate(xy):
         mic.move_xy(x, y)
         z = mic.z_limits_um.clamp(fmap.predict_z_um(x, y))
-        _approach(mic, z, request.backlash_um)
+        _approach(mic, z, request.overshoot_um)
         mic.snap()
         if i not in sampled:
             errors_um.append(abs(mic.physical_z_um - mic.true_focus_z_um()))
@@ -142,7 +142,7 @@ def run_focus_map_bench(
         x, y = xy[i]
         mic2.move_xy(x, y)
         if previous_z is not None:  # start each search where the last field was in focus
-            _approach(mic2, previous_z, request.backlash_um)
+            _approach(mic2, previous_z, request.overshoot_um)
         result = focus(mic2, request)
         if result.success:
             af_success += 1
@@ -187,10 +187,10 @@ def run_focus_map_bench(
     }
 
 
-def _approach(mic: Any, z_um: float, backlash_um: float) -> None:
+def _approach(mic: Any, z_um: float, overshoot_um: float) -> None:
     """Move to `z_um` from below (as the engine does), so backlash lands the same way."""
     limits = mic.z_limits_um
-    below = limits.clamp(z_um - backlash_um)
+    below = limits.clamp(z_um - overshoot_um)
     if mic.z_um > below:
         mic.move_z(below)
     mic.move_z(limits.clamp(z_um))

@@ -203,6 +203,14 @@ def bench_score(
     _print_report(report)
 
 
+def _max_batch_text(max_batch: Any) -> str:
+    """What `max_batch` means next to rows of larger batches: how each batch is split."""
+    if not isinstance(max_batch, int):
+        return "one call per batch"
+    return (f"≤{max_batch} frame{'s' if max_batch != 1 else ''} per inference call "
+            f"(max_batch; a larger batch is split into calls)")
+
+
 def _print_report(report: dict[str, Any]) -> None:
     from autofocus.cli.output import note, stdout_console
     from autofocus.cli.tables import Column, dropped_note, fitted_table
@@ -225,9 +233,9 @@ def _print_report(report: dict[str, Any]) -> None:
     ]
     table, dropped = fitted_table(
         f"{name} vs OpenCV variance of Laplacian — {f['shape'][0]}×{f['shape'][1]} "
-        f"{f['dtype']}, provider {report['active_provider']}, max_batch "
-        f"{report['scorer_info'].get('max_batch', '–')}, {report['cpu_count']} CPUs, "
-        f"median of {report['repeats']}",
+        f"{f['dtype']}, provider {report['active_provider']}, "
+        f"{_max_batch_text(report['scorer_info'].get('max_batch'))}, "
+        f"{report['cpu_count']} CPUs, median of {report['repeats']}",
         [Column("batch"), Column(f"{name}\nms/frame"),
          Column(f"{name}\nframes/s", priority=3), Column("OpenCV\nms/frame"),
          Column("OpenCV\nframes/s", priority=4), Column("cost\nratio"),

@@ -67,7 +67,7 @@ def build_settings(config: Path | None, overrides: dict[str, Any]) -> Settings:
 
 @app.command(
     "focus",
-    cls=listing("scorers", "strategies"),
+    cls=listing("scorers", "strategies", "reasons"),
     short_help="Run one autofocus: where focus is, how sure, what it cost.",
 )
 def focus_command(
@@ -85,11 +85,17 @@ def focus_command(
         typer.Option(help="Move here first (µm).  [default: stay where the stage is]",
                      rich_help_panel=PANEL_STAGE),
     ] = None,
-    backlash_um: Annotated[
+    overshoot_um: Annotated[
         float | None,
         typer.Option(help="Approach overshoot (µm): every position is approached from "
-                     "below.  [default: {default:focus.backlash_um}]",
+                     "this far below, so the stage's play lands the same way.  "
+                     "[default: {default:focus.overshoot_um}]",
                      rich_help_panel=PANEL_STAGE),
+    ] = None,
+    backlash_um: Annotated[
+        float | None,
+        typer.Option("--backlash-um", hidden=True,
+                     help="Deprecated alias of --overshoot-um."),
     ] = None,
     on_failure: Annotated[
         str | None,
@@ -180,7 +186,7 @@ def focus_command(
     plot: Annotated[
         Path | None,
         typer.Option(help="Also draw the focus curve to this PNG file (as the daemon's "
-                     "curve.png).", rich_help_panel=PANEL_OUTPUT),
+                     "curve.png); the name must end in .png.", rich_help_panel=PANEL_OUTPUT),
     ] = None,
     # simulated microscope
     seed: Annotated[
@@ -269,6 +275,21 @@ def focus_command(
     from autofocus.search.focus import FocusRequest
     from autofocus.service.microscopes import open_microscope
 
+    if plot is not None and plot.suffix.lower() != ".png":
+        # Refused before anything moves: PNG bytes under another name mislead viewers.
+        fail(f"--plot writes a PNG image; {plot.name!r} does not end in .png",
+             hint=f"use --plot {plot.with_suffix('.png').name}")
+    if backlash_um is not None:  # deprecated alias: "backlash" is the stage's play
+        if overshoot_um is not None and overshoot_um != backlash_um:
+            raise typer.BadParameter("give --overshoot-um or its old name --backlash-um, "
+                                     "not both", param_hint="--backlash-um")
+        from rich.console import Console
+
+        Console(stderr=True).print(
+            "[yellow]--backlash-um is deprecated: it is the approach overshoot; "
+            "use --overshoot-um[/yellow]")
+        overshoot_um = backlash_um
+
     settings = build_settings(
         config,
         {
@@ -309,7 +330,7 @@ def focus_command(
         exposure_ms=exposure_ms,
         timeout_s=d.timeout_s,
         on_failure=on_failure or d.on_failure,  # type: ignore[arg-type]
-        backlash_um=backlash_um if backlash_um is not None else d.backlash_um,
+        overshoot_um=overshoot_um if overshoot_um is not None else d.overshoot_um,
         settle_s=d.settle_s,
         verify=d.verify,
         mode=mode,
@@ -366,14 +387,20 @@ def write_plot(path: Path, report: dict[str, Any]) -> None:
     """
     from autofocus.service.api.plot import curve_png
 
+    png = curve_png(**plot_arguments(report))
+    path.write_bytes(png)
+
+
+def plot_arguments(report: dict[str, Any]) -> dict[str, Any]:
+    """The `curve_png` / `curve_figure` arguments for a `focus` report."""
     if report["success"]:
         state = "succeeded"
     elif report.get("error_type") == "Cancelled":
         state = "cancelled"
     else:
         state = "failed"
-    png = curve_png(
-        [(p["z_um"], p["score"]) for p in report["curve"]],
+    return dict(
+        points=[(p["z_um"], p["score"]) for p in report["curve"]],
         fit=report.get("fit"),
         best_z_um=report["best_z_um"] if report["success"] else None,
         start_z_um=report.get("start_z_um"),
@@ -382,8 +409,14 @@ def write_plot(path: Path, report: dict[str, Any]) -> None:
         reason=report.get("reason"),
         reason_code=report.get("reason_code"),
         final_z_um=report.get("final_z_um"),
+        planes_um=None if report["success"] else candidate_planes_um(report),
     )
-    path.write_bytes(png)
+
+
+def candidate_planes_um(result: dict[str, Any]) -> list[float]:
+    """The candidate focal planes a result names (`details.rivals`), µm."""
+    rivals = (result.get("details") or {}).get("rivals") or []
+    return [float(p["z_um"]) for p in rivals if isinstance(p, dict) and "z_um" in p]
 
 
 def _replay_defaults(
@@ -465,6 +498,21 @@ def _report(result: FocusResult, microscope: Any, settings: Settings) -> dict[st
     return report
 
 
+def physical_z_note(report: dict[str, Any]) -> str | None:
+    """Why the simulator's physical z differs from the z the stage reports, or None."""
+    physical = report.get("physical_z_um")
+    if report.get("driver") != "sim" or not isinstance(physical, float):
+        return None
+    final = report.get("final_z_um")
+    differs = f" ({physical - final:+.3f} µm from the final z)" if isinstance(final, float) else ""
+    return (
+        f"¹ where the simulated stage physically is{differs}: the stage reports the z it was "
+        "commanded, but it has mechanical play (backlash: after a move up it rests about half "
+        "the play below) and position noise, as a real focus drive does. Focus depends on "
+        "the physical z, so the error is measured from it."
+    )
+
+
 def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     """(quantity, value) rows of a focus report, labelled for the driver that produced it.
 
@@ -479,11 +527,20 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         return f"{v:.3f}{unit}" if isinstance(v, float) else f"{v}{unit}"
 
     driver = report.get("driver")
-    rows = [("best z", fmt(report["best_z_um"], " µm"))]
+    if report.get("success"):
+        rows = [("best z (focus found)", fmt(report["best_z_um"], " µm"))]
+    else:
+        # A failed search has no focus: its "best" sample is neither a candidate plane
+        # nor where the stage is, so it is not shown as one.
+        rows = [("best z", "— (no focus found)")]
+        planes = (report.get("details") or {}).get("rivals") or []
+        if planes:
+            rows.append(("candidate planes", ", ".join(
+                f"{float(p['z_um']):.3f}" for p in planes) + " µm"))
     if driver == "sim":
         rows += [
             ("true focus (simulator)", fmt(report.get("true_focus_z_um"), " µm")),
-            ("physical z (simulator)", fmt(report.get("physical_z_um"), " µm")),
+            ("physical z (simulator)¹", fmt(report.get("physical_z_um"), " µm")),
             ("error (physical − true)", fmt(report.get("error_um"), " µm")),
         ]
     elif driver == "replay":
@@ -519,6 +576,9 @@ def _print_summary(report: dict[str, Any]) -> None:
         table.add_row(name, Text(value))
     console = stdout_console()
     console.print(table)
+    note = physical_z_note(report)
+    if note:
+        console.print(Text(note, style="dim"))
     if not ok:
         code = report.get("reason_code")
         suffix = f" [{code}]" if code else ""

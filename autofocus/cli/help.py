@@ -37,9 +37,16 @@ def _strategy_rows() -> list[tuple[str, str]]:
     return list(describe_strategies().items())
 
 
+def _reason_rows() -> list[tuple[str, str]]:
+    from autofocus.search.reasons import FailureReason
+
+    return [(reason.value, reason.sentence) for reason in FailureReason]
+
+
 LISTS: dict[str, tuple[str, Callable[[], list[tuple[str, str]]]]] = {
     "scorers": ("Scorers (--scorer)", _scorer_rows),
     "strategies": ("Strategies (--strategy)", _strategy_rows),
+    "reasons": ("Failure reason codes (printed as [code] after the reason)", _reason_rows),
 }
 """Lists a command's help can append: key → (heading, rows loaded on demand)."""
 
@@ -86,6 +93,17 @@ def configure_cli_logging() -> None:
     configure_logging("console", os.environ.get("AUTOFOCUS_LOG_LEVEL", "warning"))
 
 
+_RANGE_METAVAR = re.compile(r"<(int|float) range>")
+_UPPER_METAVAR = re.compile(r"(?<=[ =])([A-Z][A-Z_]*)(?=$|\.\.\.| )")
+
+
+def consistent_metavar(opts: str) -> str:
+    """One metavar style in every help: `<int>`, `<float>`, `<name>` (typer mixes `<int
+    range>` and upper-case `NAME`)."""
+    opts = _RANGE_METAVAR.sub(r"<\1>", opts)
+    return _UPPER_METAVAR.sub(lambda m: f"<{m.group(1).lower()}>", opts)
+
+
 class AutofocusCommand(TyperCommand):
     """A typer command whose help groups options by panel and may list registry entries."""
 
@@ -103,6 +121,7 @@ class AutofocusCommand(TyperCommand):
             if param.param_type_name == "argument":
                 arguments.append(record)
                 continue
+            record = (consistent_metavar(record[0]), record[1])
             panel = getattr(param, "rich_help_panel", None) or GENERAL_PANEL
             panels.setdefault(panel, []).append(record)
         if arguments:

@@ -231,9 +231,13 @@ def _print_eval(result: Mapping[str, Any], console: Console) -> None:
          Column("score time (s)", priority=4)],
         summary_rows,
     )
-    message = dropped_note(list(dict.fromkeys(dropped + summary_dropped)), console)
-    if message:
-        note(message, style="dim")
+    # Name the table each left-out column belongs to: a column left out of the per-stack
+    # table ("top-0") may well be shown in the summary, and the note must not contradict it.
+    parts = [f"{', '.join(cols)} of the {table}" for table, cols in
+             (("per-stack table", dropped), ("summary", summary_dropped)) if cols]
+    if parts:
+        note(f"{console.width} columns: left out {'; '.join(parts)} (--json or --csv, or a "
+             "wider terminal, shows every column)", style="dim")
 
 
 def _eval_csv(result: Mapping[str, Any]) -> None:

@@ -159,10 +159,19 @@ def print_banner(settings: Settings, scorer: str | None = None) -> None:
         driver = f"replay of the recorded stack {settings.replay.stack}"
     else:
         driver = f"simulated microscope ({settings.sim.specimen}, {settings.sim.modality})"
-    if settings.z_min_um is None and settings.z_max_um is None:
+    if settings.driver == "sim":
+        from autofocus.service.microscopes import simulated_limits
+
+        own = simulated_limits(settings)
+        limits = f"[{own.min_um:g}, {own.max_um:g}] µm"
+        if settings.z_min_um is None and settings.z_max_um is None:
+            limits += " (the simulated stage's travel)"
+    elif settings.z_min_um is None and settings.z_max_um is None:
         limits = "the driver's own"
         if settings.driver == "micromanager":
             limits += " (none configured: set z_min_um and z_max_um before first use)"
+        elif settings.driver == "replay":
+            limits = "the recorded stack's z range"
     else:
         def show(z: float | None) -> str:
             return "driver's" if z is None else f"{z:g}"

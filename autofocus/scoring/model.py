@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import structlog
 
 from autofocus.errors import ImageError, ModelError
+from autofocus.logging import get_logger
 from autofocus.scoring.base import DefocusEstimate, DefocusEstimator, ScorerEntry
 from autofocus.scoring.defocus import (
     FRAME_BANDS,
@@ -58,7 +58,7 @@ from autofocus.scoring.preprocess import (
     validate_roi,
 )
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_MODEL_FILE = "focusnet-v1.onnx"
 """The first shipped model's file name: the fallback when no `focusnet-v<N>.onnx` is found."""

@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import structlog
 from autofocus_drivers.base import Microscope, sweep_of
 
 from autofocus.errors import (
@@ -54,6 +53,7 @@ from autofocus.errors import (
     MicroscopeError,
     NoFocusSignal,
 )
+from autofocus.logging import get_logger
 from autofocus.scoring.base import DefocusEstimate, DefocusEstimator, Scorer, offers_estimate
 from autofocus.search.frames import capture_of_usable, capture_rel_noise, frame_problem
 from autofocus.search.reasons import FailureReason
@@ -61,7 +61,7 @@ from autofocus.search.result import FocusResult, Measurement, Timing
 from autofocus.search.strategies.base import SearchOutcome, Strategy
 from autofocus.search.strategies.common import reason_code
 
-log = structlog.get_logger("autofocus.search.engine")
+log = get_logger("autofocus.search.engine")
 
 OnFailure = Literal["return", "stay"]
 

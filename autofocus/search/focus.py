@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,7 +60,10 @@ class FocusRequest:
     near. Without it `expected_z_um` keeps its meaning (track centre,
     reference of `rival: nearest`). `stream` when to take a batch as one
     streamed Z sweep ("sequenced": only on hardware-sequenced stages; "always";
-    "off"; see `Engine`).
+    "off"; see `Engine`). `overshoot_um` how far
+    below every target the stage goes first, so each position is approached from
+    below and the stage's play lands the same way (formerly `backlash_um`, still
+    accepted as a deprecated alias: "backlash" is the stage's play itself).
     """
 
     scorer: str = "tenengrad"
@@ -72,7 +76,7 @@ class FocusRequest:
     exposure_ms: float | None = None
     timeout_s: float | None = 120.0
     on_failure: OnFailure = "return"
-    backlash_um: float = 5.0
+    overshoot_um: float = 5.0
     settle_s: float = 0.0
     verify: bool = True
     scorer_options: dict[str, Any] = field(default_factory=dict)
@@ -85,6 +89,42 @@ class FocusRequest:
     dof_um: float | None = None
     edge_extension_um: float | None = None
     stream: str = "sequenced"
+
+
+_dataclass_init = FocusRequest.__init__
+
+
+def _init_with_deprecated_alias(
+    self: FocusRequest, *args: Any, backlash_um: float | None = None, **kwargs: Any
+) -> None:
+    """`FocusRequest(backlash_um=...)`: deprecated alias of `overshoot_um`."""
+    if backlash_um is not None:
+        warnings.warn(
+            "FocusRequest(backlash_um=...) is deprecated: it is the approach overshoot, not "
+            "the stage's play; use overshoot_um", DeprecationWarning, stacklevel=2,
+        )
+        if "overshoot_um" in kwargs and kwargs["overshoot_um"] != backlash_um:
+            raise TypeError("give overshoot_um or its deprecated alias backlash_um, not both")
+        kwargs["overshoot_um"] = float(backlash_um)
+    _dataclass_init(self, *args, **kwargs)
+
+
+def _get_backlash_um(self: FocusRequest) -> float:
+    warnings.warn("FocusRequest.backlash_um is deprecated: use overshoot_um",
+                  DeprecationWarning, stacklevel=2)
+    return self.overshoot_um
+
+
+def _set_backlash_um(self: FocusRequest, value: float) -> None:
+    warnings.warn("FocusRequest.backlash_um is deprecated: use overshoot_um",
+                  DeprecationWarning, stacklevel=2)
+    self.overshoot_um = float(value)
+
+
+# The old name stays accepted by the constructor and readable/writable on instances; it
+# is no dataclass field, so `replace()` and `fields()` see only `overshoot_um`.
+FocusRequest.__init__ = _init_with_deprecated_alias  # type: ignore[method-assign]
+FocusRequest.backlash_um = property(_get_backlash_um, _set_backlash_um)  # type: ignore[attr-defined]
 
 
 def microscope_dof_um(microscope: object) -> float | None:
@@ -217,7 +257,7 @@ def focus(
     engine = Engine(
         microscope,
         scorer_obj,
-        backlash_um=req.backlash_um,
+        backlash_um=req.overshoot_um,  # the Engine's name for the approach overshoot
         settle_s=req.settle_s,
         verify=req.verify,
         dof_um=space.dof_um,

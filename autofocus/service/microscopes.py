@@ -61,6 +61,14 @@ def check_driver_settings(settings: Settings) -> None:
         raise ConfigurationError("the replay driver needs a stack: set replay.stack or --stack")
 
 
+def simulated_limits(settings: Settings) -> ZLimits:
+    """The Z limits (µm) the simulated microscope of `settings` runs with."""
+    from autofocus_drivers.sim import SimConfig
+
+    stage = SimConfig.preset(settings.sim.specimen, settings.sim.modality).stage
+    return configured_limits(settings, ZLimits(stage.z_min_um, stage.z_max_um))
+
+
 def open_simulated(settings: Settings) -> Microscope:
     """A `SimulatedMicroscope` from `settings.sim` and the configured Z limits."""
     from autofocus_drivers.sim import SimConfig, SimulatedMicroscope

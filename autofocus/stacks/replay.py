@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import structlog
 from autofocus_drivers.replay import ReplayMicroscope, ReplayStackError
 
 from autofocus.errors import StackError
+from autofocus.logging import get_logger
 from autofocus.stacks.readers import StackLabel, ZStack, read_manifest, read_stack
 
-log = structlog.get_logger("autofocus.replay")
+log = get_logger("autofocus.replay")
 
 # Coarse sweep of a replayed stack: about this many planes per coarse step, but at least
 # `MIN_COARSE_POINTS` points over the stack, so short stacks (15 planes) still get a curve.

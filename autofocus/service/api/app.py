@@ -12,12 +12,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import structlog
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 import autofocus
+from autofocus.logging import get_logger
 from autofocus.service.api.docs import install_offline_docs
 from autofocus.service.api.guards import BrowserGuardMiddleware, allowed_host_names
 from autofocus.service.api.middleware import RequestContextMiddleware
@@ -38,7 +38,7 @@ from autofocus.service.jobs.store import JobStore
 from autofocus.service.metrics import Metrics
 from autofocus.settings import Settings
 
-log = structlog.get_logger("autofocus.service")
+log = get_logger("autofocus.service")
 
 DESCRIPTION = """\
 Brings a microscope into focus on request. `POST /v1/focus` queues a focus job

@@ -14,11 +14,12 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from autofocus.logging import get_logger
 from autofocus.service.api.guards import UPLOAD_PATHS
 from autofocus.service.api.problems import PayloadTooLarge, send_problem
 from autofocus.service.metrics import Metrics
 
-log = structlog.get_logger("autofocus.http")
+log = get_logger("autofocus.http")
 
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # An oversized body announced by Content-Length is read and discarded up to this many

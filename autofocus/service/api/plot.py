@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import textwrap
 from collections.abc import Sequence
 from typing import Any
@@ -28,7 +29,28 @@ _STATE_COLOURS = {"succeeded": "tab:green", "failed": "tab:red", "cancelled": "t
                   "interrupted": "tab:red"}
 
 
-def curve_png(
+def curve_png(points: Sequence[tuple[float, float | None]], **kwargs: Any) -> bytes:
+    """PNG bytes of a focus curve: `curve_figure(points, **kwargs)` saved as PNG, with the
+    `State`, `Reason`, `Reason-Code` PNG text chunks. Never raises for empty input."""
+    fig = curve_figure(points, **kwargs)
+    out = io.BytesIO()
+    fig.savefig(out, format="png", metadata=fig._autofocus_metadata)  # type: ignore[attr-defined]
+    return out.getvalue()
+
+
+_REASON_Z = re.compile(r"z\s*=\s*([-+]?\d+(?:\.\d+)?)((?:\s*(?:,|and)\s*[-+]?\d+(?:\.\d+)?)*)")
+
+
+def reason_z_values(reason: str | None) -> list[float]:
+    """Every z (µm) a reason sentence names: "z = 67.50 µm", "z = -2.09 and 12.86 µm"."""
+    values: list[float] = []
+    for first, rest in _REASON_Z.findall(reason or ""):
+        values.append(float(first))
+        values += [float(v) for v in re.findall(r"[-+]?\d+(?:\.\d+)?", rest)]
+    return values
+
+
+def curve_figure(
     points: Sequence[tuple[float, float | None]],
     *,
     fit: dict[str, Any] | None = None,
@@ -39,8 +61,9 @@ def curve_png(
     reason: str | None = None,
     reason_code: str | None = None,
     final_z_um: float | None = None,
-) -> bytes:
-    """PNG bytes of a focus curve.
+    planes_um: Sequence[float] | None = None,
+) -> Any:
+    """The focus-curve matplotlib `Figure` (see `curve_png`).
 
     `points` are the measured (z_um, score) in measurement order, None (or NaN)
     for an unusable frame; `fit` is `FocusResult.fit` (its model `params` are
@@ -48,8 +71,10 @@ def curve_png(
     `best_z_um` (the chosen plane, µm) is drawn only when given; `state` and
     `reason` (one sentence) are written on the picture when the job did not
     succeed, and stored as PNG text (`State`, `Reason`, `Reason-Code`), with
-    where the stage was left (`final_z_um`) when known. Never raises for empty
-    input: the plot then says "no measurements yet".
+    where the stage was left (`final_z_um`) when known. `planes_um` the candidate
+    planes of a `rival_peak` failure, each marked in both panels. Every z the reason
+    names is marked too (unless it is already one of the lines drawn). Never raises
+    for empty input: the plot then says "no measurements yet".
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -69,6 +94,10 @@ def curve_png(
 
     centre = _zoom_centre(good, fit, best_z_um)
     half = _zoom_half_width(good, fit, centre)
+    planes = [float(z) for z in (planes_um or []) if _finite(z)]
+    drawn = planes + [z for z in (best_z_um, start_z_um) if z is not None and _finite(z)]
+    named = [z for z in reason_z_values(reason)
+             if all(abs(z - d) > 0.011 for d in drawn)]  # reasons print z to 0.01 µm
     for ax, is_zoom in ((main, False), (zoom, True)):
         if good:
             ax.plot([z for _, z, _ in good], [s / scale for _, _, s in good], "o",
@@ -86,6 +115,12 @@ def curve_png(
         if start_z_um is not None and _finite(start_z_um):
             ax.axvline(start_z_um, color="grey", lw=1, ls=":", zorder=1,
                        label=f"start z = {start_z_um:.2f} µm")
+        for k, z in enumerate(planes):
+            ax.axvline(z, color="tab:red", lw=1.3, ls="--", zorder=1,
+                       label=f"candidate plane {k + 1}: z = {z:.2f} µm")
+        for z in named:
+            ax.axvline(z, color="tab:purple", lw=1.0, ls="-.", zorder=1,
+                       label=f"z named in the reason = {z:.2f} µm")
         ax.set_ylim(0.0, 1.12)
         ax.grid(True, alpha=0.3)
         ax.set_xlabel("z (µm)")
@@ -93,16 +128,23 @@ def curve_png(
     if good:
         # The whole search, and the start and chosen z even where no point was measured.
         marks = [z for z in (start_z_um, best_z_um) if z is not None and _finite(z)]
+        marks += planes + named
         lo = min([z for _, z, _ in good] + marks)
         hi = max([z for _, z, _ in good] + marks)
         pad = 0.03 * (hi - lo) if hi > lo else 1.0
         main.set_xlim(lo - pad, hi + pad)
         zoom.set_xlim(centre - half, centre + half)
-        main.axvspan(centre - half, centre + half, color="tab:blue", alpha=0.06, zorder=0)
+        main.axvspan(centre - half, centre + half, color="tab:blue", alpha=0.06, zorder=0,
+                     label="zoomed range (right panel)")
         for order, z, s in good:
             if centre - half <= z <= centre + half:
+                # Labels near the right edge or the top go inside, never clipped.
+                right = z > centre + 0.6 * half
+                top = s / scale > 1.05
                 zoom.annotate(str(order + 1), (z, s / scale), textcoords="offset points",
-                              xytext=(3, 4), fontsize=7, color="dimgray")
+                              xytext=(-4 if right else 3, -10 if top else 4), fontsize=7,
+                              color="dimgray", ha="right" if right else "left",
+                              annotation_clip=True)
         zoom.set_title(f"zoom ±{half:.2g} µm: numbers = order measured", fontsize=8)
         floor = min(s for _, _, s in good)
         contrast = (scale - floor) / scale
@@ -114,7 +156,7 @@ def curve_png(
         main.text(0.5, 0.5, "no measurements yet", ha="center", va="center",
                   transform=main.transAxes)
     if main.get_legend_handles_labels()[0]:
-        main.legend(fontsize=7, loc="upper left")
+        main.legend(fontsize=7, loc="upper left", framealpha=0.85)
     header = title or "focus curve"
     if state:
         header += f" · {state}"
@@ -139,9 +181,8 @@ def curve_png(
         metadata["Reason"] = reason
     if reason_code:
         metadata["Reason-Code"] = reason_code
-    out = io.BytesIO()
-    fig.savefig(out, format="png", metadata=metadata)
-    return out.getvalue()
+    fig._autofocus_metadata = metadata  # type: ignore[attr-defined]
+    return fig
 
 
 def _finite(x: float | None) -> bool:
@@ -213,4 +254,4 @@ def _dense_fit(fit: dict[str, Any] | None) -> tuple[list[float], list[float]]:
     return [], []
 
 
-__all__ = ["DENSE_SAMPLES", "curve_png"]
+__all__ = ["DENSE_SAMPLES", "curve_figure", "curve_png", "reason_z_values"]

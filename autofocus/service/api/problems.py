@@ -14,7 +14,6 @@ import math
 import re
 from typing import Any
 
-import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -28,6 +27,7 @@ from autofocus.errors import (
     ModelError,
     UnknownNameError,
 )
+from autofocus.logging import get_logger
 from autofocus.service.api.images import (
     ByteBudgetExceeded,
     DecodeOutOfMemory,
@@ -43,7 +43,7 @@ from autofocus.service.jobs.manager import (
 )
 from autofocus.service.jobs.models import to_jsonable
 
-log = structlog.get_logger("autofocus.service.api")
+log = get_logger("autofocus.service.api")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _TYPE_BASE = "urn:autofocus:problem:"

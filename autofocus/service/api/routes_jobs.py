@@ -307,5 +307,9 @@ async def job_curve(request: Request, job_id: JobId) -> Response:
         reason=job.error or result.get("reason"),
         reason_code=result.get("reason_code"),
         final_z_um=result.get("final_z_um"),
+        planes_um=None if result.get("success") else [
+            float(p["z_um"]) for p in (result.get("details") or {}).get("rivals") or []
+            if isinstance(p, dict) and "z_um" in p
+        ],
     )
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})

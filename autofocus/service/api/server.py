@@ -30,17 +30,17 @@ import time
 from types import FrameType
 from typing import Any
 
-import structlog
 import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from autofocus.logging import get_logger
 from autofocus.service.api.app import create_app
 from autofocus.service.api.problems import problem_body
 from autofocus.service.jobs.manager import JobManager
 from autofocus.settings import Settings
 
-log = structlog.get_logger("autofocus.service")
+log = get_logger("autofocus.service")
 
 GRACEFUL_SHUTDOWN_S = 5  # open streams get this long to end before they are cut
 

@@ -28,10 +28,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
 from autofocus_drivers.base import CameraInfo, Microscope
 
 from autofocus.errors import UnknownNameError
+from autofocus.logging import get_logger
 from autofocus.scoring.base import Scorer
 from autofocus.scoring.registry import canonical_scorer_name, get_scorer, is_model_path
 from autofocus.service.jobs.events import EventBroker
@@ -48,7 +48,7 @@ from autofocus.service.jobs.worker import (
 from autofocus.service.metrics import Metrics
 from autofocus.settings import Settings
 
-log = structlog.get_logger("autofocus.service.jobs")
+log = get_logger("autofocus.service.jobs")
 
 MicroscopeFactory = Callable[[Settings], Microscope]
 

@@ -25,12 +25,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import structlog
-
+from autofocus.logging import get_logger
 from autofocus.search.reasons import FailureReason
 from autofocus.service.jobs.models import JobState
 
-log = structlog.get_logger("autofocus.watchdog")
+log = get_logger("autofocus.watchdog")
 
 EXIT_CODE = 70  # EX_SOFTWARE: systemd's Restart=on-failure restarts on any non-zero code
 EXIT_DELAY_S = 1.0

@@ -22,6 +22,7 @@ import structlog
 from autofocus_drivers.base import CameraInfo, ZLimits
 
 from autofocus.errors import AutofocusError, MicroscopeError
+from autofocus.logging import get_logger
 from autofocus.scoring.base import Scorer, offers_estimate
 from autofocus.scoring.preprocess import crop_roi
 from autofocus.search.result import Measurement
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from autofocus.search.focus import FocusRequest
     from autofocus.settings import FocusDefaults
 
-log = structlog.get_logger("autofocus.jobs")
+log = get_logger("autofocus.jobs")
 
 
 @dataclass
@@ -171,7 +172,7 @@ def focus_request(req: Mapping[str, Any], defaults: FocusDefaults) -> FocusReque
         exposure_ms=req["exposure_ms"],
         timeout_s=req["timeout_s"],
         on_failure=req["on_failure"],
-        backlash_um=defaults.backlash_um,
+        overshoot_um=defaults.overshoot_um,
         settle_s=defaults.settle_s,
         verify=defaults.verify,
         mode=str(req.get("mode", "search")),
