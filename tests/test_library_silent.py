@@ -83,6 +83,7 @@ SCRIPT = textwrap.dedent(
         core.mda.set_engine(AutofocusEngine(
             core, z_limits_um=sim.z_limits_um, on_failure="keep",
             request=FocusRequest(range_um=30.0, tolerance_um=0.5),
+            retry_widen=1.01,  # retries widen the range: keep position 1 out of reach
         ))
         frames = []
         core.mda.events.frameReady.connect(lambda img, ev, meta: frames.append(meta))

@@ -48,6 +48,8 @@ PRIOR_RIVAL_SEPARATION_DOF = 3.0  # as the rival rule: planes closer are one pla
 PRIOR_RIVAL_RATIO = 0.12  # as the rival rule: a second plane 12 % of the first's rise
 MIN_PRIOR_RISE = 0.1  # the peak must rise this much (relative) above the lowest frame
 NARROW_NEIGHBOUR_RATIO = 0.5  # neighbours below this share of the top's rise: a narrow peak
+SIDE_PROBE_DOF = 0.6  # the flanks compared for symmetry, this far either side of the peak
+LOPSIDED_RATIO = 0.35  # one flank's rise below this share of the other's: not a plane
 
 
 class PriorPath:
@@ -100,6 +102,12 @@ class PriorPath:
             width_um = max(2.0 * hwhm, dof)
             # A frame at the fitted centre when none is within DOF/4 of it.
             extra = [] if np.min(np.abs(zs - v)) <= dof / 4 else [float(v)]
+        # Both flanks one side-probe distance from the centre: a focal plane blurs
+        # symmetrically; the sharpness maximum of a brightfield plane whose contrast inverts
+        # does not (its minimum, the focal plane, lies on one side).
+        extra += [float(v + e * SIDE_PROBE_DOF * dof) for e in (-1.0, 1.0)
+                  if lo <= v + e * SIDE_PROBE_DOF * dof <= hi
+                  and np.min(np.abs(zs - (v + e * SIDE_PROBE_DOF * dof))) > 0.1 * dof]
         c_lo = max(lo, z0 - reach_um - width_um)
         c_hi = min(hi, z0 + reach_um + width_um)
         info["rival_check_um"] = [c_lo, c_hi]
@@ -110,7 +118,11 @@ class PriorPath:
             measured.extend(batch)
         zs, ss, k = _sorted_top(measured, scores)
         k = min(max(k, 1), len(zs) - 2)
-        refit = self._prior_fit(zs[k - 1:k + 2], ss[k - 1:k + 2])
+        # Five frames around the sharpest where the side probes added them: a small bump on
+        # a broad top (DemoCamera's beads: 1 % higher 1 µm either side of focus) does not
+        # pull the centre the way a three-frame fit lets it.
+        j0, j1 = (k - 2, k + 3) if 2 <= k <= len(zs) - 3 else (k - 1, k + 2)
+        refit = self._prior_fit(zs[j0:j1], ss[j0:j1])
         if isinstance(refit, str):
             self.details["prior_fallback"] = refit  # type: ignore[attr-defined]
             return None
@@ -130,6 +142,10 @@ class PriorPath:
                 f"above {100 * PRIOR_RIVAL_RATIO:.0f} % of the peak's height)"
             )
             return None
+        lopsided = self._lopsided(z_all, s_all, v, floor)
+        if lopsided is not None:
+            self.details["prior_fallback"] = lopsided  # type: ignore[attr-defined]
+            return None
         info["offset_um"] = v - z0
         info["rival_check"] = (
             f"confined to the prior's reach, {c_lo:.2f}..{c_hi:.2f} µm (expected_z_um ± "
@@ -147,6 +163,28 @@ class PriorPath:
             confidence_value=conf,
         )
 
+    def _lopsided(self, z: np.ndarray, s: np.ndarray, v: float, floor: float) -> str | None:
+        """Why the peak at `v` is no plane to park on, or None: its rise above `floor`
+        `SIDE_PROBE_DOF` DOF away on one side is below `LOPSIDED_RATIO` of the other
+        side's (interpolated from the frames measured)."""
+        dof = self.space.dof  # type: ignore[attr-defined]
+        order = np.argsort(z)
+        zs, ss = z[order], s[order]
+        dz = SIDE_PROBE_DOF * dof
+        if v - dz < zs[0] or v + dz > zs[-1]:
+            return None
+        top = float(np.interp(v, zs, ss)) - floor
+        left = float(np.interp(v - dz, zs, ss)) - floor
+        right = float(np.interp(v + dz, zs, ss)) - floor
+        low, high = min(left, right), max(left, right)
+        if top > 0 and low < LOPSIDED_RATIO * high and high - low >= 0.1 * top:
+            return (
+                f"the peak near the prior falls to {100 * low / top:.0f} % {dz:.2f} µm on one "
+                f"side and only to {100 * high / top:.0f} % on the other: the contrast may "
+                "invert through focus (brightfield), so the blind search decides"
+            )
+        return None
+
     def _prior_fit(self, z: np.ndarray, s: np.ndarray) -> tuple[float, float, float] | str:
         """(centre µm, HWHM µm, relative rise) of the 3-frame peak, or why there is none."""
         dof = self.space.dof  # type: ignore[attr-defined]
@@ -161,7 +199,7 @@ class PriorPath:
                     "near the prior")
         got = log_parabola(z, s - 0.8 * low)
         c = np.asarray([self.capture_at(zz) for zz in z], dtype=float)  # type: ignore[attr-defined]
-        if int(np.argmax(s)) != 1 and np.all(np.isfinite(c)) and np.all(c > 0):
+        if int(np.argmax(s)) != len(s) // 2 and np.all(np.isfinite(c)) and np.all(c > 0):
             cap = log_parabola(z, c)
             if cap is not None:
                 got = (cap[0], got[1] if got is not None else cap[1])
