@@ -100,7 +100,7 @@ def _response(rec: dict[str, Any], *, created: bool = False) -> JSONResponse:
 
 @router.post("/record-stacks", status_code=202, summary="Record labelled z-stacks",
              responses={201: {"description": "Done within `wait`."},
-                        **problem(400, 401, 403, 413, 415, 421, 422, 503)})
+                        **problem(400, 401, 403, 413, 415, 421, 422, 429, 503)})
 async def post_record_stacks(
     request: Request, body: RecordBody,
     wait: Annotated[float | None, Query(ge=0, le=3600, description="Wait ≤ s.")] = None,
