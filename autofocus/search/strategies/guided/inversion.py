@@ -79,15 +79,9 @@ class InversionCheck(Refinement):
             return refined
         dof = self.space.dof
         zm = main.peak.z_um
-        lo, hi = self.bounds()
         n = int(round(PROBE_REACH_DOF / PROBE_STEP_DOF))
         asks = [zm + sign * k * PROBE_STEP_DOF * dof for k in range(1, n + 1) for sign in (-1, 1)]
-        asks = sorted(a for a in asks
-                      if lo <= a <= hi and not self._near(a, 0.3 * PROBE_STEP_DOF * dof))
-        asks = asks[: max(self.frames_left - 2, 0)]
-        if asks:
-            self.details["inversion_probes"] = self.details.get("inversion_probes", 0) + len(asks)
-            yield self._fresh(asks)
+        yield from self._probe(sorted(asks), 0.3 * PROBE_STEP_DOF * dof)
         # A lenient first reading (the probes can straddle the minimum) decides where to
         # look finely; the strict one, on the finer samples, decides.
         pattern = self._inversion_pattern(zm, dip_level=LOOSE_DIP_LEVEL, rise=LOOSE_RISE,
@@ -95,12 +89,8 @@ class InversionCheck(Refinement):
         if pattern is None:
             return refined
         # Place the two maxima and the dip finely: halve the gaps on both sides of each.
-        fine = [f for p in pattern for f in self._halves(p)]
-        fine = [f for f in fine if lo <= f <= hi and not self._near(f, 0.5 * FINE_STEP_DOF * dof)]
-        fine = fine[: max(self.frames_left - 2, 0)]
-        if fine:
-            self.details["inversion_probes"] = self.details.get("inversion_probes", 0) + len(fine)
-            yield self._fresh(fine)
+        yield from self._probe([f for p in pattern for f in self._halves(p)],
+                               0.5 * FINE_STEP_DOF * dof)
         pattern = self._inversion_pattern(zm)
         if pattern is None:
             return refined
@@ -130,18 +120,24 @@ class InversionCheck(Refinement):
             r.peak is None or not span[0] - 0.5 * dof <= r.peak.z_um <= span[1] + 0.5 * dof)]
         return [moved, *keep]
 
+    def _probe(self, asks: list[float], near_um: float) -> Step:
+        """Measure `asks` (in order) inside the bounds, skipping those within `near_um` of a
+        usable frame and keeping two frames of the budget; counted in
+        `details["inversion_probes"]`."""
+        lo, hi = self.bounds()
+        asks = [a for a in asks if lo <= a <= hi and not self._near(a, near_um)]
+        asks = asks[: max(self.frames_left - 2, 0)]
+        if asks:
+            self.details["inversion_probes"] = self.details.get("inversion_probes", 0) + len(asks)
+            yield self._fresh(asks)
+
     def _halves(self, z_um: float) -> list[float]:
         """Midpoints between the sample nearest `z_um` and its two neighbours in z."""
-        zs, _ = self._sorted()
+        zs, _ = self.points()  # sorted by z
         if zs.size == 0:
             return []
         k = int(np.argmin(np.abs(zs - z_um)))
         return [0.5 * (zs[k] + zs[j]) for j in (k - 1, k + 1) if 0 <= j < zs.size]
-
-    def _sorted(self) -> tuple[np.ndarray, np.ndarray]:
-        z, s = self.points()
-        order = np.argsort(z)
-        return z[order], s[order]
 
     def _inversion_pattern(self, zm: float, *, turn: bool = True, dip_level: float = DIP_LEVEL,
                            rise: float = SECOND_RISE, rise_sigma: float = 6.0,
@@ -212,11 +208,10 @@ class InversionCheck(Refinement):
         return best
 
     @staticmethod
-    def _top_value(z: np.ndarray, s: np.ndarray, z_top: float) -> float:
+    def _top_value(zs: np.ndarray, ss: np.ndarray, z_top: float) -> float:
         """The peak value of a Gaussian through the sample nearest `z_top` and its two
-        neighbours in z (the sample itself when that fails)."""
-        order = np.argsort(z)
-        zs, ss = z[order], s[order]
+        neighbours in z (`zs` sorted, as `points()` gives them; the sample itself when that
+        fails)."""
         k = int(np.argmin(np.abs(zs - z_top)))
         if k == 0 or k == zs.size - 1:
             return float(ss[k])
@@ -231,12 +226,10 @@ class InversionCheck(Refinement):
         return float(min(floor + amp, float(ss[k]) + 2.0 * float(np.ptp(ts))))
 
     @staticmethod
-    def _vertex(z: np.ndarray, s: np.ndarray, i: int, *, top: bool) -> float:
-        """Sub-sample position of the extremum at sample i: a Gaussian through it and its two
-        neighbours in z (upside down for a minimum), kept between them."""
-        order = np.argsort(z)
-        zs, ss = z[order], s[order]
-        k = int(np.nonzero(order == i)[0][0])
+    def _vertex(zs: np.ndarray, ss: np.ndarray, k: int, *, top: bool) -> float:
+        """Sub-sample position of the extremum at sample k: a Gaussian through it and its two
+        neighbours in z (`zs` sorted, as `points()` gives them; upside down for a minimum),
+        kept between them."""
         if k == 0 or k == zs.size - 1:
             return float(zs[k])
         tz, ts = zs[k - 1: k + 2], ss[k - 1: k + 2]
