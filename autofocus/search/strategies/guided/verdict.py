@@ -52,10 +52,10 @@ class Verdict(GuidedSamples):
             return 0, len(pairs)
         return sum(p >= EMPTY_FRAME_P for _, p in pairs), len(pairs)
 
-    def _inversion_verdict(self, res: Refined) -> Any:
-        """A contrast-inverted plane (see `guided.inversion`): success at the plane between
-        the pair when its two estimates agree within the tolerance or
-        `INVERSION_MAX_BOUND_DOF` DOF."""
+    def _inversion_refusal(self, res: Refined) -> Any:
+        """A contrast-inverted plane (see `guided.inversion`) the search cannot stand behind:
+        the failure when its two estimates disagree by more than the tolerance or
+        `INVERSION_MAX_BOUND_DOF` DOF (or the pair may be two planes), else None."""
         space, dof = self.space, self.space.dof
         assert res.peak is not None and res.inversion_bound_um is not None
         bound = res.inversion_bound_um
@@ -82,20 +82,7 @@ class Verdict(GuidedSamples):
                 code=FailureReason.CONTRAST_INVERSION.value,
                 **self.details,
             )
-        if not (space.ext_lo_um < res.peak.z_um < space.ext_hi_um):
-            return self.fail(edge_reason(res.peak.z_um), code=FailureReason.EDGE_PEAK.value,
-                             **self.details)
-        conf = peak_confidence(res.snr, r2=res.r2, spacing_dof=res.spacing_dof, width_ok=True)
-        # The answer is an interval's middle: confidence falls with the interval's width.
-        conf *= max(0.0, 1.0 - bound / dof)
-        return self.finish(
-            success=True,
-            best_z_um=res.peak.z_um,
-            best_score=res.peak.score,
-            details={**self.details, "snr": res.snr, "r2": res.r2,
-                     "spacing_dof": res.spacing_dof, "hwhm_um": res.peak.hwhm_um},
-            confidence_value=conf,
-        )
+        return None
 
     def _verdict(self, refined: list[Refined], *, reference: float | None) -> Any:
         space, dof = self.space, self.space.dof
@@ -156,10 +143,13 @@ class Verdict(GuidedSamples):
                 code=FailureReason.IMPLAUSIBLE_PEAK.value,
                 **self.details,
             )
-        if res.inversion_bound_um is not None:
-            return self._inversion_verdict(res)
         width_dof = dof if space.dof_um else UNKNOWN_OPTICS_WIDTH_FACTOR * dof
-        if not res.width_unresolved and not width_plausible(p.hwhm_um, width_dof):
+        if res.inversion_bound_um is not None:
+            # The pair's own width is no test of the plane between them; agreement is.
+            refusal = self._inversion_refusal(res)
+            if refusal is not None:
+                return refusal
+        elif not res.width_unresolved and not width_plausible(p.hwhm_um, width_dof):
             return self.fail(
                 f"not a focal plane: the peak at z = {p.z_um:.2f} µm is {2 * p.hwhm_um:.2f} µm "
                 f"wide (full width at half maximum) where the depth of field is {dof:.2f} µm",
@@ -173,6 +163,9 @@ class Verdict(GuidedSamples):
         conf = peak_confidence(
             res.snr, r2=res.r2, spacing_dof=res.spacing_dof, width_ok=True
         )
+        if res.inversion_bound_um is not None:
+            # The answer is an interval's middle: confidence falls with the interval's width.
+            conf *= max(0.0, 1.0 - res.inversion_bound_um / dof)
         best_z = p.z_um
         if space.planes_um:
             best_z = self.clamp(best_z)
