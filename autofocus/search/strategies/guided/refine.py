@@ -40,13 +40,18 @@ class Refinement(PeakFit):
         window = max(cell, 3.0 * dof)
         if others:
             window = max(min(window, 0.5 * min(abs(o - z_c) for o in others)), 1.5 * dof)
-        below = [0.5 * (o + z_c) for o in others if o < z_c]
-        above = [0.5 * (o + z_c) for o in others if o > z_c]
-        self._span = (max(below) if below else -math.inf, min(above) if above else math.inf)
+        self._span = self._span_around(z_c, others)
         try:
             return (yield from self._refine_in(z_c, window))
         finally:
             self._span = None
+
+    @staticmethod
+    def _span_around(z_c: float, others: list[float]) -> tuple[float, float]:
+        """Where a candidate at `z_c` may lie: up to halfway to each of `others` (µm)."""
+        below = [0.5 * (o + z_c) for o in others if o < z_c]
+        above = [0.5 * (o + z_c) for o in others if o > z_c]
+        return (max(below) if below else -math.inf, min(above) if above else math.inf)
 
     def _refine_in(self, z_c: float, window: float) -> Step:
         dof = self.space.dof

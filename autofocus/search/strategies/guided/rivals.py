@@ -18,7 +18,7 @@ import numpy as np
 from autofocus.search.strategies.common import Step
 from autofocus.search.strategies.guided.refine import Refinement
 from autofocus.search.strategies.guided.shape import LN2, Refined, strongest
-from autofocus.search.trust import RIVAL_MIN_RATIO, Peak, rivals
+from autofocus.search.trust import RIVAL_MIN_RATIO, Peak
 
 # A capture sample this many times higher (above baseline) than its mirror image across
 # the found peak suggests a second plane on its side.
@@ -92,8 +92,7 @@ class RivalChecks(Refinement):
             refined, peaks_z = yield from self._bracket_rising(refined, peaks_z, step)
             if k + 1 < len(batches):
                 refined = yield from self._confirm_dips(refined, cell)
-                _, rival_list = rivals([r.peak for r in refined if r.peak is not None], dof,
-                                       noise_sigma=self._fine_noise()[1])
+                _, rival_list = self._rivals([r.peak for r in refined if r.peak is not None])
                 if rival_list:
                     self.details["rival_check"].update(
                         complete=False, note="stopped early: a rival plane was found",
@@ -130,10 +129,7 @@ class RivalChecks(Refinement):
                 # The bracket follows the top wherever it walks, up to halfway to a known
                 # peak: a fixed window around the first risen sample cut a dim plane's
                 # walk short and kept its flank (a fraction of its height) as its peak.
-                below = [0.5 * (pz + zi) for pz in peaks_z if pz < zi]
-                above = [0.5 * (pz + zi) for pz in peaks_z if pz > zi]
-                self._span = (max(below) if below else -math.inf,
-                              min(above) if above else math.inf)
+                self._span = self._span_around(zi, peaks_z)
                 try:
                     res = yield from self._bracket(zi, zi, max(1.5 * dof, 0.5 * step))
                 finally:
@@ -225,10 +221,9 @@ class RivalChecks(Refinement):
         if it is sharper than both, the plane lies between them and is refined
         there. Returns the surviving refinements.
         """
-        dof = self.space.dof
         for _ in range(3):
             peaks = [r.peak for r in refined if r.peak is not None]
-            best, rival_list = rivals(peaks, dof, noise_sigma=self._fine_noise()[1])
+            best, rival_list = self._rivals(peaks)
             if best is None or not rival_list:
                 return refined
             z, s = self.points()

@@ -18,6 +18,7 @@ import numpy as np
 
 from autofocus.search.strategies.common import SAME_Z_UM, SearchStrategy, Step
 from autofocus.search.strategies.peakfit import noise_sigma
+from autofocus.search.trust import Peak, rivals
 
 # A frame that could not be scored is re-taken at most this many times.
 RETAKE_ROUNDS = 3
@@ -170,6 +171,12 @@ class GuidedSamples(SearchStrategy):
         if z.size >= 5:
             mad = min(mad, noise_sigma(z, s))
         return base, max(mad, 0.01 * abs(base), 1e-12)
+
+    def _rivals(
+        self, peaks: list[Peak], *, distinct: bool = False
+    ) -> tuple[Peak | None, list[Peak]]:
+        """`trust.rivals` of `peaks` at this search's DOF and measured fine-score noise."""
+        return rivals(peaks, self.space.dof, distinct=distinct, noise_sigma=self._fine_noise()[1])
 
     def _fine_snr(self, z_um: float) -> float:
         """How many noise sigmas the fine score at `z_um` stands above the fine baseline."""

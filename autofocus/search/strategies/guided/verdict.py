@@ -19,7 +19,6 @@ from autofocus.search.trust import (
     choose,
     peak_confidence,
     rival_sentence,
-    rivals,
     width_plausible,
 )
 
@@ -114,7 +113,7 @@ class Verdict(GuidedSamples):
             )
         peaks = [r.peak for r in found if r.peak is not None]
         # One name per plane; a peak clearly out of the noise is a plane whatever its height.
-        best, rival_list = rivals(peaks, dof, distinct=True, noise_sigma=self._fine_noise()[1])
+        best, rival_list = self._rivals(peaks, distinct=True)
         assert best is not None
         if reference is None:
             reference = space.center_z_um
