@@ -67,17 +67,7 @@ def test_hung_stage_fails_the_job_and_the_daemon_exits(tmp_path):
         poller = threading.Thread(target=long_poll)
         poller.start()
         wait_state(daemon.http, job["id"], {"running"})
-        t0 = time.monotonic()
-        ready = None
-        while daemon.proc.poll() is None and time.monotonic() - t0 < 15:
-            try:
-                r = daemon.http.get("/readyz", timeout=2)
-                if r.status_code == 503:
-                    ready = r.json()
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        code = daemon.proc.wait(15)
+        ready, code = _last_503_then_exit(daemon, within_s=15)
         poller.join(20)
         assert code not in (0, None) and code > 0, code
         assert ready is not None and "did not answer within 1.5 s" in ready["detail"]
@@ -139,17 +129,7 @@ def test_hung_xy_stage_during_a_focus_map_trips_the_watchdog(tmp_path):
 
         poster = threading.Thread(target=post_map)
         poster.start()
-        t0 = time.monotonic()
-        ready = None
-        while daemon.proc.poll() is None and time.monotonic() - t0 < 30:
-            try:
-                r = daemon.http.get("/readyz", timeout=2)
-                if r.status_code == 503:
-                    ready = r.json()
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        code = daemon.proc.wait(15)
+        ready, code = _last_503_then_exit(daemon, within_s=30)
         poster.join(30)
         assert code not in (0, None) and code > 0, code
         assert ready is not None and "the XY stage did not answer within 1.5 s" in (
@@ -159,3 +139,19 @@ def test_hung_xy_stage_during_a_focus_map_trips_the_watchdog(tmp_path):
     with Daemon(db, tmp_path / "d.log", args=("--real-time",)) as again:
         stored = again.http.get(f"/v1/focus-maps/{got['id']}").json()
         assert stored["state"] == "failed" and "XY stage" in stored["error"], stored
+
+
+def _last_503_then_exit(daemon, *, within_s: float) -> tuple[dict | None, int]:
+    """Poll /readyz until the daemon exits (at most `within_s`); the last 503 body seen
+    (None if none) and the exit code."""
+    t0 = time.monotonic()
+    ready = None
+    while daemon.proc.poll() is None and time.monotonic() - t0 < within_s:
+        try:
+            r = daemon.http.get("/readyz", timeout=2)
+            if r.status_code == 503:
+                ready = r.json()
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    return ready, daemon.proc.wait(15)
