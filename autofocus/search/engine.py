@@ -522,9 +522,8 @@ class _Run:
         # A tracking strategy whose frames already agree on one peak needs no extra frame.
         if not self.engine.verify or outcome.details.get("verified_in_search"):
             return
-        finite = [m.score for m in self.curve if math.isfinite(m.score)]
-        lo, hi = min(finite), max(finite)
         measured = sorted((m.z_um, m.score) for m in self.curve if math.isfinite(m.score))
+        lo, hi = min(s for _, s in measured), max(s for _, s in measured)
         local = float(np.interp(outcome.best_z_um, [z for z, _ in measured],
                                 [s for _, s in measured]))
         threshold = min(lo + 0.5 * (hi - lo), local - 0.25 * (hi - lo))
