@@ -112,6 +112,22 @@ def test_correction_applies_to_the_whole_relative_z_stack_and_lands_in_metadata(
     assert [r.source for r in engine.focus_log] == ["autofocus"] * 3
 
 
+def _record_at_each_snap(sim, read) -> list:
+    """What `read()` returns just before each of the simulator's snaps, in order.
+
+    Instrumentation around the real simulator's snap, not a fake: the frame is still the
+    simulator's own."""
+    seen = []
+    real_snap = sim.snap
+
+    def recording_snap():
+        seen.append(read())
+        return real_snap()
+
+    sim.snap = recording_snap  # type: ignore[method-assign]
+    return seen
+
+
 def _second_position_out_of_reach(useq, truth):
     """Three positions 5, 45 and −5 µm off their focus: a 30 µm search misses the second."""
     offsets = [5.0, 45.0, -5.0]
@@ -166,14 +182,7 @@ def test_focus_channel_and_exposure_are_applied_for_the_search_and_restored():
         focus_channel=("Channel", "Focus"),
     )
     runner.set_engine(engine)
-    exposures: list[float] = []
-    real_snap = sim.snap
-
-    def recording_snap():  # instrumentation around the real simulator, not a fake
-        exposures.append(sim.exposure_ms)
-        return real_snap()
-
-    sim.snap = recording_snap  # type: ignore[method-assign]
+    exposures = _record_at_each_snap(sim, lambda: sim.exposure_ms)
     seq = useq.MDASequence(
         stage_positions=[useq.Position(x=x, y=y, z=z + 10.0) for x, y, z in truth[:2]],
         channels=[useq.Channel(config="Acquire", group="Channel")],
@@ -223,14 +232,7 @@ def test_shutter_held_open_by_the_acquisition_is_put_back_after_the_search():
     off; the search needs light too and must leave that state as it found it."""
     useq, core, sim, engine, runner, truth, frames = _setup()
     x, y, z = truth[0]
-    states = []
-    real_snap = sim.snap
-
-    def recording_snap():  # instrumentation around the real simulator, not a fake
-        states.append((sim.light_on, core.getAutoShutter()))
-        return real_snap()
-
-    sim.snap = recording_snap  # type: ignore[method-assign]
+    states = _record_at_each_snap(sim, lambda: (sim.light_on, core.getAutoShutter()))
     seq = useq.MDASequence(
         stage_positions=[useq.Position(x=x, y=y, z=z + 8.0)],
         z_plan={"range": 2.0, "step": 1.0},
@@ -354,14 +356,7 @@ def test_named_hardware_autofocus_device_is_said_once_then_software_runs():
 def test_device_autofocus_option_delegates_to_the_devices_full_focus():
     useq, core, sim, engine, runner, truth, frames = _setup(device_autofocus="device")
     _with_demo_autofocus_device(core)
-    snaps: list[float] = []
-    real_snap = sim.snap
-
-    def recording_snap():  # instrumentation around the real simulator, not a fake
-        snaps.append(sim.physical_z_um)
-        return real_snap()
-
-    sim.snap = recording_snap  # type: ignore[method-assign]
+    snaps = _record_at_each_snap(sim, lambda: sim.physical_z_um)
     seq = useq.MDASequence(
         stage_positions=[useq.Position(x=x, y=y, z=z + 10.0) for x, y, z in truth[:2]],
         autofocus_plan=useq.AxesBasedAF(axes=("p",), autofocus_device_name="AF"),

@@ -558,6 +558,23 @@ def test_continuous_focus_refuse_is_the_default_and_fails_the_search_unmoved(mic
     assert mic.z_um == pytest.approx(4.0)
 
 
+def test_focus_map_prior_without_tolerance_or_objective_falls_back_to_the_default(mic):
+    """No tolerance_um and no objective (the depth of field unknown): the map's prediction
+    still becomes a prior, its σ from the default tolerance, not a TypeError on None."""
+    from autofocus.search.focus import FocusRequest
+    from autofocus.search.maps import build_focus_map, grid_positions
+
+    scope = _other(mic)
+    assert scope.depth_of_field_um is None
+    scope.move_z(12.0)
+    fmap = build_focus_map(
+        scope, grid_positions((0.0, 1000.0), (0.0, 600.0), 2, 2),
+        FocusRequest(range_um=40.0), range_after_map_um=10.0,
+    )
+    assert fmap.ready and all(p.success for p in fmap.points)
+    assert abs(fmap.predict_z_um(500.0, 300.0)) < 0.5
+
+
 def test_xy_stage_of_the_core_is_used_for_focus_maps(mic):
     """DemoCamera's DXYStage ("XY"): the driver moves it, and a focus map built through
     Micro-Manager finds DemoCamera's focus plane (Z = 0 everywhere)."""

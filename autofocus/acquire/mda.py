@@ -64,7 +64,7 @@ from autofocus.errors import AutofocusError, ConfigurationError, LimitError, Mic
 from autofocus.logging import get_logger
 from autofocus.scoring.base import Scorer
 from autofocus.scoring.registry import get_scorer
-from autofocus.search.focus import FocusRequest, focus
+from autofocus.search.focus import DEFAULT_TOLERANCE_UM, FocusRequest, focus
 from autofocus.search.maps.focus_map import FocusMap, MapPoint, map_point_verdict
 from autofocus.search.result import FocusResult
 
@@ -501,7 +501,8 @@ class AutofocusEngine(MDAEngine):
         elif req.expected_sigma_um is None and self._is_revisit(p_idx):
             sigma = self.revisit_sigma_um
             if sigma is None:
-                sigma = req.dof_um if req.dof_um is not None else 4.0 * (req.tolerance_um or 0.5)
+                tolerance = req.tolerance_um or DEFAULT_TOLERANCE_UM
+                sigma = req.dof_um if req.dof_um is not None else 4.0 * tolerance
             if sigma > 0:
                 req = replace(req, expected_z_um=z_um, expected_sigma_um=float(sigma))
         return replace(req, center_z_um=self._search_center(z_um, req.range_um))

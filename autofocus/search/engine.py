@@ -271,7 +271,6 @@ class _Run:
         order measured), so progress is live even for a long batch.
         """
         order = sorted(range(len(batch)), key=lambda i: batch[i])
-        self._asked = list(batch)
         z_done = list(batch)
         out = _Batch(
             z_um=z_done,
@@ -398,7 +397,7 @@ class _Run:
         and a snap per position."""
         zs = self._sweep_positions(batch, order)
         if zs is not None:
-            yield from self._sweep(order, zs)
+            yield from self._sweep(batch, order, zs)
             return
         for i in order:
             self._check_cancel_and_timeout()
@@ -420,8 +419,10 @@ class _Run:
             return None  # repeated positions (clamped together): stop and go
         return zs
 
-    def _sweep(self, order: Sequence[int], zs: list[float]):  # noqa: ANN202
-        """Stream the frames of `zs` (ascending, clamped) in one sweep; yields as `_acquire`.
+    def _sweep(self, batch: Sequence[float], order: Sequence[int],  # noqa: ANN202
+               zs: list[float]):
+        """Stream the frames of `zs` (`batch` in `order`, clamped) in one sweep; yields as
+        `_acquire`.
 
         The stage first goes to the sweep's run-up, approached from below like any move;
         every position is limit-checked and recorded before the sweep starts. The travel
@@ -432,7 +433,7 @@ class _Run:
         dof = self.engine.dof_um
         smear_um = STREAM_SMEAR_DOF * dof if dof is not None else None
         for i, z in zip(order, zs, strict=True):
-            asked = self._asked[i]
+            asked = batch[i]
             if abs(asked - z) > 1e-9:
                 self.clamped.append((asked, z))
                 self.log.warning("focus.clamped", asked_z_um=asked, z_um=z)
@@ -521,9 +522,8 @@ class _Run:
         # A tracking strategy whose frames already agree on one peak needs no extra frame.
         if not self.engine.verify or outcome.details.get("verified_in_search"):
             return
-        finite = [m.score for m in self.curve if math.isfinite(m.score)]
-        lo, hi = min(finite), max(finite)
         measured = sorted((m.z_um, m.score) for m in self.curve if math.isfinite(m.score))
+        lo, hi = min(s for _, s in measured), max(s for _, s in measured)
         local = float(np.interp(outcome.best_z_um, [z for z, _ in measured],
                                 [s for _, s in measured]))
         threshold = min(lo + 0.5 * (hi - lo), local - 0.25 * (hi - lo))

@@ -213,7 +213,7 @@ def search_space(
         tolerance_um=float(tolerance),
         coarse_step_um=request.coarse_step_um,
         max_frames=int(request.max_frames),
-        dof_um=request.dof_um if request.dof_um is not None else dof_um,
+        dof_um=known_dof,
         edge_extension_um=0.25 * float(request.range_um) if ext is None else float(ext),
         planes_um=planes_um,
         rival=request.rival,

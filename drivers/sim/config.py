@@ -139,10 +139,9 @@ class SimConfig:
         optics_kw = {key: float(value) for key, value in (
             ("magnification", magnification), ("na", na), ("immersion_index", immersion_index),
         ) if value is not None}
-        config = profile.apply(cls())
         cam_kw.setdefault("exposure_ms", profile.exposure_ms)
-        for key in ("readout_ms", "readout_overlaps", "max_fps"):
-            cam_kw[key] = getattr(config.camera, key)
+        cam_kw.update(readout_ms=profile.readout_ms, readout_overlaps=profile.readout_overlaps,
+                      max_fps=profile.max_fps)
         stage = dataclasses.replace(
             stage, speed_um_per_s=profile.speed_um_per_s, settle_s=profile.settle_s,
             sequenceable=profile.sequenced,

@@ -21,7 +21,12 @@ from typing import Any
 import numpy as np
 from autofocus_drivers.base import Microscope, xy_stage_of
 
-from autofocus.search.focus import FocusRequest, focus
+from autofocus.search.focus import (
+    DEFAULT_TOLERANCE_UM,
+    FocusRequest,
+    focus,
+    microscope_dof_um,
+)
 from autofocus.search.maps.surface import (
     SURFACE_KINDS,
     Surface,
@@ -315,13 +320,11 @@ def build_focus_map(
     return fmap
 
 
-
 def _prediction_sigma_um(fmap: FocusMap, req: FocusRequest, microscope: object) -> float | None:
     """The σ (µm) of the map's prediction as a prior: the larger of one depth of field
     (the request's, the microscope's, else 4 × tolerance) and the map's leave-one-out
-    RMS error when it has one."""
-    from autofocus.search.focus import microscope_dof_um
-
-    dof = req.dof_um or microscope_dof_um(microscope) or 4.0 * req.tolerance_um
+    RMS error when it has one. A request without a tolerance counts `DEFAULT_TOLERANCE_UM`."""
+    tolerance = req.tolerance_um or DEFAULT_TOLERANCE_UM
+    dof = req.dof_um or microscope_dof_um(microscope) or 4.0 * tolerance
     loo = [v for v in fmap.candidates.values() if v is not None and np.isfinite(v)]
     return float(max([dof, *([min(loo)] if loo else [])]))

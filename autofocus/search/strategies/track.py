@@ -20,7 +20,8 @@ import numpy as np
 
 from autofocus.search.strategies.base import SearchSpace
 from autofocus.search.strategies.common import Search
-from autofocus.search.strategies.guided import Guided, log_parabola
+from autofocus.search.strategies.guided import Guided
+from autofocus.search.strategies.guided.shape import bracket_peak
 from autofocus.search.trust import peak_confidence, width_plausible
 
 # The peak must rise this much (relative) above the lowest of the three frames.
@@ -86,15 +87,7 @@ class Track(Guided):
         rise = float(s.max()) / low - 1.0
         if rise < MIN_TRACK_RISE:
             return f"the three frames differ by only {100 * rise:.0f} %: focus drifted away"
-        # Fine scores: a Gaussian in log score above most of the baseline. When the top
-        # frame is an end of the bracket the fine peak's shape is unknown there, so the
-        # wide-capture scores of the same three frames (smooth near focus) locate it.
-        got = log_parabola(z, s - 0.8 * low)
-        c = np.asarray([self.capture_at(zz) for zz in z], dtype=float)
-        if int(np.argmax(s)) != 1 and np.all(np.isfinite(c)) and np.all(c > 0):
-            cap = log_parabola(z, c)
-            if cap is not None:
-                got = (cap[0], got[1] if got is not None else cap[1])
+        got = bracket_peak(z, s, self.capture_at)
         if got is None:
             return "the three frames show no peak: focus drifted more than one depth of field"
         v, hwhm = got

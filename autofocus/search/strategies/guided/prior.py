@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from autofocus.search.strategies.common import Search
-from autofocus.search.strategies.guided.shape import log_parabola
+from autofocus.search.strategies.guided.shape import bracket_peak
 from autofocus.search.trust import peak_confidence, width_plausible
 
 PRIOR_BRACKET_DOF = 1.3  # half-spacing of the first frames, as `track`'s bracket
@@ -197,12 +197,7 @@ class PriorPath:
         if rise < MIN_PRIOR_RISE:
             return (f"the frames near the prior differ by only {100 * rise:.0f} %: no plane "
                     "near the prior")
-        got = log_parabola(z, s - 0.8 * low)
-        c = np.asarray([self.capture_at(zz) for zz in z], dtype=float)  # type: ignore[attr-defined]
-        if int(np.argmax(s)) != len(s) // 2 and np.all(np.isfinite(c)) and np.all(c > 0):
-            cap = log_parabola(z, c)
-            if cap is not None:
-                got = (cap[0], got[1] if got is not None else cap[1])
+        got = bracket_peak(z, s, self.capture_at)  # type: ignore[attr-defined]
         if got is None:
             return "the frames near the prior show no peak"
         v, hwhm = got

@@ -2,12 +2,14 @@
 
 `Refined` is what refining one candidate yields (its peak, or None when the
 fine score never rose); `coarse_step_um` is the coarse spacing from the
-optics; `log_parabola` is the three-point Gaussian fit used throughout.
+optics; `log_parabola` is the three-point Gaussian fit used throughout;
+`bracket_peak` locates the peak in a small bracket of frames (tracking, the prior).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,3 +74,23 @@ def log_parabola(z: np.ndarray, s: np.ndarray) -> tuple[float, float] | None:
     v = zc - c1 / (2.0 * c2) * scale
     hwhm = math.sqrt(LN2 / -c2) * scale
     return float(v), float(hwhm)
+
+
+def bracket_peak(
+    z: np.ndarray, s: np.ndarray, capture_at: Callable[[float], float]
+) -> tuple[float, float] | None:
+    """(centre µm, HWHM µm) of the peak in a bracket of frames `z` with positive fine
+    scores `s`, or None.
+
+    The fine scores are fitted as a Gaussian in log score above 0.8 of their minimum.
+    When the top frame is not the middle one the fine peak's shape is unknown there,
+    so the wide-capture scores of the same frames (`capture_at(z)`, smooth near focus)
+    locate the centre, the fine fit keeping the width where it has one.
+    """
+    got = log_parabola(z, s - 0.8 * float(s.min()))
+    c = np.asarray([capture_at(zz) for zz in z], dtype=float)
+    if int(np.argmax(s)) != len(s) // 2 and np.all(np.isfinite(c)) and np.all(c > 0):
+        cap = log_parabola(z, c)
+        if cap is not None:
+            got = (cap[0], got[1] if got is not None else cap[1])
+    return got
