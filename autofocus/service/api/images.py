@@ -63,6 +63,11 @@ class UploadCost:
     frames: int
     bytes: int
 
+    @classmethod
+    def of(cls, values: int, frames: int, decoded_bytes: int) -> UploadCost:
+        """The cost of `values` decoded into `decoded_bytes`, plus scoring's working memory."""
+        return cls(values, frames, decoded_bytes + SCORING_BYTES_PER_VALUE * values)
+
 
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # colour type -> channels (palette -> RGB)
 
@@ -92,7 +97,7 @@ def upload_cost(data: bytes, filename: str = "upload", *,
                     n = math.prod(map(int, page.shape))
                     values += n
                     nbytes += n * np.dtype(page.dtype).itemsize
-            return UploadCost(values, frames, nbytes + SCORING_BYTES_PER_VALUE * values)
+            return UploadCost.of(values, frames, nbytes)
         if data[:8] == b"\x89PNG\r\n\x1a\n":
             # IHDR is the first chunk: width, height, bit depth, colour type at fixed offsets.
             if len(data) < 26 or data[12:16] != b"IHDR":
@@ -104,13 +109,13 @@ def upload_cost(data: bytes, filename: str = "upload", *,
                 raise ImageError("corrupt PNG header")
             values = width * height * channels
             nbytes = values * (2 if depth == 16 else 1)
-            return UploadCost(values, 1, nbytes + SCORING_BYTES_PER_VALUE * values)
+            return UploadCost.of(values, 1, nbytes)
         if data[:6] == b"\x93NUMPY":
             shape, dtype = _npy_header(io.BytesIO(data))
             values = math.prod(shape)
             frames = shape[0] if len(shape) == 3 and shape[-1] not in (3, 4) else 1
             nbytes = values * np.dtype(dtype).itemsize
-            return UploadCost(values, frames, nbytes + SCORING_BYTES_PER_VALUE * values)
+            return UploadCost.of(values, frames, nbytes)
         raise ImageError("not a TIFF, PNG or NPY file")
     except (ImageError, PixelBudgetExceeded) as exc:
         if isinstance(exc, ImageError) and not str(exc).startswith(f"{filename}:"):

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from autofocus.service.api import routes_maps
-from autofocus.service.api.problems import problem_response
 from autofocus.service.api.schemas import problem
 from autofocus.service.api.security import require_token
 
@@ -35,16 +34,9 @@ async def get_focus_map_grid(
     predicted focus z (µm) over the sample points' bounding box (plus a small margin), for a
     heat map; null where the prediction is not finite or lies outside the Z limits (where
     `GET .../z` answers 422). 404 for an unknown map, 409 while it is not ready."""
-    record = routes_maps._registry(request).get(map_id)
-    if record is None:
-        return problem_response(request, 404, "focus-map-not-found", "Focus map not found",
-                                f"no focus map {map_id!r}")
-    fmap = record.focus_map
-    if record.state != "ready" or fmap is None or fmap.surface is None:
-        return problem_response(
-            request, 409, "focus-map-not-ready", "Focus map not ready",
-            f"focus map {map_id} is {record.state}" + (f": {record.error}" if record.error else ""),
-        )
+    fmap = routes_maps.ready_map(request, map_id)
+    if isinstance(fmap, Response):
+        return fmap
     xs_pts = [p.x_um for p in fmap.points]
     ys_pts = [p.y_um for p in fmap.points]
     x_lo, x_hi = _span(min(xs_pts), max(xs_pts))

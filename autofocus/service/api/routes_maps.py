@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from autofocus.search.maps import SurfaceFitError
+from autofocus.search.maps import FocusMap, SurfaceFitError
 from autofocus.service.api.problems import problem_response
 from autofocus.service.api.schemas import problem
 from autofocus.service.api.security import require_token
@@ -107,6 +107,21 @@ def _not_found(request: Request, map_id: str) -> Response:
     return problem_response(
         request, 404, "focus-map-not-found", "Focus map not found", f"no focus map {map_id!r}"
     )
+
+
+def ready_map(request: Request, map_id: str) -> FocusMap | Response:
+    """The ready map `map_id` (with a fitted surface), or the problem to answer instead:
+    404 for an unknown map, 409 while it is not ready."""
+    record = _registry(request).get(map_id)
+    if record is None:
+        return _not_found(request, map_id)
+    fmap = record.focus_map
+    if record.state != "ready" or fmap is None or fmap.surface is None:
+        return problem_response(
+            request, 409, "focus-map-not-ready", "Focus map not ready",
+            f"focus map {map_id} is {record.state}" + (f": {record.error}" if record.error else ""),
+        )
+    return fmap
 
 
 def _record_response(record: MapRecord, *, created: bool = False) -> JSONResponse:
@@ -221,15 +236,9 @@ async def get_focus_map_z(
     """`{"x_um", "y_um", "z_um", "kind", "loo_rms_um"}`: the surface's focus z there, with the
     map's leave-one-out RMS as an honest error estimate. 409 while the map is not ready; 422
     when the prediction is not a finite number or lies outside the Z limits."""
-    record = _registry(request).get(map_id)
-    if record is None:
-        return _not_found(request, map_id)
-    fmap = record.focus_map
-    if record.state != "ready" or fmap is None or fmap.surface is None:
-        return problem_response(
-            request, 409, "focus-map-not-ready", "Focus map not ready",
-            f"focus map {map_id} is {record.state}" + (f": {record.error}" if record.error else ""),
-        )
+    fmap = ready_map(request, map_id)
+    if isinstance(fmap, Response):
+        return fmap
     if not (math.isfinite(x_um) and math.isfinite(y_um)):
         return problem_response(request, 422, "validation-error", "Invalid request",
                                 "x_um and y_um must be finite")

@@ -71,16 +71,6 @@ class RecordBody(BaseModel):
     optics: Optics | None = None
 
 
-class _Either:
-    """Set when either event is: the client's cancel or the daemon's shutdown."""
-
-    def __init__(self, a: threading.Event, b: threading.Event) -> None:
-        self.a, self.b = a, b
-
-    def is_set(self) -> bool:
-        return self.a.is_set() or self.b.is_set()
-
-
 def _records(request: Request) -> dict[str, dict[str, Any]]:
     with _LOCK:
         if not hasattr(request.app.state, "recordings"):
@@ -121,9 +111,10 @@ async def post_record_stacks(
     rec: dict[str, Any] = {"id": uuid.uuid4().hex[:12], "state": "queued",
                            "out_dir": str(out_dir), "created": time.time(),
                            "request": body.model_dump(), "result": None, "error": None,
-                           "_cancel": threading.Event(), "_done": threading.Event()}
+                           "_task": None, "_done": threading.Event()}
 
-    def task(microscope: Any, stop: threading.Event) -> dict[str, Any]:
+    def task(microscope: Any, cancel: threading.Event) -> dict[str, Any]:
+        # `cancel`: the hardware task's own flag, set by DELETE and by the daemon stopping.
         rec["state"] = "running"
         optics = body.optics.model_dump() if body.optics else None
         return record_stacks(
@@ -132,11 +123,11 @@ async def post_record_stacks(
             center_z_um=body.center_z_um, range_um=body.range_um, step_um=body.step_um,
             tolerance_um=body.tolerance_um, backlash_um=body.backlash_um, prefix=body.prefix,
             modality=body.modality, source="autofocus daemon record-stacks", optics=optics,
-            cancel=_Either(rec["_cancel"], stop))  # type: ignore[arg-type]
+            cancel=cancel)
 
     try:
         # FIFO with focus jobs and maps under queue_max (QueueFull answers 429).
-        future = manager.run_on_worker(task, label="record-stacks").future
+        rec["_task"] = manager.run_on_worker(task, label="record-stacks")
     except NotReady as exc:
         return problem_response(request, 503, "not-ready", "Not ready", str(exc))
 
@@ -151,7 +142,7 @@ async def post_record_stacks(
                        error=str(exc) or type(exc).__name__)
         rec["_done"].set()
 
-    future.add_done_callback(finished)
+    rec["_task"].future.add_done_callback(finished)
     _records(request)[rec["id"]] = rec
     if wait:
         await asyncio.get_running_loop().run_in_executor(None, rec["_done"].wait, wait)
@@ -178,5 +169,5 @@ async def cancel_record_stacks(request: Request, rec_id: RecordId) -> Response:
     rec = _records(request).get(rec_id)
     if rec is None:
         return _missing(request, rec_id)
-    rec["_cancel"].set()
+    rec["_task"].cancel.set()  # between planes, or at once when it starts if still queued
     return _response(rec)

@@ -102,6 +102,18 @@ class AuthThrottle:
             self._clients.pop(client, None)
 
 
+def _lockout(throttle: AuthThrottle, client: str) -> TooManyAuthFailures | None:
+    """The 429 for `client` while it is locked out after too many failed tokens, or None."""
+    wait_s = throttle.locked_for_s(client)
+    if wait_s <= 0:
+        return None
+    return TooManyAuthFailures(
+        f"too many failed authentication attempts from {client}; try again in "
+        f"{math.ceil(wait_s)} s",
+        retry_after_s=wait_s,
+    )
+
+
 def token_refusal(request: Request) -> Exception | None:
     """The error `require_token` would raise for `request` (read from its Authorization
     header), or None. Used where FastAPI refused the body before the dependency ran: an
@@ -111,13 +123,9 @@ def token_refusal(request: Request) -> Exception | None:
         return None
     throttle: AuthThrottle = request.app.state.auth_throttle
     client = request.client.host if request.client else "unknown"
-    wait_s = throttle.locked_for_s(client)
-    if wait_s > 0:
-        return TooManyAuthFailures(
-            f"too many failed authentication attempts from {client}; try again in "
-            f"{math.ceil(wait_s)} s",
-            retry_after_s=wait_s,
-        )
+    locked = _lockout(throttle, client)
+    if locked is not None:
+        return locked
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return Unauthorized("this endpoint needs an `Authorization: Bearer <token>` header")
@@ -137,13 +145,9 @@ async def require_token(
         return
     throttle: AuthThrottle = request.app.state.auth_throttle
     client = request.client.host if request.client else "unknown"
-    wait_s = throttle.locked_for_s(client)
-    if wait_s > 0:
-        raise TooManyAuthFailures(
-            f"too many failed authentication attempts from {client}; try again in "
-            f"{math.ceil(wait_s)} s",
-            retry_after_s=wait_s,
-        )
+    locked = _lockout(throttle, client)
+    if locked is not None:
+        raise locked
     if credentials is None or credentials.scheme.lower() != "bearer":
         # No token at all is not a guess: it does not count towards the back-off.
         raise Unauthorized("this endpoint needs an `Authorization: Bearer <token>` header")

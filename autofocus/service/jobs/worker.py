@@ -359,7 +359,7 @@ class Worker:
             state, error = JobState.FAILED, result.reason or "the focus search failed"
         progress["final_z_um"] = result.final_z_um
         code = None if state is JobState.SUCCEEDED else result.reason_code
-        store_error = getattr(running, "store_error", None)
+        store_error = running.store_error
         if store_error is not None:  # stopped because its record could not be written
             state, code = JobState.FAILED, INTERNAL
             error = _store_sentence(store_error, result.final_z_um, result.start_z_um)
