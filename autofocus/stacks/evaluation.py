@@ -176,18 +176,22 @@ def _stack_entry(
     }
 
 
-def _summarise(entries: list[dict[str, Any]], score_s: float) -> dict[str, Any]:
+def stack_counts(entries: Sequence[Mapping[str, Any]],
+                 flags: Sequence[str] = ("within_tolerance", "top0", "top1")) -> dict[str, Any]:
+    """Counts over the labelled stack entries of an evaluation: `{labeled, FLAG...,
+    mean_spearman}`, each FLAG the number of labelled entries where it is true
+    (unlabelled entries are not counted)."""
     labelled = [e for e in entries if e["best_z_um"] is not None]
     rhos = [e["spearman"] for e in labelled if e["spearman"] is not None]
     return {
         "labeled": len(labelled),
-        "within_tolerance": sum(bool(e["within_tolerance"]) for e in labelled),
-        "top0": sum(bool(e["top0"]) for e in labelled),
-        "top1": sum(bool(e["top1"]) for e in labelled),
+        **{flag: sum(bool(e[flag]) for e in labelled) for flag in flags},
         "mean_spearman": float(np.mean(rhos)) if rhos else None,
-        "score_s": score_s,
-        "stacks": entries,
     }
+
+
+def _summarise(entries: list[dict[str, Any]], score_s: float) -> dict[str, Any]:
+    return {**stack_counts(entries), "score_s": score_s, "stacks": entries}
 
 
 def evaluate_corpus(
@@ -271,4 +275,4 @@ def _model_fields(key: str, scorer: Scorer) -> dict[str, Any]:
     return {"model_path": info.get("model_path", key), "model_id": info.get("model_id")}
 
 
-__all__ = ["ProgressCallback", "evaluate_corpus", "judge_curve", "score_stack"]
+__all__ = ["ProgressCallback", "evaluate_corpus", "judge_curve", "score_stack", "stack_counts"]
