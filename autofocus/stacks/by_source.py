@@ -138,12 +138,13 @@ def seen_stacks(scorer_names: Sequence[str]) -> dict[str, list[str]]:
     from autofocus.scoring.model import card_path_for, default_model_path, load_card, shipped_models
 
     out: dict[str, list[str]] = {}
+    shipped = shipped_models()
     for name in scorer_names:
         m = re.fullmatch(r"focusnet-v(\d+)", name)
         if name == "focusnet":
             path = default_model_path()
-        elif m and int(m.group(1)) in shipped_models():
-            path = shipped_models()[int(m.group(1))]
+        elif m and int(m.group(1)) in shipped:
+            path = shipped[int(m.group(1))]
         elif name.endswith(".onnx"):
             path = Path(name)
         else:
