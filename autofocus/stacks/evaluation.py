@@ -138,7 +138,7 @@ def score_stack(
     return {
         "stack": stack.name,
         "source": stack.source,
-        "scorer": _label(canonical_scorer_name(scorer_name), scorer),
+        "scorer": scorer_label(canonical_scorer_name(scorer_name), scorer),
         "best_z_um": best.z_um,
         "best_path": best.path,
         "best_page": best.page,
@@ -256,12 +256,12 @@ def evaluate_corpus(
         "corpus": str(directory),
         "stacks": total,
         "labeled": n_labelled,
-        "scorers": {_label(n, scorers[n]): {**_summarise(entries[n], timings[n]),
+        "scorers": {scorer_label(n, scorers[n]): {**_summarise(entries[n], timings[n]),
                                             **_model_fields(n, scorers[n])} for n in names},
     }
 
 
-def _label(key: str, scorer: Scorer) -> str:
+def scorer_label(key: str, scorer: Scorer) -> str:
     """A model file is reported by its file name and card id (`Scorer.name` of a model
     opened by path), a registered scorer by its name."""
     return str(getattr(scorer, "name", key)) if is_model_path(key) else key
@@ -275,4 +275,5 @@ def _model_fields(key: str, scorer: Scorer) -> dict[str, Any]:
     return {"model_path": info.get("model_path", key), "model_id": info.get("model_id")}
 
 
-__all__ = ["ProgressCallback", "evaluate_corpus", "judge_curve", "score_stack", "stack_counts"]
+__all__ = ["ProgressCallback", "evaluate_corpus", "judge_curve", "score_stack", "scorer_label",
+           "stack_counts"]
