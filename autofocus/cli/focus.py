@@ -34,7 +34,7 @@ from autofocus.cli.options import (
     ZStepOpt,
     hardware_overrides,
 )
-from autofocus.cli.output import fail
+from autofocus.cli.output import fail, note
 
 if TYPE_CHECKING:
     from autofocus.search.focus import FocusRequest
@@ -283,11 +283,7 @@ def focus_command(
         if overshoot_um is not None and overshoot_um != backlash_um:
             raise typer.BadParameter("give --overshoot-um or its old name --backlash-um, "
                                      "not both", param_hint="--backlash-um")
-        from rich.console import Console
-
-        Console(stderr=True).print(
-            "[yellow]--backlash-um is deprecated: it is the approach overshoot; "
-            "use --overshoot-um[/yellow]")
+        note("--backlash-um is deprecated: it is the approach overshoot; use --overshoot-um")
         overshoot_um = backlash_um
 
     settings = build_settings(
@@ -576,9 +572,9 @@ def _print_summary(report: dict[str, Any]) -> None:
         table.add_row(name, Text(value))
     console = stdout_console()
     console.print(table)
-    note = physical_z_note(report)
-    if note:
-        console.print(Text(note, style="dim"))
+    footnote = physical_z_note(report)
+    if footnote:
+        console.print(Text(footnote, style="dim"))
     if not ok:
         code = report.get("reason_code")
         suffix = f" [{code}]" if code else ""

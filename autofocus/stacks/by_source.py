@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from autofocus.stacks.evaluation import stack_counts
+
 
 def source_key(source: str) -> str:
     """The group a manifest `source` belongs to: its repository (`github:owner/name`).
@@ -33,15 +35,8 @@ def source_key(source: str) -> str:
 
 
 def _group(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    labelled = [e for e in entries if e["best_z_um"] is not None]
-    rhos = [e["spearman"] for e in labelled if e["spearman"] is not None]
-    return {
-        "labeled": len(labelled),
-        "within_tolerance": sum(bool(e["within_tolerance"]) for e in labelled),
-        "top0": sum(bool(e["top0"]) for e in labelled),
-        "mean_spearman": float(np.mean(rhos)) if rhos else None,
-        "stacks": [e["stack"] for e in entries],
-    }
+    return {**stack_counts(entries, flags=("within_tolerance", "top0")),
+            "stacks": [e["stack"] for e in entries]}
 
 
 def by_source(result: Mapping[str, Any],
@@ -143,12 +138,13 @@ def seen_stacks(scorer_names: Sequence[str]) -> dict[str, list[str]]:
     from autofocus.scoring.model import card_path_for, default_model_path, load_card, shipped_models
 
     out: dict[str, list[str]] = {}
+    shipped = shipped_models()
     for name in scorer_names:
         m = re.fullmatch(r"focusnet-v(\d+)", name)
         if name == "focusnet":
             path = default_model_path()
-        elif m and int(m.group(1)) in shipped_models():
-            path = shipped_models()[int(m.group(1))]
+        elif m and int(m.group(1)) in shipped:
+            path = shipped[int(m.group(1))]
         elif name.endswith(".onnx"):
             path = Path(name)
         else:

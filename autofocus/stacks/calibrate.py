@@ -146,7 +146,7 @@ def calibrate(paths: Sequence[str | Path], out_path: str | Path, *, model: str |
                         "on one stack, so the table below is a rough guide; record more "
                         "(autofocus record-stacks) if the instrument allows")
     from autofocus.scoring.defocus import frame_spectrum
-    from autofocus.scoring.model import OnnxDefocusScorer, open_model, sha256_of
+    from autofocus.scoring.model import OnnxDefocusScorer, model_id, open_model, sha256_of
     from autofocus.scoring.preprocess import prepare_raw
 
     scorer = open_model(model, provider="cpu")
@@ -211,7 +211,7 @@ def calibrate(paths: Sequence[str | Path], out_path: str | Path, *, model: str |
     overlap = sorted(trained_on(scorer.card) & {s.name for s in cal})
     report = {
         "stock_model": scorer.model_path.name, "stock_sha256": scorer.card["sha256"],
-        "stock_id": _card_id(scorer.card, scorer.model_path),
+        "stock_id": model_id(scorer.card, scorer.model_path),
         "stock_trained_on": overlap,
         "stacks": [s.name for s in cal], "skipped_unlabelled": skipped,
         "rows_refit": ["score"] + (["log_distance", "log_distance_var"] if with_dof else [])
@@ -226,12 +226,6 @@ def calibrate(paths: Sequence[str | Path], out_path: str | Path, *, model: str |
     _write_card(scorer.card, out_path, digest, report,
                 pair_weights=final_head.weights if refit_head else None)  # type: ignore[union-attr]
     return report
-
-
-def _card_id(card: dict[str, Any], path: Path) -> str:
-    """A model's id as its card names it: `name` `version` (else the file stem)."""
-    name, version = card.get("name"), card.get("version")
-    return " ".join(str(p) for p in (name, version) if p) or path.stem
 
 
 def _fit_head(head: Any, stacks: Sequence[CalStack], layer: OutputLayer, l2: float) -> Any:

@@ -138,7 +138,7 @@ def score_stack(
     return {
         "stack": stack.name,
         "source": stack.source,
-        "scorer": _label(canonical_scorer_name(scorer_name), scorer),
+        "scorer": scorer_label(canonical_scorer_name(scorer_name), scorer),
         "best_z_um": best.z_um,
         "best_path": best.path,
         "best_page": best.page,
@@ -176,18 +176,22 @@ def _stack_entry(
     }
 
 
-def _summarise(entries: list[dict[str, Any]], score_s: float) -> dict[str, Any]:
+def stack_counts(entries: Sequence[Mapping[str, Any]],
+                 flags: Sequence[str] = ("within_tolerance", "top0", "top1")) -> dict[str, Any]:
+    """Counts over the labelled stack entries of an evaluation: `{labeled, FLAG...,
+    mean_spearman}`, each FLAG the number of labelled entries where it is true
+    (unlabelled entries are not counted)."""
     labelled = [e for e in entries if e["best_z_um"] is not None]
     rhos = [e["spearman"] for e in labelled if e["spearman"] is not None]
     return {
         "labeled": len(labelled),
-        "within_tolerance": sum(bool(e["within_tolerance"]) for e in labelled),
-        "top0": sum(bool(e["top0"]) for e in labelled),
-        "top1": sum(bool(e["top1"]) for e in labelled),
+        **{flag: sum(bool(e[flag]) for e in labelled) for flag in flags},
         "mean_spearman": float(np.mean(rhos)) if rhos else None,
-        "score_s": score_s,
-        "stacks": entries,
     }
+
+
+def _summarise(entries: list[dict[str, Any]], score_s: float) -> dict[str, Any]:
+    return {**stack_counts(entries), "score_s": score_s, "stacks": entries}
 
 
 def evaluate_corpus(
@@ -252,12 +256,12 @@ def evaluate_corpus(
         "corpus": str(directory),
         "stacks": total,
         "labeled": n_labelled,
-        "scorers": {_label(n, scorers[n]): {**_summarise(entries[n], timings[n]),
+        "scorers": {scorer_label(n, scorers[n]): {**_summarise(entries[n], timings[n]),
                                             **_model_fields(n, scorers[n])} for n in names},
     }
 
 
-def _label(key: str, scorer: Scorer) -> str:
+def scorer_label(key: str, scorer: Scorer) -> str:
     """A model file is reported by its file name and card id (`Scorer.name` of a model
     opened by path), a registered scorer by its name."""
     return str(getattr(scorer, "name", key)) if is_model_path(key) else key
@@ -271,4 +275,5 @@ def _model_fields(key: str, scorer: Scorer) -> dict[str, Any]:
     return {"model_path": info.get("model_path", key), "model_id": info.get("model_id")}
 
 
-__all__ = ["ProgressCallback", "evaluate_corpus", "judge_curve", "score_stack"]
+__all__ = ["ProgressCallback", "evaluate_corpus", "judge_curve", "score_stack", "scorer_label",
+           "stack_counts"]

@@ -259,6 +259,7 @@ def record_stacks(
         [start_xy if start_xy is not None else (None, None)])  # type: ignore[list-item]
     known = microscope_optics(microscope)
     known.update({k: v for k, v in (optics or {}).items() if v is not None})
+    optics_cells = {k: "" if known.get(k) is None else f"{known[k]:.6g}" for k in OPTICS_COLUMNS}
     out.mkdir(parents=True, exist_ok=True)
     names = _next_names(out, prefix, len(where))
     approach = limits.clamp(float(planes[0]) - max(0.0, backlash_um))
@@ -291,9 +292,7 @@ def record_stacks(
             for row in rows:
                 row.update(best_z_um=_fmt(best), tolerance_um=_fmt(tol), label=kind,
                            modality=modality, source=source, license=license,
-                           x_um=_fmt(x, 3), y_um=_fmt(y, 3), note=note,
-                           **{k: ("" if known.get(k) is None else f"{known[k]:.6g}")
-                              for k in OPTICS_COLUMNS})
+                           x_um=_fmt(x, 3), y_um=_fmt(y, 3), note=note, **optics_cells)
             _append_manifest(out, rows)
             recorded.append(RecordedStack(name, x, y, [float(z) for z in planes], best, tol,
                                           kind, picks))

@@ -40,10 +40,10 @@ from typing import Any
 import numpy as np
 from autofocus_drivers.replay import ReplayMicroscope
 
-from autofocus.scoring.registry import canonical_scorer_name, get_scorer, is_model_path
+from autofocus.scoring.registry import canonical_scorer_name, get_scorer
 from autofocus.search.focus import FocusRequest, focus
 from autofocus.search.strategies.registry import DEFAULT_STRATEGY, canonical_strategy_name
-from autofocus.stacks.evaluation import judge_curve
+from autofocus.stacks.evaluation import judge_curve, scorer_label
 from autofocus.stacks.readers import iter_corpus
 from autofocus.stacks.replay import load_planes, replay_from_stack, replay_request
 
@@ -230,8 +230,7 @@ def evaluate_search(
             progress(stack.name, done, total)
     return {
         "corpus": str(directory),
-        "scorer": (str(getattr(scorer_obj, "name", scorer_name)) if is_model_path(scorer_name)
-                   else scorer_name),
+        "scorer": scorer_label(scorer_name, scorer_obj),
         "strategies": names,
         "starts": [s if isinstance(s, str) else float(s) for s in starts],
         "windows": list(windows),
