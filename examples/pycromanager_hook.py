@@ -22,6 +22,7 @@ import argparse
 import gc
 import json
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -106,4 +107,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # The report is out: leave without the interpreter's finalization, which MMCore's C++
+    # threads (headless pycromanager core) can abort now and then.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
